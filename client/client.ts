@@ -1,0 +1,100 @@
+/**
+ * A caller: request / keyed request / broadcast, over HTTP (an undici pool) or over one
+ * multiplexed WebSocket. Answers with an error code reject with BusError.
+ */
+import { Pool } from 'undici';
+import { BusError } from './errors.js';
+import { Connection } from './connection.js';
+import { Op, SERVED_BY_HEADER, type Headers } from './protocol.js';
+import { makeResponse, Requester, type BusResponse, type RequestOptions } from './requester.js';
+
+export interface ClientOptions {
+  /** Hub base URL, e.g. http://127.0.0.1:3000. */
+  url: string;
+  /** 'http' (default) or 'ws' (one multiplexed WebSocket). */
+  transport?: 'http' | 'ws';
+  /** HTTP connections to keep open. Default 16. */
+  connections?: number;
+  token?: string;
+  /** Default deadline for requests, ms. Default: the hub's. */
+  timeoutMs?: number;
+}
+
+export class Client {
+  private pool: Pool | null = null;
+  private conn: Connection | null = null;
+  private requester: Requester | null = null;
+  private ready: Promise<unknown> | null = null;
+
+  constructor(private readonly o: ClientOptions) {
+    if ((o.transport ?? 'http') === 'ws') {
+      this.conn = new Connection({ url: o.url, role: 'client', ...(o.token ? { token: o.token } : {}) });
+      this.requester = new Requester(this.conn);
+      this.conn.onFrame = (f) => {
+        if (f[0] === Op.Response) this.requester!.onResponse(f);
+      };
+      this.conn.onDrop = (err) => this.requester!.failAll(err);
+    } else {
+      this.pool = new Pool(o.url, { connections: o.connections ?? 16, pipelining: 1 });
+    }
+  }
+
+  /** Sends to any worker of `service`. */
+  request(service: string, body: Uint8Array | string | object, opts: RequestOptions = {}): Promise<BusResponse> {
+    return this.send(service, body, opts);
+  }
+
+  /** Sends to the one worker that owns `key` on `stream`. */
+  requestKeyed(stream: string, key: string, body: Uint8Array | string | object, opts: RequestOptions = {}): Promise<BusResponse> {
+    return this.send(stream, body, { ...opts, key });
+  }
+
+  /** Sends to every worker of `stream`; resolves with the parsed array of replies. */
+  async broadcast<T = unknown>(stream: string, key: string, body: Uint8Array | string | object, opts: RequestOptions = {}): Promise<{ replies: T[]; response: BusResponse }> {
+    const response = await this.send(stream, body, { ...opts, key, broadcast: true });
+    return { replies: response.json<T[]>(), response };
+  }
+
+  async close(): Promise<void> {
+    this.conn?.close();
+    await this.pool?.close();
+  }
+
+  private async send(service: string, body: Uint8Array | string | object, opts: RequestOptions): Promise<BusResponse> {
+    const isObject = typeof body === 'object' && !(body instanceof Uint8Array);
+    const bytes = isObject ? JSON.stringify(body) : (body as Uint8Array | string);
+    const options = { ...opts, contentType: opts.contentType ?? 'application/json', timeoutMs: opts.timeoutMs ?? this.o.timeoutMs };
+    if (this.requester) {
+      if (this.conn!.state !== 'open') {
+        this.ready ??= this.conn!.connect();
+        await this.ready;
+      }
+      return this.requester.request(service, bytes, options);
+    }
+    return this.sendHttp(service, bytes, options);
+  }
+
+  private async sendHttp(service: string, body: Uint8Array | string, opts: RequestOptions): Promise<BusResponse> {
+    const path = opts.broadcast
+      ? `/api/broadcast/${enc(service)}/${enc(opts.key ?? '')}`
+      : opts.key !== undefined ? `/api/${enc(service)}/${enc(opts.key)}` : `/service/${enc(service)}`;
+    const headers: Record<string, string> = { 'content-type': opts.contentType ?? 'application/json', ...(opts.headers ?? {}) };
+    if (opts.timeoutMs !== undefined) headers['x-timeout-ms'] = String(opts.timeoutMs);
+    if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
+    let res;
+    try {
+      res = await this.pool!.request({ path: path + (opts.query ? `?${opts.query}` : ''), method: 'POST', headers, body, signal: opts.signal ?? null });
+    } catch (err) {
+      if ((err as Error).name === 'AbortError') throw new BusError('E_CANCELLED', undefined, undefined, { cause: err });
+      throw new BusError('E_CONNECTION_LOST', (err as Error).message, undefined, { cause: err });
+    }
+    const buf = Buffer.from(await res.body.arrayBuffer());
+    const h: Headers = {};
+    for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h[k] = v;
+    return makeResponse(res.statusCode, h['content-type'] ?? null, h, buf, h[SERVED_BY_HEADER] ?? null);
+  }
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}

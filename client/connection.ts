@@ -1,0 +1,212 @@
+/**
+ * One WebSocket to a hub, shared by workers and callers: hello/welcome, frames batched per
+ * loop turn into one socket write, keep-alive, and reconnect with backoff. What the frames
+ * mean is up to the owner (Worker, WsTransport) through `onFrame` and `onOpen`.
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import WebSocket from 'ws';
+import { BusError } from './errors.js';
+import { CloseCode, decodeFrame, encodeFrame, Op, SUPPORTED_VERSIONS, type Frame, type HelloOptions, type WelcomeInfo } from './protocol.js';
+
+export interface ConnectionOptions {
+  /** Hub base URL (http://host:port or ws://host:port); `/ws` is added. */
+  url: string;
+  role: 'worker' | 'client';
+  /** Stable worker identity; keep it across restarts so partition keys stay put. */
+  instanceId?: string;
+  token?: string;
+  name?: string;
+  /** First reconnect delay, doubled up to reconnectMaxMs. Default 100 ms. */
+  reconnectMinMs?: number;
+  /** Longest reconnect delay. Default 5 s. */
+  reconnectMaxMs?: number;
+  /** Largest frame accepted from the hub. Default 2 MiB. */
+  maxFrameBytes?: number;
+  /** Reconnect after a drop. Default true. */
+  reconnect?: boolean;
+}
+
+type State = 'idle' | 'connecting' | 'open' | 'closed';
+
+/** Turns a hub base URL into its WebSocket endpoint. */
+export function wsUrl(url: string): string {
+  const u = new URL(url);
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  if (!u.pathname.endsWith('/ws')) u.pathname = u.pathname.replace(/\/$/, '') + '/ws';
+  return u.toString();
+}
+
+export class Connection extends EventEmitter {
+  state: State = 'idle';
+  welcome: WelcomeInfo | null = null;
+  private ws: WebSocket | null = null;
+  private outbox: Buffer[] = [];
+  private flushScheduled = false;
+  private backoff: number;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  private lastHeard = 0;
+  /** Called with every frame after the welcome. */
+  onFrame: (frame: Frame) => void = () => {};
+  /** Called after each welcome, before queued frames go out (to re-register). */
+  onOpen: (welcome: WelcomeInfo) => void = () => {};
+  /** Called when a socket drops (before any reconnect). */
+  onDrop: (err: Error) => void = () => {};
+
+  constructor(private readonly o: ConnectionOptions) {
+    super();
+    this.backoff = o.reconnectMinMs ?? 100;
+  }
+
+  /** Connects; resolves at the first welcome, rejects if the first attempt fails and reconnect is off. */
+  connect(): Promise<WelcomeInfo> {
+    if (this.state === 'closed') return Promise.reject(new BusError('E_CONNECTION_LOST', 'connection closed'));
+    return new Promise((resolve, reject) => {
+      const onWelcome = (w: WelcomeInfo) => {
+        this.off('fatal', onFatal);
+        resolve(w);
+      };
+      const onFatal = (err: Error) => {
+        this.off('welcome', onWelcome);
+        reject(err);
+      };
+      this.once('welcome', onWelcome);
+      this.once('fatal', onFatal);
+      if (this.state === 'idle') this.open();
+    });
+  }
+
+  /** Queues a frame; frames go out together at the end of this loop turn. */
+  send(frame: Frame): void {
+    this.sendRaw(encodeFrame(frame));
+  }
+
+  sendRaw(bytes: Buffer): void {
+    if (this.state === 'closed') return;
+    this.outbox.push(bytes);
+    if (!this.flushScheduled && this.state === 'open') {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Bytes waiting in this process for the socket. */
+  get bufferedAmount(): number {
+    return this.ws?.bufferedAmount ?? 0;
+  }
+
+  /** Closes for good; no reconnect. */
+  close(code: number = CloseCode.Normal): void {
+    if (this.state === 'closed') return;
+    this.flush();
+    this.state = 'closed';
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.reconnectTimer = this.watchdog = null;
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      if (ws.readyState === WebSocket.OPEN) ws.close(code);
+      else ws.terminate();
+    }
+    this.emit('closed');
+  }
+
+  private open(): void {
+    this.state = 'connecting';
+    const ws = new WebSocket(wsUrl(this.o.url), { maxPayload: this.o.maxFrameBytes ?? 2 * 1024 * 1024, perMessageDeflate: false });
+    this.ws = ws;
+    ws.binaryType = 'nodebuffer';
+    let welcomed = false;
+    ws.on('open', () => {
+      const hello: HelloOptions = { versions: [...SUPPORTED_VERSIONS], role: this.o.role };
+      if (this.o.instanceId) hello.instanceId = this.o.instanceId;
+      if (this.o.token) hello.token = this.o.token;
+      if (this.o.name) hello.name = this.o.name;
+      ws.send(encodeFrame([Op.Hello, hello]));
+    });
+    ws.on('ping', () => {
+      this.lastHeard = Date.now();
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      this.lastHeard = Date.now();
+      if (!isBinary) return;
+      let frame: Frame;
+      try {
+        frame = decodeFrame(data, false);
+      } catch (err) {
+        this.emit('error', err);
+        return;
+      }
+      if (!welcomed) {
+        if (frame[0] === Op.Welcome) {
+          welcomed = true;
+          this.welcome = frame[1];
+          this.state = 'open';
+          this.backoff = this.o.reconnectMinMs ?? 100;
+          this.startWatchdog(frame[1]);
+          this.onOpen(frame[1]);
+          this.emit('welcome', frame[1]);
+          this.flush();
+          return;
+        }
+        if (frame[0] === Op.ProtocolError) {
+          const err = new BusError(frame[1], frame[2]);
+          this.emit('fatal', err);
+          return;
+        }
+      }
+      this.onFrame(frame);
+    });
+    ws.on('error', (err) => {
+      this.emit('socketError', err);
+    });
+    ws.on('close', (code, reason) => {
+      if (this.ws === ws) this.ws = null;
+      if (this.watchdog) clearInterval(this.watchdog);
+      this.watchdog = null;
+      if (this.state === 'closed') return;
+      const err = new BusError('E_CONNECTION_LOST', `connection to the hub closed (${code}${reason.length ? ' ' + reason.toString() : ''})`);
+      this.state = 'connecting';
+      this.outbox = [];
+      this.onDrop(err);
+      if (this.o.reconnect === false) {
+        this.state = 'closed';
+        this.emit('fatal', err);
+        this.emit('closed');
+        return;
+      }
+      const delay = this.backoff * (0.5 + Math.random() / 2);
+      this.backoff = Math.min(this.backoff * 2, this.o.reconnectMaxMs ?? 5000);
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = null;
+        if (this.state !== 'closed') this.open();
+      }, delay);
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || this.outbox.length === 0) return;
+    const frames = this.outbox;
+    this.outbox = [];
+    // One socket write for the whole batch: cork the underlying TCP socket.
+    const socket = (ws as unknown as { _socket?: Socket })._socket;
+    socket?.cork();
+    for (const f of frames) ws.send(f, { binary: true });
+    socket?.uncork();
+  }
+
+  /** The hub pings every pingIntervalMs; silence past the pong timeout means a dead link. */
+  private startWatchdog(w: WelcomeInfo): void {
+    this.lastHeard = Date.now();
+    if (this.watchdog) clearInterval(this.watchdog);
+    const limit = w.pingIntervalMs + w.pongTimeoutMs;
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.lastHeard > limit) this.ws?.terminate();
+    }, Math.max(50, Math.min(w.pingIntervalMs, 1000)));
+  }
+}

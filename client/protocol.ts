@@ -1,0 +1,339 @@
+/**
+ * The astromesh wire protocol, version 1: the one definition of every frame, shared by the
+ * hub and the client library. PROTOCOL.md is the normative description of the same thing.
+ *
+ * One WebSocket binary message carries one frame: a msgpack array whose first element is the
+ * op code. Standard msgpack only (no extension types), bodies as `bin`, so a worker in any
+ * language with any msgpack library can speak it. Decoding validates the shape in place and
+ * returns the decoded array itself, so the hot path allocates no frame objects.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import { isErrorCode, type ErrorCode } from './errors.js';
+
+/** The protocol version this build speaks best. */
+export const PROTOCOL_VERSION = 1;
+/** Every version this build can speak, newest first. */
+export const SUPPORTED_VERSIONS: readonly number[] = [1];
+
+/** Frame op codes: the first element of every frame. */
+export const Op = {
+  Hello: 1,
+  Welcome: 2,
+  Register: 3,
+  Unregister: 4,
+  Job: 5,
+  Reply: 6,
+  Error: 7,
+  Cancel: 8,
+  CancelAck: 9,
+  Request: 10,
+  Response: 11,
+  Drain: 12,
+  Goodbye: 13,
+  ProtocolError: 14,
+} as const;
+export type OpCode = (typeof Op)[keyof typeof Op];
+
+/** How a Request frame is routed. */
+export const RequestMode = { Any: 0, Keyed: 1, Broadcast: 2 } as const;
+export type RequestModeCode = (typeof RequestMode)[keyof typeof RequestMode];
+
+/** WebSocket close codes the hub uses. */
+export const CloseCode = {
+  Normal: 1000,
+  GoingAway: 1001,
+  Protocol: 1002,
+  Policy: 1008,
+  TooBig: 1009,
+  Replaced: 4001,
+  Unresponsive: 4002,
+} as const;
+
+/** Header name → value, names in lower case. */
+export type Headers = Record<string, string>;
+
+export interface HelloOptions {
+  /** Versions the client speaks; the hub picks the highest it shares. */
+  versions: number[];
+  role: 'worker' | 'client';
+  /** Stable identity of a worker, kept across reconnects so its partition keys do not move. */
+  instanceId?: string;
+  token?: string;
+  name?: string;
+}
+export interface WelcomeInfo {
+  version: number;
+  hubId: string;
+  sessionId: number;
+  instanceId: string;
+  maxFrameBytes: number;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+}
+
+export type HelloFrame = [typeof Op.Hello, HelloOptions];
+export type WelcomeFrame = [typeof Op.Welcome, WelcomeInfo];
+export type RegisterFrame = [typeof Op.Register, string, number, number];
+export type UnregisterFrame = [typeof Op.Unregister, string];
+/** [op, jobId, service, key, remainingMs, attempt, contentType, headers, query, body] */
+export type JobFrame = [typeof Op.Job, number, string, string | null, number, number, string | null, Headers | null, string | null, Uint8Array];
+/** [op, jobId, status, contentType, headers, body] */
+export type ReplyFrame = [typeof Op.Reply, number, number, string | null, Headers | null, Uint8Array];
+/** [op, jobId, status, code, message] */
+export type ErrorFrame = [typeof Op.Error, number, number | null, string | null, string | null];
+/** [op, id, code]: hub → worker cancels a job; client → hub cancels its own request. */
+export type CancelFrame = [typeof Op.Cancel, number, string | null];
+export type CancelAckFrame = [typeof Op.CancelAck, number];
+/** [op, requestId, mode, service, key, timeoutMs, contentType, headers, query, body] */
+export type RequestFrame = [typeof Op.Request, number, RequestModeCode, string, string | null, number | null, string | null, Headers | null, string | null, Uint8Array];
+/** [op, requestId, status, contentType, headers, body, servedBy] */
+export type ResponseFrame = [typeof Op.Response, number, number, string | null, Headers | null, Uint8Array, string | null];
+export type DrainFrame = [typeof Op.Drain];
+export type GoodbyeFrame = [typeof Op.Goodbye, string | null, string | null];
+/** [op, code, message, ref, fatal] */
+export type ProtocolErrorFrame = [typeof Op.ProtocolError, ErrorCode, string, string | number | null, boolean];
+
+export type Frame =
+  | HelloFrame | WelcomeFrame | RegisterFrame | UnregisterFrame | JobFrame | ReplyFrame | ErrorFrame
+  | CancelFrame | CancelAckFrame | RequestFrame | ResponseFrame | DrainFrame | GoodbyeFrame | ProtocolErrorFrame;
+
+/** A frame that does not follow the protocol. */
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+// Standard msgpack only: no records, `undefined` as nil, maps as plain objects.
+const packr = new Packr({ useRecords: false, encodeUndefinedAsNil: true, variableMapSize: true });
+const EMPTY = new Uint8Array(0);
+
+/** Encodes a frame as one msgpack message. */
+export function encodeFrame(frame: Frame): Buffer {
+  return packr.pack(frame);
+}
+
+/**
+ * Decoders. `copyBuffers` matters where the source bytes are only borrowed (uWebSockets.js
+ * hands out an ArrayBuffer that is invalid after the callback), so bodies must be copied out.
+ */
+const borrowingUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffers: true, int64AsType: 'number' });
+const owningUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffers: false, int64AsType: 'number' });
+
+/**
+ * Decodes and validates one frame. Throws ProtocolError on anything that is not a valid frame
+ * of this version. `borrowed` says the bytes will be reused after this call returns.
+ */
+export function decodeFrame(bytes: Uint8Array, borrowed: boolean): Frame {
+  let msg: unknown;
+  try {
+    msg = (borrowed ? borrowingUnpackr : owningUnpackr).unpack(bytes);
+  } catch (err) {
+    throw new ProtocolError(`not a msgpack message: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(msg) || msg.length === 0) throw new ProtocolError('a frame must be a non-empty msgpack array');
+  const f = msg as unknown[];
+  switch (f[0]) {
+    case Op.Job: return checkJob(f);
+    case Op.Reply: return checkReply(f);
+    case Op.Request: return checkRequest(f);
+    case Op.Response: return checkResponse(f);
+    case Op.Error: return checkError(f);
+    case Op.Cancel: return checkCancel(f);
+    case Op.CancelAck: return checkCancelAck(f);
+    case Op.Hello: return checkHello(f);
+    case Op.Welcome: return checkWelcome(f);
+    case Op.Register: return checkRegister(f);
+    case Op.Unregister: return checkUnregister(f);
+    case Op.Drain: return [Op.Drain];
+    case Op.Goodbye: return checkGoodbye(f);
+    case Op.ProtocolError: return checkProtocolError(f);
+    default: throw new ProtocolError(`unknown op ${describe(f[0])}`);
+  }
+}
+
+function checkJob(f: unknown[]): JobFrame {
+  arity(f, 10, 'job');
+  id(f[1], 'job id'); str(f[2], 'service'); optStr(f[3], 'key'); uint(f[4], 'remainingMs'); uint(f[5], 'attempt');
+  optStr(f[6], 'contentType'); optHeaders(f[7]); optStr(f[8], 'query');
+  f[9] = body(f[9]);
+  return f as JobFrame;
+}
+
+function checkReply(f: unknown[]): ReplyFrame {
+  arity(f, 6, 'reply');
+  id(f[1], 'job id'); status(f[2]); optStr(f[3], 'contentType'); optHeaders(f[4]);
+  f[5] = body(f[5]);
+  return f as ReplyFrame;
+}
+
+function checkRequest(f: unknown[]): RequestFrame {
+  arity(f, 10, 'request');
+  id(f[1], 'request id');
+  if (f[2] !== RequestMode.Any && f[2] !== RequestMode.Keyed && f[2] !== RequestMode.Broadcast) throw new ProtocolError(`request mode must be 0, 1 or 2, not ${describe(f[2])}`);
+  str(f[3], 'service'); optStr(f[4], 'key');
+  if (f[5] !== null && f[5] !== undefined) uint(f[5], 'timeoutMs'); else f[5] = null;
+  optStr(f[6], 'contentType'); optHeaders(f[7]); optStr(f[8], 'query');
+  f[9] = body(f[9]);
+  return f as RequestFrame;
+}
+
+function checkResponse(f: unknown[]): ResponseFrame {
+  arity(f, 7, 'response');
+  id(f[1], 'request id'); status(f[2]); optStr(f[3], 'contentType'); optHeaders(f[4]);
+  f[5] = body(f[5]);
+  optStr(f[6], 'servedBy');
+  return f as ResponseFrame;
+}
+
+function checkError(f: unknown[]): ErrorFrame {
+  arity(f, 5, 'error');
+  id(f[1], 'job id');
+  if (f[2] !== null && f[2] !== undefined) status(f[2]); else f[2] = null;
+  optStr(f[3], 'code'); optStr(f[4], 'message');
+  return f as ErrorFrame;
+}
+
+function checkCancel(f: unknown[]): CancelFrame {
+  arity(f, 2, 'cancel');
+  id(f[1], 'id');
+  if (f.length > 2) optStr(f[2], 'code'); else f[2] = null;
+  return f as CancelFrame;
+}
+
+function checkCancelAck(f: unknown[]): CancelAckFrame {
+  arity(f, 2, 'cancel ack');
+  id(f[1], 'job id');
+  return f as CancelAckFrame;
+}
+
+function checkHello(f: unknown[]): HelloFrame {
+  arity(f, 2, 'hello');
+  const o = map(f[1], 'hello');
+  if (!Array.isArray(o.versions) || o.versions.length === 0 || o.versions.length > 16 || !o.versions.every((v) => Number.isSafeInteger(v) && v > 0)) {
+    throw new ProtocolError('hello.versions must be a non-empty array of positive integers');
+  }
+  if (o.role !== 'worker' && o.role !== 'client') throw new ProtocolError('hello.role must be "worker" or "client"');
+  if (o.instanceId !== undefined && o.instanceId !== null && !isValidInstanceId(o.instanceId)) throw new ProtocolError('hello.instanceId must be 1-128 printable ASCII characters');
+  if (o.token !== undefined && o.token !== null && (typeof o.token !== 'string' || o.token.length > 4096)) throw new ProtocolError('hello.token must be a string');
+  if (o.name !== undefined && o.name !== null && (typeof o.name !== 'string' || o.name.length > 256)) throw new ProtocolError('hello.name must be a short string');
+  return f as HelloFrame;
+}
+
+function checkWelcome(f: unknown[]): WelcomeFrame {
+  arity(f, 2, 'welcome');
+  const o = map(f[1], 'welcome');
+  uint(o.version, 'welcome.version'); str(o.hubId, 'welcome.hubId'); uint(o.sessionId, 'welcome.sessionId'); str(o.instanceId, 'welcome.instanceId');
+  uint(o.maxFrameBytes, 'welcome.maxFrameBytes'); uint(o.pingIntervalMs, 'welcome.pingIntervalMs'); uint(o.pongTimeoutMs, 'welcome.pongTimeoutMs');
+  return f as WelcomeFrame;
+}
+
+function checkRegister(f: unknown[]): RegisterFrame {
+  arity(f, 4, 'register');
+  str(f[1], 'service'); uint(f[2], 'concurrency');
+  if (typeof f[3] !== 'number' || !(f[3] > 0) || !Number.isFinite(f[3])) throw new ProtocolError('register weight must be a positive number');
+  return f as RegisterFrame;
+}
+
+function checkUnregister(f: unknown[]): UnregisterFrame {
+  arity(f, 2, 'unregister');
+  str(f[1], 'service');
+  return f as UnregisterFrame;
+}
+
+function checkGoodbye(f: unknown[]): GoodbyeFrame {
+  if (f.length < 3) { f[1] = f[1] ?? null; f[2] = f[2] ?? null; }
+  optStr(f[1], 'code'); optStr(f[2], 'message');
+  return f as GoodbyeFrame;
+}
+
+function checkProtocolError(f: unknown[]): ProtocolErrorFrame {
+  arity(f, 5, 'protocol error');
+  if (!isErrorCode(f[1])) throw new ProtocolError(`unknown error code ${describe(f[1])}`);
+  str(f[2], 'message');
+  if (f[3] !== null && f[3] !== undefined && typeof f[3] !== 'string' && !Number.isSafeInteger(f[3])) throw new ProtocolError('protocol error ref must be a string, an integer or nil');
+  if (typeof f[4] !== 'boolean') throw new ProtocolError('protocol error fatal must be a boolean');
+  return f as ProtocolErrorFrame;
+}
+
+function arity(f: unknown[], n: number, what: string): void {
+  if (f.length < n) throw new ProtocolError(`${what} frame needs ${n} elements, got ${f.length}`);
+}
+function id(v: unknown, what: string): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError(`${what} must be a non-negative integer`);
+}
+function uint(v: unknown, what: string): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError(`${what} must be a non-negative integer`);
+}
+function status(v: unknown): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 200 || v > 599) throw new ProtocolError('status must be an integer from 200 to 599');
+}
+function str(v: unknown, what: string): void {
+  if (typeof v !== 'string') throw new ProtocolError(`${what} must be a string`);
+}
+function optStr(v: unknown, what: string): void {
+  if (v !== null && v !== undefined && typeof v !== 'string') throw new ProtocolError(`${what} must be a string or nil`);
+}
+function map(v: unknown, what: string): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) throw new ProtocolError(`${what} must be a map`);
+  return v as Record<string, unknown>;
+}
+function optHeaders(v: unknown): void {
+  if (v === null || v === undefined) return;
+  const o = map(v, 'headers');
+  let n = 0;
+  for (const k in o) {
+    if (typeof o[k] !== 'string') throw new ProtocolError('header values must be strings');
+    if (++n > 64) throw new ProtocolError('at most 64 headers');
+  }
+}
+function body(v: unknown): Uint8Array {
+  if (v instanceof Uint8Array) return v;
+  if (v === null || v === undefined) return EMPTY;
+  if (typeof v === 'string') return Buffer.from(v, 'utf8');
+  throw new ProtocolError('body must be bin, str or nil');
+}
+function describe(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v.slice(0, 32)) : String(v);
+}
+
+const NAME_RE = /^[A-Za-z0-9._-]{1,128}$/;
+const DOTS_RE = /^\.+$/;
+/** Service (stream) names: 1-128 of A-Z a-z 0-9 . _ -, not made of dots only. */
+export function isValidName(name: unknown): name is string {
+  return typeof name === 'string' && NAME_RE.test(name) && !DOTS_RE.test(name);
+}
+/** Partition keys: 1-256 bytes of UTF-8 text. */
+export function isValidKey(key: unknown): key is string {
+  return typeof key === 'string' && key.length > 0 && key.length <= 256 && Buffer.byteLength(key, 'utf8') <= 256;
+}
+const INSTANCE_RE = /^[\x21-\x7e]{1,128}$/;
+/** Worker instance ids: 1-128 printable ASCII characters without spaces. */
+export function isValidInstanceId(id: unknown): id is string {
+  return typeof id === 'string' && INSTANCE_RE.test(id);
+}
+/** Picks the highest version both sides speak, or 0 when there is none. */
+export function negotiateVersion(offered: readonly number[]): number {
+  for (const v of SUPPORTED_VERSIONS) if (offered.includes(v)) return v;
+  return 0;
+}
+
+/** True for content types whose bodies are JSON text. */
+export function isJsonContentType(ct: string | null | undefined): boolean {
+  if (!ct) return false;
+  const semi = ct.indexOf(';');
+  const base = (semi === -1 ? ct : ct.slice(0, semi)).trim().toLowerCase();
+  return base === 'application/json' || base.endsWith('+json');
+}
+
+/** HTTP header on every answer that carries an error code (hub errors and handler errors). */
+export const ERROR_CODE_HEADER = 'x-error-code';
+/** HTTP header naming the hub and worker instance that produced an answer. */
+export const SERVED_BY_HEADER = 'x-served-by';
+
+/** The content type a reply has when the worker names none. */
+export const DEFAULT_CONTENT_TYPE = 'application/json';
+/** The status a reply has when the worker names none. */
+export const DEFAULT_STATUS = 200;
+export { type ErrorCode };

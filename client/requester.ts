@@ -1,0 +1,117 @@
+/**
+ * Requests over a WebSocket connection, multiplexed by request id: used by Worker (a service
+ * calling another over its own socket) and by Client's WebSocket transport.
+ */
+import { BusError, isErrorCode } from './errors.js';
+import type { Connection } from './connection.js';
+import { ERROR_CODE_HEADER, Op, RequestMode, type Headers, type RequestModeCode, type ResponseFrame } from './protocol.js';
+
+
+export interface RequestOptions {
+  /** Route to the owner of this partition key. */
+  key?: string;
+  /** Send to every worker of the stream; the body of the answer is a JSON array. */
+  broadcast?: boolean;
+  timeoutMs?: number;
+  contentType?: string;
+  headers?: Headers;
+  query?: string;
+  signal?: AbortSignal;
+}
+
+/** An answer from a worker (or a broadcast's merged answer). */
+export interface BusResponse {
+  status: number;
+  contentType: string;
+  headers: Headers;
+  body: Buffer;
+  /** `<hubId>/<instanceId>` of the worker that answered. */
+  servedBy: string | null;
+  text(): string;
+  json<T = unknown>(): T;
+}
+
+/** Builds a BusResponse; throws BusError when the answer carries an error code. */
+export function makeResponse(status: number, contentType: string | null, headers: Headers, body: Buffer, servedBy: string | null): BusResponse {
+  const code = headers[ERROR_CODE_HEADER];
+  if (code !== undefined) {
+    let message = `request failed with ${code}`;
+    try {
+      const parsed = JSON.parse(body.toString('utf8')) as { error?: { message?: string } };
+      if (parsed.error?.message) message = parsed.error.message;
+    } catch {
+      // keep the generic message
+    }
+    const err = new BusError(isErrorCode(code) ? code : 'E_HANDLER', message, status);
+    (err as BusError & { workerCode?: string }).workerCode = code;
+    throw err;
+  }
+  return {
+    status, contentType: contentType ?? 'application/json', headers, body, servedBy,
+    text: () => body.toString('utf8'),
+    json: <T>() => JSON.parse(body.toString('utf8')) as T,
+  };
+}
+
+interface Pending {
+  resolve: (r: BusResponse) => void;
+  reject: (e: Error) => void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+export class Requester {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+
+  constructor(private readonly conn: Connection) {}
+
+  request(service: string, body: Uint8Array | string, opts: RequestOptions = {}): Promise<BusResponse> {
+    if (this.conn.state !== 'open') return Promise.reject(new BusError('E_CONNECTION_LOST', 'not connected to a hub'));
+    if (opts.signal?.aborted) return Promise.reject(new BusError('E_CANCELLED'));
+    const id = this.nextId++;
+    const mode: RequestModeCode = opts.broadcast ? RequestMode.Broadcast : opts.key !== undefined ? RequestMode.Keyed : RequestMode.Any;
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    return new Promise<BusResponse>((resolve, reject) => {
+      const p: Pending = { resolve, reject, signal: opts.signal, onAbort: undefined };
+      if (opts.signal) {
+        p.onAbort = () => {
+          if (this.pending.get(id) !== p) return;
+          this.pending.delete(id);
+          this.conn.send([Op.Cancel, id, 'E_CANCELLED']);
+          reject(new BusError('E_CANCELLED'));
+        };
+        opts.signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.pending.set(id, p);
+      this.conn.send([Op.Request, id, mode, service, opts.key ?? null, opts.timeoutMs ?? null, opts.contentType ?? 'application/json', opts.headers ?? null, opts.query ?? null, bytes]);
+    });
+  }
+
+  onResponse(f: ResponseFrame): void {
+    const [, id, status, contentType, headers, body, servedBy] = f;
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
+    try {
+      p.resolve(makeResponse(status, contentType, headers ?? {}, Buffer.from(body.buffer, body.byteOffset, body.byteLength), servedBy));
+    } catch (err) {
+      p.reject(err as Error);
+    }
+  }
+
+  /** The connection dropped: every pending request fails (the caller may retry). */
+  failAll(err: Error): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) {
+      if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
+      p.reject(err);
+    }
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+}

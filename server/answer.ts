@@ -1,0 +1,116 @@
+/**
+ * Writing a settled job back to an HTTP caller. Answers are queued as replies arrive and
+ * written from one setImmediate, each inside `res.cork`, because a write from inside a
+ * WebSocket message handler cannot be corked and costs a syscall per header.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { HttpResponse } from 'uWebSockets.js';
+import { ERRORS, errorBody, isErrorCode, type ErrorCode } from '../client/errors.js';
+import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, SERVED_BY_HEADER, type Headers } from '../client/protocol.js';
+import type { Job, JobWaiter } from './job.js';
+
+
+const statusLines = new Map<number, string>();
+/** "200 OK" for 200, cached. */
+export function statusLine(status: number): string {
+  let line = statusLines.get(status);
+  if (!line) {
+    line = `${status} ${STATUS_CODES[status] ?? 'Status'}`;
+    if (statusLines.size < 512) statusLines.set(status, line);
+  }
+  return line;
+}
+
+/** Headers a worker may not set: framing, hop-by-hop, and the ones the hub writes itself. */
+const RESERVED = new Set([
+  'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'date',
+  'proxy-authenticate', 'proxy-connection', 'content-type', SERVED_BY_HEADER, ERROR_CODE_HEADER, 'retry-after',
+]);
+const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
+const VALUE_RE = /^[\t\x20-\x7e\x80-\xff]{0,8192}$/;
+
+/** Whether a worker-supplied header may reach an HTTP caller. */
+export function isPassableHeader(name: string, value: string): boolean {
+  return TOKEN_RE.test(name) && !RESERVED.has(name.toLowerCase()) && VALUE_RE.test(value);
+}
+
+/** Headers of a WebSocket Response frame: the reply's own, plus the error code if any. */
+export function answerHeaders(job: Job): Headers | null {
+  if (job.errorCode !== null) {
+    const h: Headers = { [ERROR_CODE_HEADER]: String(job.errorCode) };
+    if (job.status === 503) h['retry-after'] = '1';
+    return h;
+  }
+  return job.replyHeaders;
+}
+
+/** Writes a hub error as the whole answer. Call inside a cork (or a uWS handler). */
+export function writeError(res: HttpResponse, code: ErrorCode, hubId: string, message: string = ERRORS[code].message): void {
+  writeErrorAnswer(res, ERRORS[code].status, code, message, hubId);
+}
+
+function writeErrorAnswer(res: HttpResponse, status: number, code: string, message: string, servedBy: string): void {
+  res.writeStatus(statusLine(status));
+  res.writeHeader('content-type', 'application/json');
+  res.writeHeader(ERROR_CODE_HEADER, code);
+  res.writeHeader(SERVED_BY_HEADER, servedBy);
+  if (status === 503) res.writeHeader('retry-after', '1');
+  res.end(isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } }));
+}
+
+/** Writes a settled job as the whole answer. Call inside a cork. */
+export function writeJobAnswer(res: HttpResponse, job: Job, hubId: string): void {
+  if (job.errorCode !== null) {
+    writeErrorAnswer(res, job.status, String(job.errorCode), job.errorMessage ?? '', job.servedBy ?? hubId);
+    return;
+  }
+  res.writeStatus(statusLine(job.status));
+  res.writeHeader('content-type', job.replyContentType ?? DEFAULT_CONTENT_TYPE);
+  res.writeHeader(SERVED_BY_HEADER, job.servedBy ?? hubId);
+  const h = job.replyHeaders;
+  if (h) for (const name in h) if (isPassableHeader(name, h[name]!)) res.writeHeader(name, h[name]!);
+  res.end(job.replyBody ?? EMPTY);
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The waiter of every HTTP job: collects settled jobs and answers them all in the next
+ * setImmediate. `job.callerRef` holds the response until it is answered or aborted (null).
+ */
+export class HttpAnswerQueue implements JobWaiter {
+  private pending: Job[] = [];
+  private scheduled = false;
+  private current: Job | null = null;
+  private readonly flushBound = (): void => this.flush();
+  private readonly writeCurrent = (): void => {
+    const job = this.current!;
+    writeJobAnswer(job.callerRef as HttpResponse, job, this.hubId);
+  };
+
+  constructor(private readonly hubId: string) {}
+
+  settled(job: Job): void {
+    if (job.callerRef === null) return;
+    this.pending.push(job);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    for (const job of batch) {
+      const res = job.callerRef as HttpResponse | null;
+      if (res === null) continue; // aborted while the answer waited
+      this.current = job;
+      res.cork(this.writeCurrent);
+      job.callerRef = null;
+      job.replyBody = null;
+    }
+    this.current = null;
+  }
+}

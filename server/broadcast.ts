@@ -1,0 +1,70 @@
+/**
+ * A broadcast waits for one part per worker instance and answers its caller once, with a JSON
+ * array of every part's reply (in registration order) and headers counting what went wrong.
+ */
+import { errorBody, isErrorCode } from '../client/errors.js';
+import { isJsonContentType } from '../client/protocol.js';
+import { Job, JobState, type JobWaiter } from './job.js';
+
+/** Response headers of a broadcast answer. */
+export const BROADCAST_HEADERS = {
+  asked: 'x-broadcast-asked',
+  failed: 'x-broadcast-failed',
+  timedOut: 'x-broadcast-timed-out',
+} as const;
+
+const OPEN = Buffer.from('[');
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']');
+const NULL = Buffer.from('null');
+
+export class BroadcastGather implements JobWaiter {
+  private remaining: number;
+
+  constructor(
+    private readonly parent: Job,
+    private readonly asked: number,
+  ) {
+    this.remaining = asked;
+  }
+
+  settled(): void {
+    if (--this.remaining > 0) return;
+    const parent = this.parent;
+    const parts = parent.parts ?? [];
+    const chunks: Uint8Array[] = [OPEN];
+    let failed = 0;
+    let timedOut = 0;
+    parts.forEach((part, i) => {
+      if (i > 0) chunks.push(COMMA);
+      if (part.errorCode !== null) {
+        if (part.errorCode === 'E_DEADLINE') timedOut++;
+        else failed++;
+        const code = part.errorCode;
+        chunks.push(Buffer.from(isErrorCode(code) ? errorBody(code, part.errorMessage ?? undefined) : JSON.stringify({ error: { code, message: part.errorMessage } })));
+      } else {
+        chunks.push(partJson(part));
+      }
+      part.replyBody = null;
+    });
+    chunks.push(CLOSE);
+    parent.state = JobState.Settled;
+    parent.status = 200;
+    parent.replyContentType = 'application/json';
+    parent.replyHeaders = {
+      [BROADCAST_HEADERS.asked]: String(this.asked),
+      [BROADCAST_HEADERS.failed]: String(failed),
+      [BROADCAST_HEADERS.timedOut]: String(timedOut),
+    };
+    parent.replyBody = Buffer.concat(chunks);
+    parent.waiter.settled(parent);
+  }
+}
+
+/** A reply as one JSON value: JSON bodies as they are, empty as null, other text as a string. */
+function partJson(part: Job): Uint8Array {
+  const body = part.replyBody;
+  if (!body || body.length === 0) return NULL;
+  if (part.replyContentType === null || isJsonContentType(part.replyContentType)) return body;
+  return Buffer.from(JSON.stringify(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8')));
+}

@@ -1,0 +1,327 @@
+/**
+ * The dispatcher knows services, queues, credit, deadlines and attempts, and hands each job to
+ * a consumer without knowing which kind it is. Every job settles here exactly once.
+ */
+import { ERRORS, type ErrorCode } from '../client/errors.js';
+import { RequestMode, type Headers } from '../client/protocol.js';
+import { Job, JobState, Registration, type Consumer, type JobList } from './job.js';
+import type { HubOptions } from './options.js';
+import { memberSeed } from './ring.js';
+import { ServiceState } from './service-queue.js';
+import { now, TimerWheel } from './timer-wheel.js';
+import { BroadcastGather } from './broadcast.js';
+
+/** Things worth counting; /stats shows them. */
+export interface DispatchCounters {
+  accepted: number;
+  replied: number;
+  errorReplies: number;
+  failed: number;
+  expired: number;
+  cancelled: number;
+  redelivered: number;
+  lateReplies: number;
+  unknownReplies: number;
+  rejectedNoWorkers: number;
+  rejectedQueueFull: number;
+}
+
+export class Dispatcher {
+  readonly services = new Map<string, ServiceState>();
+  readonly wheel = new TimerWheel<Job>((job) => this.abandon(job, 'E_DEADLINE'));
+  readonly counters: DispatchCounters = {
+    accepted: 0, replied: 0, errorReplies: 0, failed: 0, expired: 0, cancelled: 0, redelivered: 0,
+    lateReplies: 0, unknownReplies: 0, rejectedNoWorkers: 0, rejectedQueueFull: 0,
+  };
+  /** Bytes of bodies sitting in queues. */
+  queuedBytes = 0;
+  /** Accepted jobs not yet settled (broadcast parts count, their parent does not). */
+  open = 0;
+  draining = false;
+
+  constructor(private readonly o: HubOptions) {}
+
+  /**
+   * Answers at once whether a request for `service` can be accepted, before its body is read:
+   * null when it can, else the error to answer with. Creates no state.
+   */
+  precheck(service: string): ErrorCode | null {
+    if (this.draining) return 'E_SHUTTING_DOWN';
+    const svc = this.services.get(service);
+    if (!svc || !svc.isServed(this.o.serviceLingerMs)) {
+      this.counters.rejectedNoWorkers++;
+      return 'E_NO_WORKERS';
+    }
+    return null;
+  }
+
+  /** Accepts a job: routes it to a consumer or queues it. Returns the error to answer with, or null. */
+  submit(job: Job): ErrorCode | null {
+    const err = this.precheck(job.service);
+    if (err) return err;
+    const svc = this.services.get(job.service)!;
+    if (job.mode === RequestMode.Broadcast) return this.broadcast(svc, job);
+    if (!this.route(svc, job, false)) {
+      this.counters.rejectedQueueFull++;
+      return 'E_QUEUE_FULL';
+    }
+    this.accept(job);
+    return null;
+  }
+
+  /** A consumer's reply to `job`. False when the job had already settled (late or duplicate). */
+  resolve(job: Job, status: number, contentType: string | null, headers: Headers | null, body: Uint8Array, servedBy: string): boolean {
+    if (job.state === JobState.Settled) {
+      this.counters.lateReplies++;
+      return false;
+    }
+    job.status = status;
+    job.replyContentType = contentType;
+    job.replyHeaders = headers;
+    job.replyBody = body;
+    job.servedBy = servedBy;
+    this.counters.replied++;
+    this.settle(job);
+    return true;
+  }
+
+  /** A handler's error reply: final, never redelivered. */
+  resolveError(job: Job, status: number | null, code: string | null, message: string | null, servedBy: string): boolean {
+    if (job.state === JobState.Settled) {
+      this.counters.lateReplies++;
+      return false;
+    }
+    job.status = status ?? ERRORS.E_HANDLER.status;
+    job.errorCode = code && WORKER_CODE_RE.test(code) ? code : 'E_HANDLER';
+    job.errorMessage = message ?? ERRORS.E_HANDLER.message;
+    job.servedBy = servedBy;
+    this.counters.errorReplies++;
+    this.settle(job);
+    return true;
+  }
+
+  /** The consumer is done with `job` (reply, error or cancel ack): its credit comes back. */
+  release(job: Job): void {
+    const r = job.reg;
+    if (!r) return;
+    job.reg = null;
+    r.inflight--;
+    if (!r.closed) this.offer(r);
+  }
+
+  /**
+   * Settles `job` without a consumer's reply (deadline, caller gone, shutdown) and tells the
+   * consumer that holds it, which keeps the credit until it acknowledges.
+   */
+  abandon(job: Job, code: ErrorCode): void {
+    if (job.parts) {
+      for (const part of job.parts) this.abandon(part, code);
+      return;
+    }
+    if (job.state === JobState.Settled) return;
+    const held = job.state === JobState.Assigned ? job.reg : null;
+    if (code === 'E_DEADLINE') this.counters.expired++;
+    else if (code === 'E_CANCELLED') this.counters.cancelled++;
+    this.fail(job, code);
+    if (held) held.consumer.cancel(job, code);
+  }
+
+  /** The consumer holding `job` vanished: run it again elsewhere while attempts remain. */
+  lost(job: Job): void {
+    if (job.state === JobState.Settled) return;
+    job.reg = null;
+    const svc = this.services.get(job.service);
+    if (!svc || job.pinned || job.attempt >= this.o.maxAttempts) {
+      this.fail(job, 'E_WORKER_GONE');
+      return;
+    }
+    this.counters.redelivered++;
+    job.state = JobState.New;
+    this.route(svc, job, true);
+  }
+
+  /** Adds (or updates) `consumer` as a server of `name`. */
+  register(consumer: Consumer, name: string, concurrency: number, weight: number, existing: Registration | undefined): Registration | ErrorCode {
+    if (existing && !existing.closed) {
+      existing.concurrency = concurrency;
+      existing.weight = weight;
+      this.offer(existing);
+      return existing;
+    }
+    let svc = this.services.get(name);
+    if (!svc) {
+      if (this.services.size >= this.o.maxServices) return 'E_OVERLOADED';
+      svc = new ServiceState(name);
+      this.services.set(name, svc);
+    }
+    const r = new Registration(consumer, name, concurrency, weight, memberSeed(consumer.instanceId));
+    svc.add(r);
+    this.offer(r);
+    return r;
+  }
+
+  /** Closes `r` for new work; jobs waiting for it as their owner go to the next owner. */
+  unregister(r: Registration): void {
+    if (r.closed) return;
+    r.closed = true;
+    const svc = this.services.get(r.service);
+    if (!svc) return;
+    svc.remove(r);
+    let job: Job | null;
+    while ((job = r.ownerQueue.shift())) {
+      this.dequeued(svc, job);
+      if (job.pinned) this.fail(job, 'E_WORKER_GONE');
+      else this.route(svc, job, true);
+    }
+  }
+
+  /** The consumer behind `r` can take work again (credit back, socket drained). */
+  offer(r: Registration): void {
+    if (r.closed) return;
+    const svc = this.services.get(r.service);
+    if (!svc) return;
+    let job: Job | null;
+    while (r.canTake() && (job = r.ownerQueue.head)) {
+      this.take(svc, r.ownerQueue, job);
+      this.assign(r, job);
+    }
+    while (r.canTake() && (job = svc.queue.head)) {
+      this.take(svc, svc.queue, job);
+      if (job.key !== null && job.mode === RequestMode.Keyed) {
+        const owner = svc.owner(job.key)!;
+        if (owner !== r && !owner.canTake()) {
+          this.enqueue(svc, owner.ownerQueue, job);
+          continue;
+        }
+        this.assign(owner, job);
+        continue;
+      }
+      this.assign(r, job);
+    }
+    if (r.canTake()) svc.markReady(r);
+  }
+
+  /** Settles every open job with `code` (shutdown after the grace period). */
+  failAll(code: ErrorCode): void {
+    const jobs: Job[] = [];
+    this.wheel.forEach((job) => jobs.push(job));
+    for (const job of jobs) this.abandon(job, code);
+  }
+
+  /** Drops services with no consumer, no queue and no linger left. */
+  sweepServices(): void {
+    const at = now();
+    for (const [name, svc] of this.services) {
+      if (svc.regs.length === 0 && svc.queued === 0 && !svc.isServed(this.o.serviceLingerMs, at)) this.services.delete(name);
+    }
+  }
+
+  private broadcast(svc: ServiceState, parent: Job): ErrorCode | null {
+    if (svc.regs.length === 0) {
+      this.counters.rejectedNoWorkers++;
+      return 'E_NO_WORKERS';
+    }
+    const gather = new BroadcastGather(parent, svc.regs.length);
+    parent.parts = [];
+    for (const r of svc.regs) {
+      const part = new Job(parent.service, RequestMode.Broadcast, parent.key, parent.body, parent.contentType, parent.headers, parent.query, parent.deadline, gather);
+      part.pinned = r;
+      part.callerId = parent.parts.length;
+      parent.parts.push(part);
+    }
+    this.counters.accepted++;
+    for (const part of parent.parts) {
+      part.accepted = true;
+      this.open++;
+      this.wheel.add(part, part.deadline);
+      if (!this.route(svc, part, false)) this.fail(part, 'E_QUEUE_FULL');
+    }
+    return null;
+  }
+
+  private accept(job: Job): void {
+    job.accepted = true;
+    this.counters.accepted++;
+    this.open++;
+    this.wheel.add(job, job.deadline);
+  }
+
+  /** Assigns or queues `job`. False when it would go over a queue limit and `force` is off. */
+  private route(svc: ServiceState, job: Job, force: boolean): boolean {
+    let target: Registration | null;
+    let list: JobList;
+    if (job.pinned) {
+      target = job.pinned;
+      if (target.closed) {
+        this.fail(job, 'E_WORKER_GONE');
+        return true;
+      }
+      list = target.ownerQueue;
+      if (target.canTake()) return this.assign(target, job);
+    } else if (job.mode === RequestMode.Keyed && job.key !== null) {
+      target = svc.owner(job.key);
+      if (target?.canTake()) return this.assign(target, job);
+      list = target ? target.ownerQueue : svc.queue;
+    } else {
+      target = svc.pick();
+      if (target) return this.assign(target, job);
+      list = svc.queue;
+    }
+    if (!force && (svc.queued >= this.o.maxQueuePerService || this.queuedBytes + job.body.length > this.o.maxQueuedBytes)) return false;
+    this.enqueue(svc, list, job);
+    return true;
+  }
+
+  private assign(r: Registration, job: Job): true {
+    job.state = JobState.Assigned;
+    job.reg = r;
+    job.attempt++;
+    r.inflight++;
+    r.consumer.deliver(job);
+    const svc = this.services.get(r.service);
+    if (svc && r.canTake()) svc.markReady(r);
+    return true;
+  }
+
+  private enqueue(svc: ServiceState, list: JobList, job: Job): void {
+    job.state = JobState.Queued;
+    svc.queued++;
+    this.queuedBytes += job.body.length;
+    list.push(job);
+  }
+
+  private take(svc: ServiceState, list: JobList, job: Job): void {
+    list.remove(job);
+    this.dequeued(svc, job);
+  }
+
+  private dequeued(svc: ServiceState, job: Job): void {
+    svc.queued--;
+    this.queuedBytes -= job.body.length;
+    job.state = JobState.New;
+  }
+
+  private fail(job: Job, code: ErrorCode): void {
+    if (job.state === JobState.Settled) return;
+    job.errorCode = code;
+    job.errorMessage = ERRORS[code].message;
+    job.status = ERRORS[code].status;
+    this.counters.failed++;
+    this.settle(job);
+  }
+
+  private settle(job: Job): void {
+    if (job.state === JobState.Queued && job.queue) {
+      const svc = this.services.get(job.service);
+      job.queue.remove(job);
+      if (svc) this.dequeued(svc, job);
+    }
+    job.state = JobState.Settled;
+    this.wheel.remove(job);
+    if (job.accepted) this.open--;
+    job.waiter.settled(job);
+  }
+}
+
+/** Error codes a worker may put in an error reply: upper-case words. */
+const WORKER_CODE_RE = /^[A-Z][A-Z0-9_]{0,63}$/;

@@ -1,0 +1,119 @@
+/**
+ * The caller-facing HTTP routes: read the body within its limit, turn the request into a job,
+ * and leave the answer to the HTTP answer queue. Bodies are never parsed.
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { ErrorCode } from '../client/errors.js';
+import { isValidKey, isValidName, RequestMode, type Headers, type RequestModeCode } from '../client/protocol.js';
+import { HttpAnswerQueue, writeError } from './answer.js';
+import type { Dispatcher } from './dispatcher.js';
+import { Job, JobState } from './job.js';
+import type { HubOptions } from './options.js';
+import { now } from './timer-wheel.js';
+
+export class HttpIngress {
+  readonly answers: HttpAnswerQueue;
+
+  constructor(
+    private readonly o: HubOptions,
+    private readonly dispatcher: Dispatcher,
+    private readonly hubId: string,
+  ) {
+    this.answers = new HttpAnswerQueue(hubId);
+  }
+
+  /** Wires the job routes onto `app`. */
+  routes(app: TemplatedApp): void {
+    app.post('/service/:name', (res, req) => this.accept(res, req, RequestMode.Any));
+    app.post('/api/broadcast/:stream/:key', (res, req) => this.accept(res, req, RequestMode.Broadcast));
+    app.post('/api/:stream/:key', (res, req) => this.accept(res, req, RequestMode.Keyed));
+  }
+
+  private accept(res: HttpResponse, req: HttpRequest, mode: RequestModeCode): void {
+    // HttpRequest is stack-allocated: copy everything needed before returning.
+    const service = decodeParam(req.getParameter(0));
+    if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.hubId);
+    let key: string | null = null;
+    if (mode !== RequestMode.Any) {
+      key = decodeParam(req.getParameter(1));
+      if (!isValidKey(key)) return writeError(res, 'E_BAD_KEY', this.hubId);
+    }
+    const timeout = parseTimeout(req.getHeader('x-timeout-ms'), this.o);
+    if (timeout < 0) return writeError(res, 'E_BAD_TIMEOUT', this.hubId);
+    const length = req.getHeader('content-length');
+    if (length !== '' && Number(length) > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.hubId);
+    const refused = this.dispatcher.precheck(service);
+    if (refused) return writeError(res, refused, this.hubId);
+    const contentType = req.getHeader('content-type') || null;
+    const query = req.getQuery() || null;
+    let headers: Headers | null = null;
+    for (const name of this.o.forwardHeaders) {
+      const v = req.getHeader(name);
+      if (v !== '') (headers ??= {})[name] = v;
+    }
+    const job = new Job(service, mode, key, EMPTY, contentType, headers, query, now() + timeout, this.answers);
+    job.callerRef = res;
+    res.onAborted(() => {
+      // The caller went away: the response must never be touched again.
+      if (job.callerRef === null) return;
+      job.callerRef = null;
+      if (job.state === JobState.New) job.state = JobState.Settled; // body was still arriving
+      else this.dispatcher.abandon(job, 'E_CANCELLED');
+    });
+    this.readBody(res, job);
+  }
+
+  private readBody(res: HttpResponse, job: Job): void {
+    let chunks: Buffer[] | null = null;
+    let size = 0;
+    res.onData((chunk, isLast) => {
+      if (job.callerRef === null || job.state !== JobState.New) return; // answered early or aborted
+      size += chunk.byteLength;
+      if (size > this.o.maxBodyBytes) return this.finishEarly(res, job, 'E_BODY_TOO_LARGE');
+      if (isLast && chunks === null) {
+        // The common case: the whole body in one chunk; copy it out of the borrowed buffer.
+        if (chunk.byteLength > 0) job.body = Buffer.from(new Uint8Array(chunk).slice());
+        return this.submit(res, job);
+      }
+      (chunks ??= []).push(Buffer.from(new Uint8Array(chunk).slice()));
+      if (isLast) {
+        job.body = Buffer.concat(chunks, size);
+        chunks = null;
+        this.submit(res, job);
+      }
+    });
+  }
+
+  private submit(res: HttpResponse, job: Job): void {
+    const err = this.dispatcher.submit(job);
+    if (err) this.finishEarly(res, job, err);
+  }
+
+  /** Answers `job` at once with an error, before or instead of dispatching it. */
+  private finishEarly(res: HttpResponse, job: Job, code: ErrorCode): void {
+    job.state = JobState.Settled;
+    job.callerRef = null;
+    job.body = EMPTY;
+    res.cork(() => writeError(res, code, this.hubId));
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** URL parameters arrive percent-encoded; a malformed escape yields an invalid name. */
+function decodeParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return '';
+  }
+}
+
+/** X-Timeout-Ms: absent → default; a positive integer, clamped to the maximum; else -1. */
+function parseTimeout(raw: string, o: HubOptions): number {
+  if (raw === '') return o.defaultTimeoutMs;
+  if (!/^\d{1,15}$/.test(raw)) return -1;
+  const n = Number(raw);
+  if (n <= 0) return -1;
+  return Math.min(n, o.maxTimeoutMs);
+}

@@ -1,0 +1,208 @@
+/**
+ * Hub lifecycle: listen, wire routes and sockets, keep sessions alive, drain and close.
+ */
+import uWS from 'uWebSockets.js';
+import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
+import { nanoid } from 'nanoid';
+import { CloseCode } from '../client/protocol.js';
+import { writeError } from './answer.js';
+import { Dispatcher } from './dispatcher.js';
+import { HttpIngress } from './http-ingress.js';
+import { createLogger, type Logger } from './log.js';
+import { resolveHubOptions, type HubOptions } from './options.js';
+import { buildStats } from './stats.js';
+import { now } from './timer-wheel.js';
+import { WorkerSession, type SessionData, type SessionHost } from './worker-session.js';
+
+export type HubState = 'new' | 'listening' | 'draining' | 'closed';
+
+export class Hub implements SessionHost {
+  readonly options: HubOptions;
+  readonly hubId: string;
+  readonly dispatcher: Dispatcher;
+  readonly counters = { protocolErrors: 0, framesIn: 0, framesOut: 0, connectionsRefused: 0 };
+  readonly sessions = new Set<WorkerSession>();
+  readonly instances = new Map<string, WorkerSession>();
+  readonly startedAt = Date.now();
+  readonly log: Logger;
+  state: HubState = 'new';
+  port = 0;
+  private app: TemplatedApp | null = null;
+  private listenSocket: us_listen_socket | null = null;
+  private keepAliveTimer: NodeJS.Timeout | null = null;
+  private nextSessionId = 1;
+  private closing: Promise<void> | null = null;
+  private readonly ingress: HttpIngress;
+
+  constructor(input: Partial<HubOptions> = {}, log?: Logger) {
+    this.options = resolveHubOptions(input);
+    this.hubId = this.options.hubId || `hub-${nanoid(8)}`;
+    this.log = log ?? createLogger(this.options.logLevel);
+    this.dispatcher = new Dispatcher(this.options);
+    this.ingress = new HttpIngress(this.options, this.dispatcher, this.hubId);
+  }
+
+  /** Binds the port and starts serving; resolves with the port bound. */
+  listen(): Promise<number> {
+    if (this.state !== 'new') return Promise.reject(new Error(`hub is ${this.state}`));
+    const app = uWS.App();
+    this.app = app;
+    this.wireSockets(app);
+    this.ingress.routes(app);
+    this.wireOperatorRoutes(app);
+    app.any('/*', (res) => writeError(res, 'E_NOT_FOUND', this.hubId));
+    return new Promise((resolve, reject) => {
+      app.listen(this.options.host, this.options.port, (socket) => {
+        if (!socket) {
+          reject(new Error(`cannot listen on ${this.options.host}:${this.options.port}`));
+          return;
+        }
+        this.listenSocket = socket;
+        this.port = uWS.us_socket_local_port(socket);
+        this.state = 'listening';
+        this.keepAliveTimer = setInterval(() => this.keepAlive(), Math.min(this.options.pingIntervalMs, 1000));
+        resolve(this.port);
+      });
+    });
+  }
+
+  claimInstance(session: WorkerSession): void {
+    const older = this.instances.get(session.instanceId);
+    if (older && older !== session) older.close(CloseCode.Replaced, 'replaced by a newer session of the same instance');
+    this.instances.set(session.instanceId, session);
+  }
+
+  /**
+   * Graceful shutdown: readiness false, new requests 503, workers told to drain, in-flight work
+   * gets `shutdownGraceMs` to finish, then everything still open is answered 503 and sockets close.
+   */
+  shutdown(): Promise<void> {
+    this.closing ??= this.runShutdown();
+    return this.closing;
+  }
+
+  private async runShutdown(): Promise<void> {
+    if (this.state === 'new') {
+      this.state = 'closed';
+      return;
+    }
+    this.state = 'draining';
+    this.dispatcher.draining = true;
+    this.log.info({ open: this.dispatcher.open, grace: this.options.shutdownGraceMs }, 'draining');
+    for (const s of this.sessions) s.sendDrain();
+    const until = now() + this.options.shutdownGraceMs;
+    while (this.dispatcher.open > 0 && now() < until) await sleep(10);
+    if (this.dispatcher.open > 0) {
+      this.log.warn({ open: this.dispatcher.open }, 'grace period over; answering the rest with 503');
+      this.dispatcher.failAll('E_SHUTTING_DOWN');
+    }
+    // Let the answer queue and frame flusher write what the last settles produced.
+    await sleep(20);
+    for (const s of [...this.sessions]) s.close(CloseCode.GoingAway, 'hub shutting down');
+    if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
+    this.dispatcher.wheel.stop();
+    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = null;
+    (this.app as unknown as { close?: () => void } | null)?.close?.();
+    this.state = 'closed';
+    this.log.info('closed');
+  }
+
+  private wireSockets(app: TemplatedApp): void {
+    const o = this.options;
+    app.ws<SessionData>('/ws', {
+      maxPayloadLength: o.maxFrameBytes,
+      // Our own ping sweep does keep-alive with millisecond options; uWS's own is in seconds.
+      idleTimeout: 0,
+      sendPingsAutomatically: false,
+      // A hard ceiling well above our soft limit: we stop sending at the soft limit, so uWS
+      // never has to drop a frame (it drops silently past this).
+      maxBackpressure: o.maxBackpressureBytes * 2 + o.maxFrameBytes,
+      closeOnBackpressureLimit: 0,
+      compression: uWS.DISABLED,
+      upgrade: (res, req, context) => {
+        if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.hubId);
+        if (this.sessions.size >= o.maxConnections) {
+          this.counters.connectionsRefused++;
+          return writeError(res, 'E_OVERLOADED', this.hubId, 'too many WebSocket connections');
+        }
+        const session = new WorkerSession(this, this.nextSessionId++, remoteAddress(res));
+        res.upgrade<SessionData>({ session }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+      },
+      open: (ws: WebSocket<SessionData>) => {
+        const session = ws.getUserData().session;
+        session.attach(ws);
+        this.sessions.add(session);
+      },
+      message: (ws, message, isBinary) => ws.getUserData().session.onMessage(message, isBinary),
+      drain: (ws) => ws.getUserData().session.onDrain(),
+      pong: (ws) => {
+        ws.getUserData().session.lastSeen = now();
+      },
+      close: (ws) => {
+        // The socket can no longer be used here: only our own state is touched.
+        const session = ws.getUserData().session;
+        session.teardown();
+        this.forget(session);
+      },
+    });
+  }
+
+  private forget(session: WorkerSession): void {
+    this.sessions.delete(session);
+    if (this.instances.get(session.instanceId) === session) this.instances.delete(session.instanceId);
+  }
+
+  private wireOperatorRoutes(app: TemplatedApp): void {
+    app.get('/healthz', (res) => {
+      json(res, '200 OK', { ok: true, hubId: this.hubId });
+    });
+    app.get('/readyz', (res) => {
+      const ready = this.state === 'listening';
+      json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state });
+    });
+    app.get('/stats', (res) => {
+      json(res, '200 OK', buildStats(this));
+    });
+  }
+
+  private lastServiceSweep = 0;
+  private nextPingAt = 0;
+
+  private keepAlive(): void {
+    const at = now();
+    for (const s of [...this.sessions]) {
+      if (s.state === 'closed') {
+        this.forget(s);
+        continue;
+      }
+      if (s.state === 'hello' && at - s.lastSeen > this.options.pongTimeoutMs) {
+        s.close(CloseCode.Protocol, 'no hello');
+        this.forget(s);
+        continue;
+      }
+      if (at >= this.nextPingAt) s.keepAlive(at);
+    }
+    if (at >= this.nextPingAt) this.nextPingAt = at + this.options.pingIntervalMs;
+    if (at - this.lastServiceSweep > 1000) {
+      this.lastServiceSweep = at;
+      this.dispatcher.sweepServices();
+    }
+  }
+}
+
+function json(res: HttpResponse, status: string, value: unknown): void {
+  res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(value));
+}
+
+function remoteAddress(res: HttpResponse): string {
+  try {
+    return Buffer.from(res.getRemoteAddressAsText()).toString();
+  } catch {
+    return '';
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,134 @@
+/**
+ * A job is one request on its way through the hub: it is queued, handed to a consumer, and
+ * settled exactly once. Jobs carry their own list links (queue and deadline wheel), so moving,
+ * removing and expiring them allocates nothing.
+ */
+import type { ErrorCode } from '../client/errors.js';
+import type { Headers, RequestModeCode } from '../client/protocol.js';
+import type { Timed } from './timer-wheel.js';
+
+export const JobState = { New: 0, Queued: 1, Assigned: 2, Settled: 3 } as const;
+export type JobStateCode = (typeof JobState)[keyof typeof JobState];
+
+/** Whoever waits for a job's one answer: an HTTP response, a WebSocket requester, a broadcast. */
+export interface JobWaiter {
+  /** Called once, when the job settles; the outcome is on the job. */
+  settled(job: Job): void;
+}
+
+/** Somewhere a job can run: a WebSocket worker session, a long-poll waiter, a peer hub. */
+export interface Consumer {
+  /** Stable worker identity; partition keys hash over it. */
+  readonly instanceId: string;
+  /** False while the consumer's socket is backed up or it is draining. */
+  canSend(): boolean;
+  /** Hand the job over; `job.reg` is already set. */
+  deliver(job: Job): void;
+  /** The job settled without this consumer's reply (deadline, caller gone): tell the worker. */
+  cancel(job: Job, code: ErrorCode): void;
+}
+
+/** One consumer serving one service, with its credit. */
+export class Registration {
+  inflight = 0;
+  /** In the service's ready queue. */
+  inReady = false;
+  closed = false;
+  /** Keyed or broadcast jobs waiting for this owner's credit. */
+  readonly ownerQueue = new JobList();
+  constructor(
+    readonly consumer: Consumer,
+    readonly service: string,
+    public concurrency: number,
+    public weight: number,
+    /** Ring hash seed derived from the consumer's instanceId. */
+    readonly seed: number,
+  ) {}
+  /** Free credit and a writable consumer. */
+  canTake(): boolean {
+    return !this.closed && this.inflight < this.concurrency && this.consumer.canSend();
+  }
+}
+
+export class Job implements Timed {
+  state: JobStateCode = JobState.New;
+  /** Counted in the dispatcher's open jobs. */
+  accepted = false;
+  /** Deliveries so far; the worker sees it as the attempt number. */
+  attempt = 0;
+  /** A broadcast's parts, one per worker instance. */
+  parts: Job[] | null = null;
+  // Queue links.
+  qPrev: Job | null = null;
+  qNext: Job | null = null;
+  queue: JobList | null = null;
+  // Deadline wheel links.
+  due = 0;
+  tPrev: Timed | null = null;
+  tNext: Timed | null = null;
+  tSlot = -1;
+  /** The registration the job is assigned to (or pinned to, for a broadcast part). */
+  reg: Registration | null = null;
+  /** Id of this job on the consumer's wire (WebSocket session scope). */
+  wireId = 0;
+  /** Broadcast parts: the registration the part must run on. */
+  pinned: Registration | null = null;
+  /** Caller-side reference (an HTTP response, a request id, a part index). */
+  callerRef: unknown = null;
+  callerId = 0;
+  // Outcome.
+  status = 0;
+  replyContentType: string | null = null;
+  replyHeaders: Headers | null = null;
+  replyBody: Uint8Array | null = null;
+  servedBy: string | null = null;
+  errorCode: ErrorCode | string | null = null;
+  errorMessage: string | null = null;
+
+  constructor(
+    readonly service: string,
+    readonly mode: RequestModeCode,
+    readonly key: string | null,
+    public body: Uint8Array,
+    readonly contentType: string | null,
+    readonly headers: Headers | null,
+    readonly query: string | null,
+    /** Absolute deadline on the hub's monotonic clock. */
+    readonly deadline: number,
+    public waiter: JobWaiter,
+  ) {}
+}
+
+/** An intrusive FIFO of jobs with O(1) removal from anywhere. */
+export class JobList {
+  head: Job | null = null;
+  tail: Job | null = null;
+  length = 0;
+
+  push(job: Job): void {
+    job.queue = this;
+    job.qNext = null;
+    job.qPrev = this.tail;
+    if (this.tail) this.tail.qNext = job;
+    else this.head = job;
+    this.tail = job;
+    this.length++;
+  }
+
+  shift(): Job | null {
+    const job = this.head;
+    if (job) this.remove(job);
+    return job;
+  }
+
+  remove(job: Job): void {
+    if (job.queue !== this) return;
+    if (job.qPrev) job.qPrev.qNext = job.qNext;
+    else this.head = job.qNext;
+    if (job.qNext) job.qNext.qPrev = job.qPrev;
+    else this.tail = job.qPrev;
+    job.qPrev = job.qNext = null;
+    job.queue = null;
+    this.length--;
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Every hub setting in one object. Durations are milliseconds and sizes are bytes, so tests can
+ * shrink deadlines and leases to a few hundred milliseconds. Values come from flags, then
+ * ASTROMESH_* environment variables, then a JSON config file, then these defaults.
+ */
+import { readFileSync } from 'node:fs';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export interface HubOptions {
+  /** TCP port; 0 picks a free one and prints it. Default 3000. */
+  port: number;
+  /** Interface to bind. Default 127.0.0.1 (exposing the hub without auth prints a warning). */
+  host: string;
+  /** Name of this hub in X-Served-By and /stats. Default: a random short id. */
+  hubId: string;
+  /** Largest request or reply body. Default 1 MiB. */
+  maxBodyBytes: number;
+  /** Largest WebSocket frame. Default maxBodyBytes + 64 KiB. */
+  maxFrameBytes: number;
+  /** Deadline of a job without X-Timeout-Ms. Default 30 s. */
+  defaultTimeoutMs: number;
+  /** Largest deadline; larger X-Timeout-Ms values are clamped to it. Default 5 min. */
+  maxTimeoutMs: number;
+  /** Deliveries of one job before the caller gets 502. Default 3. */
+  maxAttempts: number;
+  /** Queued jobs per service. Default 10,000. */
+  maxQueuePerService: number;
+  /** Bytes of queued bodies across all services. Default 256 MiB. */
+  maxQueuedBytes: number;
+  /** Number of services the hub keeps state for. Default 10,000. */
+  maxServices: number;
+  /** How long a service that lost its last worker still queues jobs. Default 30 s. */
+  serviceLingerMs: number;
+  /** Interval between WebSocket pings. Default 10 s. */
+  pingIntervalMs: number;
+  /** A WebSocket silent for this long is closed. Default 20 s. */
+  pongTimeoutMs: number;
+  /** Bytes buffered at a worker socket before the hub stops sending to it. Default 4 × maxFrameBytes. */
+  maxBackpressureBytes: number;
+  /** Concurrent WebSocket connections. Default 20,000. */
+  maxConnections: number;
+  /** Requests in flight from one WebSocket client. Default 10,000. */
+  maxRequestsPerSession: number;
+  /** Time in-flight work may take to finish on shutdown. Default 10 s. */
+  shutdownGraceMs: number;
+  /** Request headers passed to workers. Default x-request-id, traceparent, tracestate. */
+  forwardHeaders: string[];
+  /** pino log level. Default info. */
+  logLevel: string;
+}
+
+/** Defaults with their units spelled out. */
+export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
+  port: 3000,
+  host: '127.0.0.1',
+  hubId: '',
+  maxBodyBytes: 1 * MiB,
+  maxFrameBytes: 0, // derived: maxBodyBytes + 64 KiB
+  defaultTimeoutMs: 30_000,
+  maxTimeoutMs: 5 * 60_000,
+  maxAttempts: 3,
+  maxQueuePerService: 10_000,
+  maxQueuedBytes: 256 * MiB,
+  maxServices: 10_000,
+  serviceLingerMs: 30_000,
+  pingIntervalMs: 10_000,
+  pongTimeoutMs: 20_000,
+  maxBackpressureBytes: 0, // derived: 4 × maxFrameBytes
+  maxConnections: 20_000,
+  maxRequestsPerSession: 10_000,
+  shutdownGraceMs: 10_000,
+  forwardHeaders: ['x-request-id', 'traceparent', 'tracestate'],
+  logLevel: 'info',
+});
+
+/** Room a frame needs beyond its body for ids, names and headers. */
+export const FRAME_OVERHEAD_BYTES = 64 * KiB;
+
+/** An option that is missing, malformed or contradicts another. */
+export class InvalidOptionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidOptionError';
+  }
+}
+
+type Kind = 'int' | 'string' | 'list';
+/** How each option is spelled on the command line and in the environment. */
+export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; env: string; kind: Kind; help: string }> = [
+  spec('port', 'int', 'TCP port (0 picks a free one)'),
+  spec('host', 'string', 'interface to bind'),
+  spec('hubId', 'string', 'hub name in X-Served-By and /stats'),
+  spec('maxBodyBytes', 'int', 'largest request/reply body, bytes'),
+  spec('maxFrameBytes', 'int', 'largest WebSocket frame, bytes'),
+  spec('defaultTimeoutMs', 'int', 'deadline without X-Timeout-Ms, ms'),
+  spec('maxTimeoutMs', 'int', 'largest deadline, ms'),
+  spec('maxAttempts', 'int', 'deliveries of one job before 502'),
+  spec('maxQueuePerService', 'int', 'queued jobs per service'),
+  spec('maxQueuedBytes', 'int', 'queued body bytes, all services'),
+  spec('maxServices', 'int', 'services the hub keeps state for'),
+  spec('serviceLingerMs', 'int', 'how long a service without workers still queues, ms'),
+  spec('pingIntervalMs', 'int', 'WebSocket ping interval, ms'),
+  spec('pongTimeoutMs', 'int', 'close a silent WebSocket after, ms'),
+  spec('maxBackpressureBytes', 'int', 'buffered bytes at a worker before the hub stops sending'),
+  spec('maxConnections', 'int', 'concurrent WebSocket connections'),
+  spec('maxRequestsPerSession', 'int', 'in-flight requests per WebSocket client'),
+  spec('shutdownGraceMs', 'int', 'time in-flight work gets on shutdown, ms'),
+  spec('forwardHeaders', 'list', 'request headers passed to workers (comma-separated)'),
+  spec('logLevel', 'string', 'log level: fatal, error, warn, info, debug, trace, silent'),
+];
+
+function spec(key: keyof HubOptions, kind: Kind, help: string) {
+  const kebab = key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+  const env = 'ASTROMESH_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+  return { key, flag: '--' + kebab, env, kind, help };
+}
+
+/** Merges input over the defaults, derives dependent values and rejects contradictions. */
+export function resolveHubOptions(input: Partial<HubOptions> = {}): HubOptions {
+  const o: HubOptions = { ...HUB_DEFAULTS, forwardHeaders: [...HUB_DEFAULTS.forwardHeaders] };
+  for (const [k, v] of Object.entries(input)) if (v !== undefined) (o as unknown as Record<string, unknown>)[k] = v;
+  if (!o.maxFrameBytes) o.maxFrameBytes = o.maxBodyBytes + FRAME_OVERHEAD_BYTES;
+  if (!o.maxBackpressureBytes) o.maxBackpressureBytes = 4 * o.maxFrameBytes;
+  o.forwardHeaders = o.forwardHeaders.map((h) => h.trim().toLowerCase()).filter(Boolean);
+  for (const s of OPTION_SPECS) {
+    const v = o[s.key];
+    if (s.kind === 'int' && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) {
+      throw new InvalidOptionError(`"${s.key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
+    }
+  }
+  if (o.port > 65535) throw new InvalidOptionError('"port" must be at most 65535');
+  const positive: (keyof HubOptions)[] = ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs', 'maxAttempts', 'maxQueuePerService', 'maxServices', 'pingIntervalMs', 'pongTimeoutMs', 'maxConnections', 'maxRequestsPerSession'];
+  for (const k of positive) if ((o[k] as number) <= 0) throw new InvalidOptionError(`"${k}" must be greater than 0`);
+  if (o.defaultTimeoutMs > o.maxTimeoutMs) throw new InvalidOptionError('"defaultTimeoutMs" must not exceed "maxTimeoutMs"');
+  if (o.maxFrameBytes < o.maxBodyBytes + 1024) throw new InvalidOptionError('"maxFrameBytes" must exceed "maxBodyBytes" by at least 1 KiB');
+  if (o.maxBodyBytes > o.maxQueuedBytes) throw new InvalidOptionError('"maxBodyBytes" must not exceed "maxQueuedBytes"');
+  if (o.maxBackpressureBytes < o.maxFrameBytes) throw new InvalidOptionError('"maxBackpressureBytes" must be at least "maxFrameBytes"');
+  if (o.pongTimeoutMs < o.pingIntervalMs) throw new InvalidOptionError('"pongTimeoutMs" must be at least "pingIntervalMs"');
+  if (o.forwardHeaders.some((h) => h === 'authorization' || h === 'cookie' || h === 'proxy-authorization')) {
+    throw new InvalidOptionError('"forwardHeaders" may not include authorization or cookie headers');
+  }
+  return o;
+}
+
+/**
+ * Reads options from argv flags (`--max-body-bytes 100` or `--max-body-bytes=100`), then the
+ * environment, then the JSON file named by `--config` or ASTROMESH_CONFIG. Unknown flags throw.
+ */
+export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessEnv): Partial<HubOptions> {
+  const fromFlags = new Map<keyof HubOptions, string>();
+  let configPath = env.ASTROMESH_CONFIG;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf('=');
+    const name = eq === -1 ? arg : arg.slice(0, eq);
+    const take = (): string => {
+      if (eq !== -1) return arg.slice(eq + 1);
+      const next = argv[++i];
+      if (next === undefined) throw new InvalidOptionError(`${name} needs a value`);
+      return next;
+    };
+    if (name === '--config') { configPath = take(); continue; }
+    const s = OPTION_SPECS.find((x) => x.flag === name);
+    if (!s) throw new InvalidOptionError(`unknown option ${name}`);
+    fromFlags.set(s.key, take());
+  }
+  let file: Record<string, unknown> = {};
+  if (configPath) {
+    try {
+      file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new InvalidOptionError(`cannot read config file ${configPath}: ${(err as Error).message}`);
+    }
+    if (file === null || typeof file !== 'object' || Array.isArray(file)) throw new InvalidOptionError(`config file ${configPath} must hold a JSON object`);
+  }
+  const out: Partial<HubOptions> = {};
+  for (const s of OPTION_SPECS) {
+    const raw = fromFlags.get(s.key) ?? env[s.env];
+    const v = raw !== undefined ? parseValue(s.key, s.kind, raw) : file[s.key];
+    if (v !== undefined) (out as Record<string, unknown>)[s.key] = v;
+  }
+  for (const k of Object.keys(file)) if (!OPTION_SPECS.some((s) => s.key === k)) throw new InvalidOptionError(`unknown option "${k}" in ${configPath}`);
+  return out;
+}
+
+function parseValue(key: string, kind: Kind, raw: string): unknown {
+  if (kind === 'string') return raw;
+  if (kind === 'list') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const n = Number(raw.replace(/_/g, ''));
+  if (!/^\d[\d_]*$/.test(raw.trim()) || !Number.isSafeInteger(n)) throw new InvalidOptionError(`"${key}" must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  return n;
+}

@@ -1,0 +1,42 @@
+/** The JSON behind GET /stats: services, their queues, and every connected session. */
+import type { Hub } from './hub.js';
+
+export function buildStats(hub: Hub) {
+  const d = hub.dispatcher;
+  const o = hub.options;
+  const services = [...d.services.values()].map((svc) => {
+    let inflight = 0;
+    for (const r of svc.regs) inflight += r.inflight;
+    return {
+      name: svc.name,
+      workers: svc.regs.length,
+      queued: svc.queued,
+      inflight,
+      served: svc.isServed(o.serviceLingerMs),
+    };
+  });
+  const workers = [...hub.sessions].map((s) => ({
+    sessionId: s.sessionId,
+    instanceId: s.instanceId,
+    role: s.role,
+    name: s.name || undefined,
+    state: s.state,
+    remoteAddress: s.remoteAddress,
+    connectedAt: new Date(s.openedAt).toISOString(),
+    blocked: s.blocked,
+    inflight: s.inflight.size,
+    requests: s.requests.size,
+    services: [...s.regs.values()].map((r) => ({ name: r.service, credit: r.concurrency, inflight: r.inflight, weight: r.weight })),
+  }));
+  return {
+    hubId: hub.hubId,
+    state: hub.state,
+    uptimeMs: Date.now() - hub.startedAt,
+    openJobs: d.open,
+    queuedBytes: d.queuedBytes,
+    jobs: d.counters,
+    sockets: { connections: hub.sessions.size, ...hub.counters },
+    services,
+    workers,
+  };
+}

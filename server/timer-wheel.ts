@@ -1,0 +1,91 @@
+/**
+ * One timer for many deadlines: a hashed wheel of slots `granularityMs` wide, each an intrusive
+ * list, so arming and disarming a deadline is O(1) and allocates nothing, and one interval runs
+ * only while something is armed. A deadline fires up to one slot late, never early.
+ */
+import { performance } from 'node:perf_hooks';
+
+/** Something with a due time that sits in the wheel. */
+export interface Timed {
+  due: number;
+  tPrev: Timed | null;
+  tNext: Timed | null;
+  /** Slot index while armed, -1 otherwise. */
+  tSlot: number;
+}
+
+/** The hub's monotonic clock in milliseconds. */
+export function now(): number {
+  return performance.now();
+}
+
+export class TimerWheel<T extends Timed> {
+  private readonly slots = new Map<number, T>();
+  private timer: NodeJS.Timeout | null = null;
+  private lastSlot = 0;
+  size = 0;
+
+  constructor(
+    private readonly onDue: (item: T) => void,
+    private readonly granularityMs = 10,
+  ) {}
+
+  /** Arms `item` to fire at `due` (monotonic ms); re-arming moves it. */
+  add(item: T, due: number): void {
+    if (item.tSlot !== -1) this.remove(item);
+    item.due = due;
+    if (this.size === 0) this.start();
+    // A due time the sweep has already passed goes into the next slot it will visit.
+    const slot = Math.max(Math.ceil(due / this.granularityMs), this.lastSlot + 1);
+    const head = this.slots.get(slot);
+    item.tSlot = slot;
+    item.tPrev = null;
+    item.tNext = head ?? null;
+    if (head) head.tPrev = item;
+    this.slots.set(slot, item);
+    this.size++;
+  }
+
+  remove(item: T): void {
+    if (item.tSlot === -1) return;
+    if (item.tPrev) item.tPrev.tNext = item.tNext;
+    else if (item.tNext) this.slots.set(item.tSlot, item.tNext as T);
+    else this.slots.delete(item.tSlot);
+    if (item.tNext) item.tNext.tPrev = item.tPrev;
+    item.tPrev = item.tNext = null;
+    item.tSlot = -1;
+    if (--this.size === 0) this.stop();
+  }
+
+  /** Visits every armed item. */
+  forEach(fn: (item: T) => void): void {
+    for (const head of this.slots.values()) {
+      for (let item: T | null = head; item; item = item.tNext as T | null) fn(item);
+    }
+  }
+
+  /** Stops the interval; armed items stay armed but will not fire until `add` restarts it. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private start(): void {
+    this.lastSlot = Math.floor(now() / this.granularityMs);
+    this.timer = setInterval(() => this.tick(), this.granularityMs);
+  }
+
+  private tick(): void {
+    const current = Math.floor(now() / this.granularityMs);
+    for (let s = this.lastSlot + 1; s <= current && this.size > 0; s++) {
+      let item = this.slots.get(s);
+      while (item) {
+        const next = item.tNext as T | null;
+        this.remove(item);
+        this.onDue(item);
+        item = next ?? undefined;
+      }
+    }
+    this.lastSlot = current;
+  }
+}

@@ -1,0 +1,334 @@
+/**
+ * One WebSocket connection: a worker that serves services, a client that sends requests, or
+ * both. It turns frames into dispatcher calls and jobs into frames, keeps the credit the
+ * worker granted, and stops sending while its socket is backed up.
+ */
+import type { WebSocket } from 'uWebSockets.js';
+import { nanoid } from 'nanoid';
+import { ERRORS, errorBody, type ErrorCode } from '../client/errors.js';
+import {
+  CloseCode, decodeFrame, encodeFrame, isValidInstanceId, isValidKey, isValidName, negotiateVersion, Op, ProtocolError,
+  PROTOCOL_VERSION, RequestMode, type Frame, type HelloFrame, type RequestFrame,
+} from '../client/protocol.js';
+import type { Dispatcher } from './dispatcher.js';
+import { scheduleFlush, type Flushable } from './frame-flusher.js';
+import { Job, JobState, type Consumer, type JobWaiter, type Registration } from './job.js';
+import type { HubOptions } from './options.js';
+import { now } from './timer-wheel.js';
+import { answerHeaders } from './answer.js';
+
+/** What the hub gives every session. */
+export interface SessionHost {
+  readonly options: HubOptions;
+  readonly dispatcher: Dispatcher;
+  readonly hubId: string;
+  /** Binds an instance id to this session, closing an older session of the same instance. */
+  claimInstance(session: WorkerSession): void;
+  /** Session counters shown in /stats. */
+  readonly counters: { protocolErrors: number; framesIn: number; framesOut: number };
+}
+
+export type SessionState = 'hello' | 'open' | 'draining' | 'closed';
+
+const MAX_CONCURRENCY = 100_000;
+const MAX_WEIGHT = 1_000_000;
+
+export interface SessionData {
+  session: WorkerSession;
+}
+
+export class WorkerSession implements Consumer, JobWaiter, Flushable {
+  state: SessionState = 'hello';
+  instanceId = '';
+  role: 'worker' | 'client' = 'client';
+  name = '';
+  servedBy = '';
+  lastSeen = now();
+  readonly openedAt = Date.now();
+  flushQueued = false;
+  /** Socket buffer above the limit: no new jobs until it drains. */
+  blocked = false;
+  readonly regs = new Map<string, Registration>();
+  /** Jobs at this worker by wire id, until reply, error or cancel ack. */
+  readonly inflight = new Map<number, Job>();
+  /** This session's own requests by request id. */
+  readonly requests = new Map<number, Job>();
+  private ws: WebSocket<SessionData> | null = null;
+  private outbox: Uint8Array[] = [];
+  private nextWireId = 1;
+
+  constructor(
+    private readonly host: SessionHost,
+    readonly sessionId: number,
+    readonly remoteAddress: string,
+  ) {}
+
+  attach(ws: WebSocket<SessionData>): void {
+    this.ws = ws;
+  }
+
+  // ---- Consumer ----
+
+  canSend(): boolean {
+    return this.state === 'open' && !this.blocked;
+  }
+
+  deliver(job: Job): void {
+    const id = this.nextWireId++;
+    job.wireId = id;
+    this.inflight.set(id, job);
+    const remaining = Math.max(1, Math.round(job.deadline - now()));
+    this.send(encodeFrame([Op.Job, id, job.service, job.key, remaining, job.attempt, job.contentType, job.headers, job.query, job.body]));
+  }
+
+  cancel(job: Job, code: ErrorCode): void {
+    if (this.inflight.get(job.wireId) === job) this.send(encodeFrame([Op.Cancel, job.wireId, code]));
+  }
+
+  // ---- JobWaiter: answers to this session's own requests ----
+
+  settled(job: Job): void {
+    if (this.requests.get(job.callerId) !== job) return;
+    this.requests.delete(job.callerId);
+    if (this.state === 'closed') return;
+    if (job.errorCode !== null) {
+      const code = job.errorCode;
+      const body = Buffer.from(errorBody(code as ErrorCode, job.errorMessage ?? undefined));
+      this.send(encodeFrame([Op.Response, job.callerId, job.status, 'application/json', answerHeaders(job), body, job.servedBy ?? this.host.hubId]));
+    } else {
+      this.send(encodeFrame([Op.Response, job.callerId, job.status, job.replyContentType, answerHeaders(job), job.replyBody ?? EMPTY, job.servedBy]));
+    }
+  }
+
+  // ---- frames in ----
+
+  onMessage(data: ArrayBuffer, isBinary: boolean): void {
+    this.lastSeen = now();
+    this.host.counters.framesIn++;
+    if (!isBinary) return this.protocolError('E_PROTOCOL', 'frames must be binary msgpack messages', null, true);
+    let frame: Frame;
+    try {
+      frame = decodeFrame(new Uint8Array(data), true);
+    } catch (err) {
+      return this.protocolError('E_PROTOCOL', (err as Error).message, null, true);
+    }
+    if (this.state === 'hello') {
+      if (frame[0] !== Op.Hello) return this.protocolError('E_PROTOCOL', 'the first frame must be hello', null, true);
+      return this.hello(frame);
+    }
+    const d = this.host.dispatcher;
+    switch (frame[0]) {
+      case Op.Reply: {
+        const job = this.takeInflight(frame[1]);
+        if (!job) return;
+        d.resolve(job, frame[2], frame[3], frame[4], frame[5], this.servedBy);
+        d.release(job);
+        return;
+      }
+      case Op.Error: {
+        const job = this.takeInflight(frame[1]);
+        if (!job) return;
+        d.resolveError(job, frame[2], frame[3], frame[4], this.servedBy);
+        d.release(job);
+        return;
+      }
+      case Op.CancelAck: {
+        const job = this.takeInflight(frame[1]);
+        if (!job) return;
+        // An ack for a job we never cancelled means the worker gave it up: run it elsewhere.
+        if (job.state !== JobState.Settled) d.lost(job);
+        d.release(job);
+        return;
+      }
+      case Op.Request: return this.request(frame);
+      case Op.Cancel: {
+        const job = this.requests.get(frame[1]);
+        if (job) {
+          this.requests.delete(frame[1]);
+          d.abandon(job, 'E_CANCELLED');
+        }
+        return;
+      }
+      case Op.Register: return this.register(frame[1], frame[2], frame[3]);
+      case Op.Unregister: {
+        const r = this.regs.get(frame[1]);
+        if (r) {
+          this.regs.delete(frame[1]);
+          d.unregister(r);
+        }
+        return;
+      }
+      case Op.Drain: return this.startDraining();
+      case Op.Goodbye: return this.close(CloseCode.Normal, 'goodbye');
+      default:
+        return this.protocolError('E_PROTOCOL', `op ${frame[0]} is not sent to a hub`, null, true);
+    }
+  }
+
+  private hello(frame: HelloFrame): void {
+    const h = frame[1];
+    const version = negotiateVersion(h.versions);
+    if (version === 0) return this.protocolError('E_VERSION', `this hub speaks protocol versions ${PROTOCOL_VERSION}`, null, true);
+    this.role = h.role;
+    this.name = typeof h.name === 'string' ? h.name : '';
+    this.instanceId = h.instanceId && isValidInstanceId(h.instanceId) ? h.instanceId : `anon-${nanoid(12)}`;
+    this.servedBy = `${this.host.hubId}/${this.instanceId}`;
+    this.state = 'open';
+    this.host.claimInstance(this);
+    const o = this.host.options;
+    this.send(encodeFrame([Op.Welcome, {
+      version, hubId: this.host.hubId, sessionId: this.sessionId, instanceId: this.instanceId,
+      maxFrameBytes: o.maxFrameBytes, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
+    }]));
+  }
+
+  private register(service: string, concurrency: number, weight: number): void {
+    if (!isValidName(service)) return this.protocolError('E_BAD_NAME', ERRORS.E_BAD_NAME.message, service, false);
+    if (concurrency < 1 || concurrency > MAX_CONCURRENCY) return this.protocolError('E_PROTOCOL', `concurrency must be 1-${MAX_CONCURRENCY}`, service, false);
+    if (weight > MAX_WEIGHT) return this.protocolError('E_PROTOCOL', `weight must be at most ${MAX_WEIGHT}`, service, false);
+    if (this.state === 'draining') return this.protocolError('E_SHUTTING_DOWN', 'this session is draining', service, false);
+    const r = this.host.dispatcher.register(this, service, concurrency, weight, this.regs.get(service));
+    if (typeof r === 'string') return this.protocolError(r, ERRORS[r].message, service, false);
+    this.regs.set(service, r);
+  }
+
+  private request(f: RequestFrame): void {
+    const [, id, mode, service, key, timeoutMs, contentType, headers, query, body] = f;
+    const o = this.host.options;
+    let err: ErrorCode | null = null;
+    if (this.requests.has(id)) return this.protocolError('E_PROTOCOL', `request id ${id} is already in flight`, id, false);
+    if (!isValidName(service)) err = 'E_BAD_NAME';
+    else if (mode !== RequestMode.Any && !isValidKey(key)) err = 'E_BAD_KEY';
+    else if (timeoutMs === 0) err = 'E_BAD_TIMEOUT';
+    else if (body.length > o.maxBodyBytes) err = 'E_BODY_TOO_LARGE';
+    else if (this.requests.size >= o.maxRequestsPerSession) err = 'E_OVERLOADED';
+    const deadline = now() + Math.min(timeoutMs ?? o.defaultTimeoutMs, o.maxTimeoutMs);
+    const job = new Job(service, mode, mode === RequestMode.Any ? null : key, body, contentType, headers, query, deadline, this);
+    job.callerId = id;
+    this.requests.set(id, job);
+    if (!err) err = this.host.dispatcher.submit(job);
+    if (err) {
+      job.errorCode = err;
+      job.errorMessage = ERRORS[err].message;
+      job.status = ERRORS[err].status;
+      job.state = JobState.Settled;
+      this.settled(job);
+    }
+  }
+
+  private startDraining(): void {
+    if (this.state !== 'open') return;
+    this.state = 'draining';
+    for (const r of this.regs.values()) this.host.dispatcher.unregister(r);
+    this.regs.clear();
+  }
+
+  private takeInflight(id: number): Job | null {
+    const job = this.inflight.get(id);
+    if (!job) {
+      this.host.dispatcher.counters.unknownReplies++;
+      return null;
+    }
+    this.inflight.delete(id);
+    return job;
+  }
+
+  // ---- frames out ----
+
+  private send(frame: Uint8Array): void {
+    if (this.state === 'closed') return;
+    this.outbox.push(frame);
+    scheduleFlush(this);
+  }
+
+  flush(): void {
+    const ws = this.ws;
+    if (!ws || this.state === 'closed' || this.outbox.length === 0) return;
+    const limit = this.host.options.maxBackpressureBytes;
+    const out = this.outbox;
+    let i = 0;
+    ws.cork(() => {
+      while (i < out.length && ws.getBufferedAmount() < limit) ws.send(out[i++]!, true, false);
+    });
+    this.host.counters.framesOut += i;
+    this.outbox = i === out.length ? [] : out.slice(i);
+    const wasBlocked = this.blocked;
+    this.blocked = this.outbox.length > 0 || ws.getBufferedAmount() >= limit;
+    if (wasBlocked && !this.blocked) this.reoffer();
+  }
+
+  /** uWS says the socket drained: send what waited and take work again. */
+  onDrain(): void {
+    if (this.outbox.length > 0) this.flush();
+    else if (this.blocked && this.ws && this.ws.getBufferedAmount() < this.host.options.maxBackpressureBytes) {
+      this.blocked = false;
+      this.reoffer();
+    }
+  }
+
+  private reoffer(): void {
+    for (const r of this.regs.values()) this.host.dispatcher.offer(r);
+  }
+
+  /** Sends a protocol error; a fatal one closes the socket after it is written. */
+  protocolError(code: ErrorCode, message: string, ref: string | number | null, fatal: boolean): void {
+    this.host.counters.protocolErrors++;
+    if (this.state === 'closed') return;
+    this.send(encodeFrame([Op.ProtocolError, code, message, ref, fatal]));
+    if (fatal) {
+      this.flush();
+      this.close(code === 'E_VERSION' ? CloseCode.Protocol : CloseCode.Protocol, message.slice(0, 100));
+    }
+  }
+
+  /** Tells the worker the hub is going away; it should finish what it has. */
+  sendDrain(): void {
+    this.send(encodeFrame([Op.Drain]));
+  }
+
+  /** Closes the socket; teardown runs now, not when uWS gets round to the close event. */
+  close(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    const ws = this.ws;
+    if (code === CloseCode.GoingAway || code === CloseCode.Normal) {
+      this.send(encodeFrame([Op.Goodbye, null, reason]));
+      this.flush();
+    }
+    this.teardown();
+    try {
+      ws?.end(code, reason);
+    } catch {
+      // Already closed by the peer: nothing to end.
+    }
+  }
+
+  /** Sends a ping, or closes a session that stayed silent too long. Called by the hub's sweep. */
+  keepAlive(at: number): void {
+    if (this.state === 'closed' || !this.ws) return;
+    if (at - this.lastSeen > this.host.options.pongTimeoutMs) {
+      this.close(CloseCode.Unresponsive, 'no pong');
+      return;
+    }
+    if (this.blocked) this.onDrain();
+    this.ws.ping();
+  }
+
+  /** The socket is gone: hand back everything this session held. Idempotent. */
+  teardown(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.outbox = [];
+    const d = this.host.dispatcher;
+    for (const r of this.regs.values()) d.unregister(r);
+    this.regs.clear();
+    const held = [...this.inflight.values()];
+    this.inflight.clear();
+    for (const job of held) d.lost(job);
+    const asked = [...this.requests.values()];
+    this.requests.clear();
+    for (const job of asked) d.abandon(job, 'E_CANCELLED');
+    this.ws = null;
+  }
+}
+
+const EMPTY = new Uint8Array(0);

@@ -1,0 +1,182 @@
+/**
+ * Real processes for tests: hubs and workers on 127.0.0.1, each started with --port 0 and
+ * read back from its own output, and every one killed by PID when the test file ends.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import path from 'node:path';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** dist/server/cli.js */
+export const CLI = path.resolve(here, '../../server/cli.js');
+/** dist/test/fixtures/worker.js */
+export const WORKER = path.resolve(here, '../fixtures/worker.js');
+
+const started = new Set<ChildProcess>();
+
+function killAll(): void {
+  for (const p of started) {
+    if (p.exitCode === null && p.signalCode === null) {
+      try {
+        process.kill(p.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  started.clear();
+}
+process.on('exit', killAll);
+
+/** Kills every process this test file started. Register with `after(stopAll)`. */
+export async function stopAll(): Promise<void> {
+  const waits = [...started].filter((p) => p.exitCode === null && p.signalCode === null).map((p) => once(p, 'exit'));
+  killAll();
+  await Promise.race([Promise.all(waits), sleep(2000)]);
+}
+
+/** A line-oriented view of a child's stdout, JSON lines parsed. */
+export class Proc {
+  readonly lines: unknown[] = [];
+  readonly stderr: string[] = [];
+  private waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(readonly child: ChildProcess) {
+    started.add(child);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let v: unknown = line;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        // plain text line
+      }
+      this.lines.push(v);
+      if (v && typeof v === 'object') {
+        const rec = v as Record<string, unknown>;
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.pred(rec)) return true;
+          w.resolve(rec);
+          return false;
+        });
+      }
+    });
+    createInterface({ input: child.stderr! }).on('line', (line) => this.stderr.push(line));
+    this.exited = once(child, 'exit').then(([code, signal]) => {
+      started.delete(child);
+      return { code: code as number | null, signal: signal as NodeJS.Signals | null };
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Resolves with the first JSON line (past or future) that matches. */
+  waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs = 5000, what = 'line'): Promise<Record<string, unknown>> {
+    for (const l of this.lines) if (l && typeof l === 'object' && pred(l as Record<string, unknown>)) return Promise.resolve(l as Record<string, unknown>);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}; stderr: ${this.stderr.slice(-5).join('\n')}`)), timeoutMs);
+      this.waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(t);
+          resolve(l);
+        },
+      });
+    });
+  }
+
+  /** JSON lines with `event === name`. */
+  events(name: string): Record<string, unknown>[] {
+    return this.lines.filter((l): l is Record<string, unknown> => !!l && typeof l === 'object' && (l as Record<string, unknown>).event === name);
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    try {
+      process.kill(this.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export interface HubProc extends Proc {
+  port: number;
+  url: string;
+}
+
+/** Starts a hub on a free port; `flags` are CLI flags such as {'default-timeout-ms': 500}. */
+export async function startHub(flags: Record<string, string | number> = {}, env: NodeJS.ProcessEnv = {}): Promise<HubProc> {
+  const args = [CLI, 'hub', '--port', '0', '--log-level', 'info'];
+  for (const [k, v] of Object.entries(flags)) args.push(`--${k}`, String(v));
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const proc = new Proc(child) as HubProc;
+  const line = await proc.waitFor((l) => l.msg === 'listening', 10_000, 'hub to listen');
+  proc.port = line.port as number;
+  proc.url = `http://127.0.0.1:${proc.port}`;
+  return proc;
+}
+
+/** Behaviour of one service in the fixture worker (see test/fixtures/worker.ts). */
+export interface ServiceSpec {
+  name: string;
+  /** echo (default), meshage, sleep, fail, hang, exit */
+  mode?: 'echo' | 'meshage' | 'sleep' | 'fail' | 'hang' | 'exit';
+  sleepMs?: number;
+  concurrency?: number;
+  weight?: number;
+  /** Keep running after cancel (and ack only when done). */
+  ignoreCancel?: boolean;
+}
+
+export interface WorkerSpec {
+  url: string;
+  instanceId?: string;
+  services: ServiceSpec[];
+}
+
+/** Starts the fixture worker process and waits until it is registered. */
+export async function startWorker(spec: WorkerSpec): Promise<Proc & { instanceId: string }> {
+  const child = spawn(process.execPath, [WORKER, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = new Proc(child);
+  const ready = await proc.waitFor((l) => l.event === 'ready', 10_000, 'worker to be ready');
+  // Registered means the hub lists every service for this instance.
+  await waitUntil(async () => {
+    const st = await stats({ url: spec.url });
+    const w = st.workers.find((x: { instanceId: string }) => x.instanceId === ready.instanceId);
+    return w && w.services.length === spec.services.length;
+  }, 5000, 'worker registration');
+  (proc as Proc & { instanceId: string }).instanceId = ready.instanceId as string;
+  return proc as Proc & { instanceId: string };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `fn` until it returns a truthy value or the time runs out. */
+export async function waitUntil<T>(fn: () => T | Promise<T>, timeoutMs = 5000, what = 'condition'): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** GET /stats of a hub. */
+export async function stats(hub: { url: string }): Promise<any> {
+  const r = await fetch(`${hub.url}/stats`);
+  return r.json();
+}
+
+/** POST a body and read the whole answer. */
+export async function post(url: string, body: string | Uint8Array = '{}', headers: Record<string, string> = {}, signal?: AbortSignal) {
+  const r = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers }, ...(signal ? { signal } : {}) });
+  const text = await r.text();
+  return { status: r.status, headers: r.headers, text, json: () => JSON.parse(text) };
+}
