@@ -72,10 +72,10 @@ export class HttpIngress {
       if (size > this.o.maxBodyBytes) return this.finishEarly(res, job, 'E_BODY_TOO_LARGE');
       if (isLast && chunks === null) {
         // The common case: the whole body in one chunk; copy it out of the borrowed buffer.
-        if (chunk.byteLength > 0) job.body = Buffer.from(new Uint8Array(chunk).slice());
+        if (chunk.byteLength > 0) job.body = Buffer.from(chunk.slice(0));
         return this.submit(res, job);
       }
-      (chunks ??= []).push(Buffer.from(new Uint8Array(chunk).slice()));
+      (chunks ??= []).push(Buffer.from(chunk.slice(0)));
       if (isLast) {
         job.body = Buffer.concat(chunks, size);
         chunks = null;

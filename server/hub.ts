@@ -176,7 +176,7 @@ export class Hub implements SessionHost {
         this.forget(s);
         continue;
       }
-      if (s.state === 'hello' && at - s.lastSeen > this.options.pongTimeoutMs) {
+      if (s.state === 'hello' && at - s.createdAt > this.options.pongTimeoutMs) {
         s.close(CloseCode.Protocol, 'no hello');
         this.forget(s);
         continue;

@@ -44,6 +44,8 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   name = '';
   servedBy = '';
   lastSeen = now();
+  /** Monotonic time the socket opened: a session must say hello within the pong timeout. */
+  readonly createdAt = now();
   readonly openedAt = Date.now();
   flushQueued = false;
   /** Socket buffer above the limit: no new jobs until it drains. */
@@ -135,9 +137,10 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
       case Op.CancelAck: {
         const job = this.takeInflight(frame[1]);
         if (!job) return;
-        // An ack for a job we never cancelled means the worker gave it up: run it elsewhere.
-        if (job.state !== JobState.Settled) d.lost(job);
+        // Credit first; then an ack for a job we never cancelled means the worker gave it
+        // up, so it runs again elsewhere.
         d.release(job);
+        if (job.state !== JobState.Settled) d.lost(job);
         return;
       }
       case Op.Request: return this.request(frame);

@@ -1,0 +1,183 @@
+/**
+ * The bench harness: `npm run bench [-- --quick] [-- --scenario NAME[,NAME]]`.
+ * Runs each scenario with a warm-up and several repetitions, the load generator on one core and
+ * everything under test on the other, and prints a table with the ratios to the baselines
+ * measured in the same run. Writes bench/out/results-*.json and an SVG chart; a full run
+ * appends its summary to bench/RESULTS.md.
+ */
+import { execSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
+import { available, LOAD_CPU, SCENARIOS, SERVER_CPU, type Scenario, type Target } from './scenarios.js';
+import { renderChart } from './chart.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, '../..');
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const pick = argValue('--scenario')?.split(',');
+const reps = Number(argValue('--reps') ?? (quick ? 1 : 3));
+const durationS = Number(argValue('--duration') ?? (quick ? 3 : 10));
+const warmupS = Number(argValue('--warmup') ?? (quick ? 1 : 3));
+const QUICK_SET = ['http-1w', 'limit-batched', 'ws-caller'];
+
+function argValue(name: string): string | undefined {
+  const i = args.findIndex((a) => a === name || a.startsWith(name + '='));
+  if (i === -1) return undefined;
+  const a = args[i]!;
+  return a.includes('=') ? a.slice(a.indexOf('=') + 1) : args[i + 1];
+}
+
+interface Rep { rps: number; p50us: number; p99us: number; p999us: number; errors: number; cpuUsPerReq: number }
+export interface Result {
+  name: string; description: string; kind: string; bodyBytes: number; connections: number;
+  reps: Rep[]; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; peakRssMB: number; errors: number;
+  ratios: Record<string, number>;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? 0 : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+function wrkScript(s: Scenario, dir: string): string {
+  const body = JSON.stringify({ data: 'x'.repeat(Math.max(0, s.bodyBytes - 11)) });
+  const file = path.join(dir, `${s.name}.lua`);
+  const request = s.path === 'keyed'
+    ? `request = function() return wrk.format(nil, "/api/echo/" .. math.random(1, 1000000)) end\n`
+    : '';
+  writeFileSync(file, `wrk.method = "POST"
+wrk.body = ${JSON.stringify(body)}
+wrk.headers["Content-Type"] = "application/json"
+${request}done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%d,"errors":%d,"non2xx":%d,"seconds":%f,"p50us":%d,"p99us":%d,"p999us":%d}\\n',
+    summary.requests, e.connect + e.read + e.write + e.timeout, e.status, summary.duration / 1e6,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+`);
+  return file;
+}
+
+async function runLoad(s: Scenario, t: Target, seconds: number, dir: string): Promise<{ requests: number; errors: number; seconds: number; p50us: number; p99us: number; p999us: number }> {
+  let p;
+  if (s.load === 'wrk') {
+    const url = t.url + (s.path === 'keyed' ? '/' : s.path);
+    p = start(LOAD_CPU, 'wrk', ['-t1', `-c${s.connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', wrkScript(s, dir), url]);
+  } else if (s.load === 'ws-caller') {
+    p = start(LOAD_CPU, process.execPath, [path.join(here, 'drivers/ws-caller.js'), t.url, s.path, String(s.connections), String(seconds * 1000), String(s.bodyBytes)]);
+  } else {
+    p = start(LOAD_CPU, process.execPath, [path.join(here, 'baselines/nats-peer.js'), 'requester', t.url, String(s.connections), String(seconds * 1000), String(s.bodyBytes)]);
+  }
+  const out = await p.output();
+  const line = out.split('\n').reverse().find((l) => l.startsWith('{"requests"'));
+  if (!line) throw new Error(`${s.name}: load generator printed no result:\n${out.slice(-1000)}`);
+  const r = JSON.parse(line) as { requests: number; errors: number; non2xx?: number; seconds: number; p50us: number; p99us: number; p999us: number };
+  return { ...r, errors: r.errors + (r.non2xx ?? 0) };
+}
+
+async function runScenario(s: Scenario, dir: string): Promise<Result> {
+  const t = await s.start();
+  try {
+    await runLoad(s, t, warmupS, dir);
+    const repsOut: Rep[] = [];
+    for (let i = 0; i < reps; i++) {
+      const cpu0 = cpuMicros(t.measured.pid);
+      const r = await runLoad(s, t, durationS, dir);
+      const cpu1 = cpuMicros(t.measured.pid);
+      repsOut.push({ rps: r.requests / r.seconds, p50us: r.p50us, p99us: r.p99us, p999us: r.p999us, errors: r.errors, cpuUsPerReq: r.requests ? (cpu1 - cpu0) / r.requests : 0 });
+      process.stderr.write(`  ${s.name} rep ${i + 1}/${reps}: ${Math.round(r.requests / r.seconds)} req/s, p99 ${(r.p99us / 1000).toFixed(2)} ms${r.errors ? `, ${r.errors} errors` : ''}\n`);
+    }
+    return {
+      name: s.name, description: s.description, kind: s.kind, bodyBytes: s.bodyBytes, connections: s.connections, reps: repsOut,
+      rps: median(repsOut.map((r) => r.rps)), p50us: median(repsOut.map((r) => r.p50us)), p99us: median(repsOut.map((r) => r.p99us)),
+      p999us: median(repsOut.map((r) => r.p999us)), cpuUsPerReq: median(repsOut.map((r) => r.cpuUsPerReq)),
+      peakRssMB: peakRss(t.measured.pid) / 1024 / 1024, errors: repsOut.reduce((a, r) => a + r.errors, 0), ratios: {},
+    };
+  } finally {
+    for (const p of t.procs) await p.stop();
+  }
+}
+
+function machine(): string {
+  const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
+  return `${cpu}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.type()} ${os.release()}`;
+}
+
+function commit(): string {
+  try {
+    return execSync('git rev-parse --short HEAD', { cwd: repoRoot }).toString().trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+function table(results: Result[]): string {
+  const ratioNames = [...new Set(results.flatMap((r) => Object.keys(r.ratios)))];
+  const head = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/req', 'peak RSS MB', 'errors', ...ratioNames.map((n) => `÷ ${n}`)];
+  const rows = results.map((r) => [
+    r.name, Math.round(r.rps).toLocaleString('en-US'), (r.p50us / 1000).toFixed(2), (r.p99us / 1000).toFixed(2), (r.p999us / 1000).toFixed(2),
+    r.cpuUsPerReq.toFixed(1), r.peakRssMB.toFixed(0), String(r.errors), ...ratioNames.map((n) => (r.ratios[n] ? r.ratios[n]!.toFixed(2) : '')),
+  ]);
+  return [head, head.map(() => '---'), ...rows].map((cols) => `| ${cols.join(' | ')} |`).join('\n');
+}
+
+async function main(): Promise<void> {
+  if (!which('wrk')) {
+    console.error('bench: wrk is not installed (Debian package "wrk"; .ci/run installs it)');
+    process.exit(2);
+  }
+  const dir = path.join(repoRoot, 'bench/out');
+  mkdirSync(dir, { recursive: true });
+  const wanted = SCENARIOS.filter((s) => (pick ? pick.includes(s.name) : quick ? QUICK_SET.includes(s.name) : true));
+  if (pick && wanted.length !== pick.length) {
+    console.error(`bench: unknown scenario; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+    process.exit(2);
+  }
+  const layout = hasTaskset ? `load generator on cpu${LOAD_CPU}; hub, workers and baselines on cpu${SERVER_CPU} (taskset)` : 'taskset missing: processes not pinned';
+  console.log(`astromesh bench — ${new Date().toISOString()} — commit ${commit()}\nmachine: ${machine()}\nlayout: ${layout}\nrepetitions: ${reps} × ${durationS} s after ${warmupS} s warm-up; medians reported`);
+  const results: Result[] = [];
+  const skipped: string[] = [];
+  for (const s of wanted) {
+    if (!available(s)) {
+      skipped.push(`${s.name} (needs ${s.requires}, not installed)`);
+      console.log(`skipping ${s.name}: ${s.requires} is not installed`);
+      continue;
+    }
+    process.stderr.write(`${s.name}: ${s.description}\n`);
+    results.push(await runScenario(s, dir));
+  }
+  for (const r of results) {
+    const s = SCENARIOS.find((x) => x.name === r.name)!;
+    for (const b of s.compareWith ?? []) {
+      const base = results.find((x) => x.name === b);
+      if (base && base.rps > 0) r.ratios[b] = r.rps / base.rps;
+    }
+  }
+  const summary = table(results);
+  console.log('\n' + summary + '\n');
+  for (const r of results) console.log(`${r.name}: ${r.description} (c=${r.connections}, ${r.bodyBytes} B)`);
+  if (skipped.length) console.log(`skipped: ${skipped.join('; ')}`);
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const json = { date: new Date().toISOString(), commit: commit(), machine: machine(), layout, reps, durationS, warmupS, quick, skipped, results };
+  writeFileSync(path.join(dir, `results-${stamp}.json`), JSON.stringify(json, null, 2));
+  writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(json, null, 2));
+  const svg = renderChart(results);
+  writeFileSync(path.join(dir, 'latest.svg'), svg);
+  if (!quick && !pick) {
+    writeFileSync(path.join(repoRoot, 'bench/chart.svg'), svg);
+    const md = `\n## ${json.date.slice(0, 10)} — commit ${json.commit}\n\n\`npm run bench\` — ${json.machine}\n\nLayout: ${layout}. ${reps} repetitions × ${durationS} s after ${warmupS} s warm-up, medians. CPU µs/req is the measured process's (hub, or the baseline's front) user+system time over the measured window divided by requests.${skipped.length ? ` Skipped: ${skipped.join('; ')}.` : ''}\n\n${summary}\n\n${results.map((r) => `- **${r.name}**: ${r.description}`).join('\n')}\n\n![chart](chart.svg)\n`;
+    appendFileSync(path.join(repoRoot, 'bench/RESULTS.md'), md);
+    console.log('appended to bench/RESULTS.md');
+  }
+  console.log(`wrote bench/out/latest.json and bench/out/latest.svg`);
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
+

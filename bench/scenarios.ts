@@ -1,0 +1,182 @@
+/**
+ * What the bench runs: astromesh scenarios and the baselines they are compared with. Each
+ * starts its own processes on the server core and says how to load it.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { start, which, type BenchProc } from './procs.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const js = (rel: string) => path.resolve(here, rel);
+const node = process.execPath;
+/** Server-side processes go on this core, the load generator on the other. */
+export const SERVER_CPU = 0;
+export const LOAD_CPU = 1;
+
+export interface Target {
+  /** The process whose CPU time and memory are reported (the hub, or the baseline's front). */
+  measured: BenchProc;
+  url: string;
+  procs: BenchProc[];
+  /** For Node-driven loads: extra arguments the driver needs. */
+  driverArgs?: string[];
+}
+
+export interface Scenario {
+  name: string;
+  description: string;
+  kind: 'astromesh' | 'baseline';
+  load: 'wrk' | 'ws-caller' | 'nats-requester';
+  bodyBytes: number;
+  connections: number;
+  /** wrk: request path, or 'keyed' for random partition keys. */
+  path: string;
+  requires?: string;
+  /** Baselines this scenario's throughput is divided by, when measured in the same run. */
+  compareWith?: string[];
+  start(): Promise<Target>;
+}
+
+async function startHub(extra: string[] = []): Promise<{ hub: BenchProc; url: string }> {
+  const hub = start(SERVER_CPU, node, [js('../server/cli.js'), 'hub', '--port', '0', '--log-level', 'warn', ...extra]);
+  // The hub logs "listening" at info; at warn it is silent, so read the port from /proc instead.
+  const port = await listeningPort(hub.pid);
+  return { hub, url: `http://127.0.0.1:${port}` };
+}
+
+/** Waits until `pid` listens on a TCP port and returns it (read from /proc/net/tcp). */
+async function listeningPort(pid: number): Promise<number> {
+  const { readFileSync, readdirSync, readlinkSync } = await import('node:fs');
+  for (let i = 0; i < 300; i++) {
+    try {
+      const inodes = new Set<string>();
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        try {
+          const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+          if (m) inodes.add(m[1]!);
+        } catch { /* fd closed */ }
+      }
+      for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+        for (const row of readFileSync(file, 'utf8').split('\n').slice(1)) {
+          const f = row.trim().split(/\s+/);
+          if (f[3] === '0A' && inodes.has(f[9]!)) return parseInt(f[1]!.split(':')[1]!, 16);
+        }
+      }
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`process ${pid} never listened`);
+}
+
+async function workers(url: string, n: number, service = 'echo', concurrency = 256): Promise<BenchProc[]> {
+  const ps = Array.from({ length: n }, () => start(SERVER_CPU, node, [js('workers/echo-worker.js'), url, service, String(concurrency)]));
+  await Promise.all(ps.map((p) => p.line((l) => l.event === 'ready')));
+  return ps;
+}
+
+async function astromesh(nWorkers: number): Promise<Target> {
+  const { hub, url } = await startHub();
+  const ws = await workers(url, nWorkers);
+  return { measured: hub, url, procs: [hub, ...ws] };
+}
+
+async function portOf(p: BenchProc): Promise<number> {
+  return (await p.line((l) => typeof l.port === 'number')).port as number;
+}
+
+async function natsServer(): Promise<{ server: BenchProc; natsUrl: string }> {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const server = start(SERVER_CPU, 'nats-server', ['-a', '127.0.0.1', '-p', String(port)]);
+  await listeningPort(server.pid);
+  return { server, natsUrl: `nats://127.0.0.1:${port}` };
+}
+
+const HTTP_BASELINES = ['limit-batched', 'limit-1frame', 'raw', 'nats-http'];
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: 'raw', kind: 'baseline', load: 'wrk', bodyBytes: 100, connections: 64, path: '/echo',
+    description: 'RAW: uWS HTTP echo, no worker hop (ceiling of any HTTP front)',
+    async start() {
+      const p = start(SERVER_CPU, node, [js('baselines/raw-echo.js')]);
+      return { measured: p, url: `http://127.0.0.1:${await portOf(p)}`, procs: [p] };
+    },
+  },
+  ...(['batched', '1frame'] as const).map((variant): Scenario => ({
+    name: `limit-${variant}`, kind: 'baseline', load: 'wrk', bodyBytes: 100, connections: 64, path: '/echo',
+    description: `LIMIT: minimal uWS → WS worker → HTTP forwarder, ${variant === 'batched' ? 'frames batched per loop turn' : 'one frame per job'}`,
+    async start() {
+      const hub = start(SERVER_CPU, node, [js('baselines/limit-hub.js'), ...(variant === '1frame' ? ['--unbatched'] : [])]);
+      const url = `http://127.0.0.1:${await portOf(hub)}`;
+      const w = start(SERVER_CPU, node, [js('baselines/limit-worker.js'), url.replace('http', 'ws') + '/ws']);
+      await w.line((l) => l.event === 'ready');
+      return { measured: hub, url, procs: [hub, w] };
+    },
+  })),
+  {
+    name: 'nats-http', kind: 'baseline', load: 'wrk', bodyBytes: 100, connections: 64, path: '/echo', requires: 'nats-server',
+    description: 'PEER: NATS request/reply behind a plain node:http front',
+    async start() {
+      const { server, natsUrl } = await natsServer();
+      const responder = start(SERVER_CPU, node, [js('baselines/nats-peer.js'), 'responder', natsUrl]);
+      await responder.line((l) => l.event === 'ready');
+      const front = start(SERVER_CPU, node, [js('baselines/nats-peer.js'), 'http-front', natsUrl]);
+      return { measured: front, url: `http://127.0.0.1:${await portOf(front)}`, procs: [front, responder, server] };
+    },
+  },
+  {
+    name: 'nats-reqrep', kind: 'baseline', load: 'nats-requester', bodyBytes: 100, connections: 64, path: '', requires: 'nats-server',
+    description: 'PEER: NATS request/reply, Node requester → nats-server → Node responder',
+    async start() {
+      const { server, natsUrl } = await natsServer();
+      const responder = start(SERVER_CPU, node, [js('baselines/nats-peer.js'), 'responder', natsUrl]);
+      await responder.line((l) => l.event === 'ready');
+      return { measured: server, url: natsUrl, procs: [server, responder] };
+    },
+  },
+  {
+    name: 'http-1w', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: '/service/echo', compareWith: HTTP_BASELINES,
+    description: 'HTTP caller → hub → 1 WS worker (client library), 100 B',
+    start: () => astromesh(1),
+  },
+  {
+    name: 'http-4w', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: '/service/echo', compareWith: HTTP_BASELINES,
+    description: 'HTTP caller → hub → 4 WS workers, 100 B',
+    start: () => astromesh(4),
+  },
+  {
+    name: 'ws-caller', kind: 'astromesh', load: 'ws-caller', bodyBytes: 100, connections: 64, path: 'echo', compareWith: ['nats-reqrep'],
+    description: 'WS caller (one multiplexed socket) → hub → 1 WS worker, 100 B',
+    start: () => astromesh(1),
+  },
+  {
+    name: 'http-1k', kind: 'astromesh', load: 'wrk', bodyBytes: 1024, connections: 64, path: '/service/echo', compareWith: HTTP_BASELINES,
+    description: 'HTTP caller → hub → 1 WS worker, 1 KiB',
+    start: () => astromesh(1),
+  },
+  {
+    name: 'http-64k', kind: 'astromesh', load: 'wrk', bodyBytes: 64 * 1024, connections: 64, path: '/service/echo', compareWith: HTTP_BASELINES,
+    description: 'HTTP caller → hub → 1 WS worker, 64 KiB',
+    start: () => astromesh(1),
+  },
+  {
+    name: 'keyed', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: 'keyed', compareWith: HTTP_BASELINES,
+    description: 'HTTP POST /api/echo/{random key} → owner among 4 WS workers, 100 B',
+    start: () => astromesh(4),
+  },
+  {
+    name: 'scale-idle', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: '/service/echo', compareWith: ['http-1w', ...HTTP_BASELINES],
+    description: '1 loaded worker + 1,000 idle worker sessions on 1,000 services (from 4 processes)',
+    async start() {
+      const { hub, url } = await startHub();
+      const loaded = await workers(url, 1);
+      const idle = [0, 1, 2, 3].map((i) => start(SERVER_CPU, node, [js('workers/echo-worker.js'), url, 'unused', '16', '250', 'idle-'], { BENCH_IDLE_OFFSET: String(1 + i * 250) }));
+      await Promise.all(idle.map((p) => p.line((l) => l.event === 'ready', 60_000)));
+      return { measured: hub, url, procs: [hub, ...loaded, ...idle] };
+    },
+  },
+];
+
+export function available(s: Scenario): boolean {
+  return !s.requires || which(s.requires);
+}
