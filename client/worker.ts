@@ -62,9 +62,43 @@ export class HandlerError extends Error {
   }
 }
 
-interface Running {
-  controller: AbortController;
-  cancelled: boolean;
+/**
+ * A running job. The AbortController is made only when the handler reads `signal`: most
+ * handlers never do, and creating one costs more than the rest of a job's bookkeeping.
+ */
+class Running implements IncomingJob {
+  cancelled = false;
+  private controller: AbortController | null = null;
+  private reason: unknown = undefined;
+  constructor(
+    readonly id: number,
+    readonly service: string,
+    readonly key: string | null,
+    readonly attempt: number,
+    readonly remainingMs: number,
+    readonly contentType: string | null,
+    readonly headers: Headers,
+    readonly query: string | null,
+    readonly body: Buffer,
+  ) {}
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.cancelled) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+  abort(reason: unknown): void {
+    this.cancelled = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+  text(): string {
+    return this.body.toString('utf8');
+  }
+  json<T = unknown>(): T {
+    return JSON.parse(this.body.toString('utf8')) as T;
+  }
 }
 
 export class Worker {
@@ -86,10 +120,7 @@ export class Worker {
     this.connection.onFrame = (f) => this.onFrame(f);
     this.connection.onDrop = (err) => {
       // The hub redelivers our in-flight jobs elsewhere; stop them here.
-      for (const r of this.running.values()) {
-        r.cancelled = true;
-        r.controller.abort(err);
-      }
+      for (const r of this.running.values()) r.abort(err);
       this.running.clear();
       this.requester.failAll(err);
       this.checkIdle();
@@ -147,7 +178,7 @@ export class Worker {
 
   /** Closes at once; running jobs are redelivered by the hub. */
   close(): void {
-    for (const r of this.running.values()) r.controller.abort(new BusError('E_CONNECTION_LOST', 'worker closed'));
+    for (const r of this.running.values()) r.abort(new BusError('E_CONNECTION_LOST', 'worker closed'));
     this.running.clear();
     this.requester.failAll(new BusError('E_CONNECTION_LOST', 'worker closed'));
     this.connection.close();
@@ -158,10 +189,7 @@ export class Worker {
       case Op.Job: return this.run(f);
       case Op.Cancel: {
         const r = this.running.get(f[1]);
-        if (r && !r.cancelled) {
-          r.cancelled = true;
-          r.controller.abort(new BusError(f[2] === 'E_DEADLINE' ? 'E_DEADLINE' : 'E_CANCELLED'));
-        }
+        if (r && !r.cancelled) r.abort(new BusError(f[2] === 'E_DEADLINE' ? 'E_DEADLINE' : 'E_CANCELLED'));
         return;
       }
       case Op.Response: return this.requester.onResponse(f);
@@ -177,36 +205,26 @@ export class Worker {
   private run(f: JobFrame): void {
     const [, id, service, key, remainingMs, attempt, contentType, headers, query, body] = f;
     const h = this.handlers.get(service);
-    const controller = new AbortController();
-    const running: Running = { controller, cancelled: false };
-    this.running.set(id, running);
+    const job = new Running(id, service, key, attempt, remainingMs, contentType, headers ?? NO_HEADERS, query, Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    this.running.set(id, job);
     if (!h) {
-      this.finish(id, running, undefined, new HandlerError(`no handler for ${service}`, 503, 'E_NO_WORKERS'));
+      this.finish(id, job, undefined, new HandlerError(`no handler for ${service}`, 503, 'E_NO_WORKERS'));
       return;
     }
-    const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    const job: IncomingJob = {
-      id, service, key, attempt, remainingMs, contentType, query,
-      headers: headers ?? {},
-      body: buf,
-      signal: controller.signal,
-      text: () => buf.toString('utf8'),
-      json: <T>() => JSON.parse(buf.toString('utf8')) as T,
-    };
     let result: ReturnType<Handler>;
     try {
       result = h.handler(job);
     } catch (err) {
-      this.finish(id, running, undefined, err);
+      this.finish(id, job, undefined, err);
       return;
     }
     if (result && typeof (result as Promise<unknown>).then === 'function') {
       (result as Promise<Awaited<ReturnType<Handler>>>).then(
-        (v) => this.finish(id, running, v, undefined),
-        (err: unknown) => this.finish(id, running, undefined, err ?? new Error('handler rejected')),
+        (v) => this.finish(id, job, v, undefined),
+        (err: unknown) => this.finish(id, job, undefined, err ?? new Error('handler rejected')),
       );
     } else {
-      this.finish(id, running, result as Awaited<ReturnType<Handler>>, undefined);
+      this.finish(id, job, result as Awaited<ReturnType<Handler>>, undefined);
     }
   }
 
@@ -247,3 +265,4 @@ function toBytes(body: Uint8Array | string | undefined): Uint8Array {
 }
 
 const EMPTY = new Uint8Array(0);
+const NO_HEADERS: Headers = Object.freeze({}) as Headers;
