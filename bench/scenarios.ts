@@ -93,18 +93,21 @@ async function natsServer(): Promise<{ server: BenchProc; natsUrl: string }> {
 
 const HTTP_BASELINES = ['limit-batched', 'limit-1frame', 'raw', 'nats-http'];
 
-export const SCENARIOS: Scenario[] = [
-  {
-    name: 'raw', kind: 'baseline', load: 'wrk', bodyBytes: 100, connections: 64, path: '/echo',
-    description: 'RAW: uWS HTTP echo, no worker hop (ceiling of any HTTP front)',
+function rawEcho(bodyBytes: number): Scenario {
+  return {
+    name: bodyBytes === 100 ? 'raw' : `raw-${label(bodyBytes)}`, kind: 'baseline', load: 'wrk', bodyBytes, connections: 64, path: '/echo',
+    description: `RAW: uWS HTTP echo, no worker hop (ceiling of any HTTP front), ${label(bodyBytes)}`,
     async start() {
       const p = start(SERVER_CPU, node, [js('baselines/raw-echo.js')]);
       return { measured: p, url: `http://127.0.0.1:${await portOf(p)}`, procs: [p] };
     },
-  },
-  ...(['batched', '1frame'] as const).map((variant): Scenario => ({
-    name: `limit-${variant}`, kind: 'baseline', load: 'wrk', bodyBytes: 100, connections: 64, path: '/echo',
-    description: `LIMIT: minimal uWS → WS worker → HTTP forwarder, ${variant === 'batched' ? 'frames batched per loop turn' : 'one frame per job'}`,
+  };
+}
+
+function limit(variant: 'batched' | '1frame', bodyBytes: number): Scenario {
+  return {
+    name: `limit-${variant}${bodyBytes === 100 ? '' : `-${label(bodyBytes)}`}`, kind: 'baseline', load: 'wrk', bodyBytes, connections: 64, path: '/echo',
+    description: `LIMIT: minimal uWS → WS worker → HTTP forwarder, ${variant === 'batched' ? 'frames batched per loop turn' : 'one frame per job'}, ${label(bodyBytes)}`,
     async start() {
       const hub = start(SERVER_CPU, node, [js('baselines/limit-hub.js'), ...(variant === '1frame' ? ['--unbatched'] : [])]);
       const url = `http://127.0.0.1:${await portOf(hub)}`;
@@ -112,7 +115,21 @@ export const SCENARIOS: Scenario[] = [
       await w.line((l) => l.event === 'ready');
       return { measured: hub, url, procs: [hub, w] };
     },
-  })),
+  };
+}
+
+function label(bytes: number): string {
+  return bytes >= 1024 ? `${bytes / 1024}k` : `${bytes}B`;
+}
+
+export const SCENARIOS: Scenario[] = [
+  rawEcho(100),
+  limit('batched', 100),
+  limit('1frame', 100),
+  rawEcho(1024),
+  limit('batched', 1024),
+  rawEcho(64 * 1024),
+  limit('batched', 64 * 1024),
   {
     name: 'nats-http', kind: 'baseline', load: 'wrk', bodyBytes: 100, connections: 64, path: '/echo', requires: 'nats-server',
     description: 'PEER: NATS request/reply behind a plain node:http front',
@@ -150,12 +167,12 @@ export const SCENARIOS: Scenario[] = [
     start: () => astromesh(1),
   },
   {
-    name: 'http-1k', kind: 'astromesh', load: 'wrk', bodyBytes: 1024, connections: 64, path: '/service/echo', compareWith: HTTP_BASELINES,
+    name: 'http-1k', kind: 'astromesh', load: 'wrk', bodyBytes: 1024, connections: 64, path: '/service/echo', compareWith: ['limit-batched-1k', 'raw-1k'],
     description: 'HTTP caller → hub → 1 WS worker, 1 KiB',
     start: () => astromesh(1),
   },
   {
-    name: 'http-64k', kind: 'astromesh', load: 'wrk', bodyBytes: 64 * 1024, connections: 64, path: '/service/echo', compareWith: HTTP_BASELINES,
+    name: 'http-64k', kind: 'astromesh', load: 'wrk', bodyBytes: 64 * 1024, connections: 64, path: '/service/echo', compareWith: ['limit-batched-64k', 'raw-64k'],
     description: 'HTTP caller → hub → 1 WS worker, 64 KiB',
     start: () => astromesh(1),
   },
