@@ -1,0 +1,62 @@
+/** A bare WebSocket to a hub for protocol tests: frames in, frames out, nothing else. */
+import WebSocket from 'ws';
+import { decodeFrame, encodeFrame, Op, type Frame } from '../../client/protocol.js';
+
+export class RawSocket {
+  readonly frames: Frame[] = [];
+  closeCode: number | null = null;
+  private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
+  readonly closed: Promise<number>;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      const f = decodeFrame(data, false);
+      this.frames.push(f);
+      this.waiters = this.waiters.filter((w) => (w.pred(f) ? (w.resolve(f), false) : true));
+    });
+    this.closed = new Promise((r) => ws.on('close', (code) => {
+      this.closeCode = code;
+      r(code);
+    }));
+  }
+
+  static async open(hubUrl: string): Promise<RawSocket> {
+    const ws = new WebSocket(hubUrl.replace('http', 'ws') + '/ws', { maxPayload: 8 * 1024 * 1024 });
+    ws.on('error', () => {});
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    return new RawSocket(ws);
+  }
+
+  /** Opens, says hello, and registers `services` (name → concurrency). */
+  static async worker(hubUrl: string, instanceId: string, services: Record<string, number> = {}): Promise<RawSocket> {
+    const s = await RawSocket.open(hubUrl);
+    s.send([Op.Hello, { versions: [1], role: 'worker', instanceId }]);
+    await s.next((f) => f[0] === Op.Welcome);
+    for (const [name, credit] of Object.entries(services)) s.send([Op.Register, name, credit, 1]);
+    return s;
+  }
+
+  send(frame: Frame): void {
+    this.ws.send(encodeFrame(frame));
+  }
+
+  sendRaw(data: Buffer | string, binary = true): void {
+    this.ws.send(data, { binary });
+  }
+
+  next(pred: (f: Frame) => boolean, timeoutMs = 3000): Promise<Frame> {
+    const found = this.frames.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('timed out waiting for a frame')), timeoutMs);
+      this.waiters.push({ pred, resolve: (f) => { clearTimeout(t); resolve(f); } });
+    });
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}
