@@ -155,7 +155,7 @@ export function decodeFrame(bytes: Uint8Array, borrowed: boolean): Frame {
 
 function checkJob(f: unknown[]): JobFrame {
   arity(f, 10, 'job');
-  id(f[1], 'job id'); str(f[2], 'service'); optStr(f[3], 'key'); uint(f[4], 'remainingMs'); uint(f[5], 'attempt');
+  uint(f[1], 'job id'); str(f[2], 'service'); optStr(f[3], 'key'); uint(f[4], 'remainingMs'); uint(f[5], 'attempt');
   optStr(f[6], 'contentType'); optHeaders(f[7]); optStr(f[8], 'query');
   f[9] = body(f[9]);
   return f as JobFrame;
@@ -163,14 +163,14 @@ function checkJob(f: unknown[]): JobFrame {
 
 function checkReply(f: unknown[]): ReplyFrame {
   arity(f, 6, 'reply');
-  id(f[1], 'job id'); status(f[2]); optStr(f[3], 'contentType'); optHeaders(f[4]);
+  uint(f[1], 'job id'); status(f[2]); optStr(f[3], 'contentType'); optHeaders(f[4]);
   f[5] = body(f[5]);
   return f as ReplyFrame;
 }
 
 function checkRequest(f: unknown[]): RequestFrame {
   arity(f, 10, 'request');
-  id(f[1], 'request id');
+  uint(f[1], 'request id');
   if (f[2] !== RequestMode.Any && f[2] !== RequestMode.Keyed && f[2] !== RequestMode.Broadcast) throw new ProtocolError(`request mode must be 0, 1 or 2, not ${describe(f[2])}`);
   str(f[3], 'service'); optStr(f[4], 'key');
   if (f[5] !== null && f[5] !== undefined) uint(f[5], 'timeoutMs'); else f[5] = null;
@@ -181,7 +181,7 @@ function checkRequest(f: unknown[]): RequestFrame {
 
 function checkResponse(f: unknown[]): ResponseFrame {
   arity(f, 7, 'response');
-  id(f[1], 'request id'); status(f[2]); optStr(f[3], 'contentType'); optHeaders(f[4]);
+  uint(f[1], 'request id'); status(f[2]); optStr(f[3], 'contentType'); optHeaders(f[4]);
   f[5] = body(f[5]);
   optStr(f[6], 'servedBy');
   return f as ResponseFrame;
@@ -189,7 +189,7 @@ function checkResponse(f: unknown[]): ResponseFrame {
 
 function checkError(f: unknown[]): ErrorFrame {
   arity(f, 5, 'error');
-  id(f[1], 'job id');
+  uint(f[1], 'job id');
   if (f[2] !== null && f[2] !== undefined) status(f[2]); else f[2] = null;
   optStr(f[3], 'code'); optStr(f[4], 'message');
   return f as ErrorFrame;
@@ -197,14 +197,14 @@ function checkError(f: unknown[]): ErrorFrame {
 
 function checkCancel(f: unknown[]): CancelFrame {
   arity(f, 2, 'cancel');
-  id(f[1], 'id');
+  uint(f[1], 'id');
   if (f.length > 2) optStr(f[2], 'code'); else f[2] = null;
   return f as CancelFrame;
 }
 
 function checkCancelAck(f: unknown[]): CancelAckFrame {
   arity(f, 2, 'cancel ack');
-  id(f[1], 'job id');
+  uint(f[1], 'job id');
   return f as CancelAckFrame;
 }
 
@@ -259,9 +259,6 @@ function checkProtocolError(f: unknown[]): ProtocolErrorFrame {
 
 function arity(f: unknown[], n: number, what: string): void {
   if (f.length < n) throw new ProtocolError(`${what} frame needs ${n} elements, got ${f.length}`);
-}
-function id(v: unknown, what: string): void {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError(`${what} must be a non-negative integer`);
 }
 function uint(v: unknown, what: string): void {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError(`${what} must be a non-negative integer`);
