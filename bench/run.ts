@@ -6,13 +6,14 @@
  * appends its summary to bench/RESULTS.md.
  */
 import { execSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
 import { available, LOAD_CPU, SCENARIOS, SERVER_CPU, type Scenario, type Target } from './scenarios.js';
 import { renderChart } from './chart.js';
+import { RESULTS_HEADER, resultsSection, table } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
@@ -115,16 +116,6 @@ function commit(): string {
   }
 }
 
-function table(results: Result[]): string {
-  const ratioNames = [...new Set(results.flatMap((r) => Object.keys(r.ratios)))];
-  const head = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/req', 'peak RSS MB', 'errors', ...ratioNames.map((n) => `÷ ${n}`)];
-  const rows = results.map((r) => [
-    r.name, Math.round(r.rps).toLocaleString('en-US'), (r.p50us / 1000).toFixed(2), (r.p99us / 1000).toFixed(2), (r.p999us / 1000).toFixed(2),
-    r.cpuUsPerReq.toFixed(1), r.peakRssMB.toFixed(0), String(r.errors), ...ratioNames.map((n) => (r.ratios[n] ? r.ratios[n]!.toFixed(2) : '')),
-  ]);
-  return [head, head.map(() => '---'), ...rows].map((cols) => `| ${cols.join(' | ')} |`).join('\n');
-}
-
 async function main(): Promise<void> {
   if (!which('wrk')) {
     console.error('bench: wrk is not installed (Debian package "wrk"; .ci/run installs it)');
@@ -169,8 +160,10 @@ async function main(): Promise<void> {
   writeFileSync(path.join(dir, 'latest.svg'), svg);
   if (!quick && !pick) {
     writeFileSync(path.join(repoRoot, 'bench/chart.svg'), svg);
-    const md = `\n## ${json.date.slice(0, 10)} — commit ${json.commit}\n\n\`npm run bench\` — ${json.machine}\n\nLayout: ${layout}. ${reps} repetitions × ${durationS} s after ${warmupS} s warm-up, medians. CPU µs/req is the measured process's (hub, or the baseline's front) user+system time over the measured window divided by requests.${skipped.length ? ` Skipped: ${skipped.join('; ')}.` : ''}\n\n${summary}\n\n${results.map((r) => `- **${r.name}**: ${r.description}`).join('\n')}\n\n![chart](chart.svg)\n`;
-    appendFileSync(path.join(repoRoot, 'bench/RESULTS.md'), md);
+    const md = resultsSection(json);
+    const file = path.join(repoRoot, 'bench/RESULTS.md');
+    if (!existsSync(file)) writeFileSync(file, RESULTS_HEADER);
+    appendFileSync(file, md);
     console.log('appended to bench/RESULTS.md');
   }
   console.log(`wrote bench/out/latest.json and bench/out/latest.svg`);

@@ -272,8 +272,13 @@ function str(v: unknown, what: string): void {
 function optStr(v: unknown, what: string): void {
   if (v !== null && v !== undefined && typeof v !== 'string') throw new ProtocolError(`${what} must be a string or nil`);
 }
+/**
+ * A msgpack map decodes to a plain object. msgpackr also turns some extension types into
+ * objects (timestamp → Date, its own Error, Set and RegExp types); checking the prototype
+ * refuses those, since frames carry no extension types.
+ */
 function map(v: unknown, what: string): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) throw new ProtocolError(`${what} must be a map`);
+  if (v === null || typeof v !== 'object' || Object.getPrototypeOf(v) !== Object.prototype) throw new ProtocolError(`${what} must be a map`);
   return v as Record<string, unknown>;
 }
 function optHeaders(v: unknown): void {

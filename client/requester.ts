@@ -6,7 +6,6 @@ import { BusError, isErrorCode } from './errors.js';
 import type { Connection } from './connection.js';
 import { ERROR_CODE_HEADER, Op, RequestMode, type Headers, type RequestModeCode, type ResponseFrame } from './protocol.js';
 
-
 export interface RequestOptions {
   /** Route to the owner of this partition key. */
   key?: string;
@@ -46,11 +45,24 @@ export function makeResponse(status: number, contentType: string | null, headers
     (err as BusError & { workerCode?: string }).workerCode = code;
     throw err;
   }
-  return {
-    status, contentType: contentType ?? 'application/json', headers, body, servedBy,
-    text: () => body.toString('utf8'),
-    json: <T>() => JSON.parse(body.toString('utf8')) as T,
-  };
+  return new Response(status, contentType ?? 'application/json', headers, body, servedBy);
+}
+
+/** A plain class, not an object of closures: callers make many thousands a second. */
+class Response implements BusResponse {
+  constructor(
+    readonly status: number,
+    readonly contentType: string,
+    readonly headers: Headers,
+    readonly body: Buffer,
+    readonly servedBy: string | null,
+  ) {}
+  text(): string {
+    return this.body.toString('utf8');
+  }
+  json<T = unknown>(): T {
+    return JSON.parse(this.body.toString('utf8')) as T;
+  }
 }
 
 interface Pending {

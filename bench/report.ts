@@ -1,0 +1,39 @@
+/** Turning bench results into the printed table and the bench/RESULTS.md section. */
+import type { Result } from './run.js';
+
+export interface RunRecord {
+  date: string;
+  commit: string;
+  machine: string;
+  layout: string;
+  reps: number;
+  durationS: number;
+  warmupS: number;
+  skipped: string[];
+  results: Result[];
+}
+
+export const RESULTS_HEADER = `# Bench results
+
+Produced by \`npm run bench\` (see README, "Benchmarks"); each full run appends a section.
+Figures are medians of the repetitions on a shared 2-core machine, so compare rows of the same
+run, not runs with each other. "vs" is the scenario's requests/s divided by each baseline's,
+measured in the same run. CPU µs/req is the measured process's (the hub, or the baseline's own
+server) user + system time over the measured window divided by the requests served.
+`;
+
+/** A Markdown table: one row per scenario, ratios to baselines in the last column. */
+export function table(results: Result[]): string {
+  const head = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/req', 'peak RSS MB', 'errors', 'vs baselines (same run)'];
+  const rows = results.map((r) => [
+    r.name, Math.round(r.rps).toLocaleString('en-US'), (r.p50us / 1000).toFixed(2), (r.p99us / 1000).toFixed(2), (r.p999us / 1000).toFixed(2),
+    r.cpuUsPerReq.toFixed(1), r.peakRssMB.toFixed(0), String(r.errors),
+    Object.entries(r.ratios).map(([n, v]) => `${v.toFixed(2)}× ${n}`).join(', '),
+  ]);
+  return [head, head.map(() => '---'), ...rows].map((cols) => `| ${cols.join(' | ')} |`).join('\n');
+}
+
+/** The section a full run appends to bench/RESULTS.md. */
+export function resultsSection(run: RunRecord): string {
+  return `\n## ${run.date.slice(0, 10)} — commit ${run.commit}\n\n\`npm run bench\` on ${run.machine}.\n\nLayout: ${run.layout}. ${run.reps} repetitions × ${run.durationS} s after ${run.warmupS} s warm-up; medians.${run.skipped.length ? ` Skipped: ${run.skipped.join('; ')}.` : ''}\n\n${table(run.results)}\n\n${run.results.map((r) => `- **${r.name}**: ${r.description} (c=${r.connections})`).join('\n')}\n\n![chart](chart.svg)\n`;
+}
