@@ -141,7 +141,7 @@ export class Dispatcher {
   }
 
   /** Adds (or updates) `consumer` as a server of `name`. */
-  register(consumer: Consumer, name: string, concurrency: number, weight: number, existing: Registration | undefined): Registration | ErrorCode {
+  register(consumer: Consumer, name: string, concurrency: number, weight: number, existing: Registration | undefined, unkeyedOnly = false): Registration | ErrorCode {
     if (existing && !existing.closed) {
       existing.concurrency = concurrency;
       existing.weight = weight;
@@ -154,7 +154,7 @@ export class Dispatcher {
       svc = new ServiceState(name);
       this.services.set(name, svc);
     }
-    const r = new Registration(consumer, name, concurrency, weight, memberSeed(consumer.instanceId));
+    const r = new Registration(consumer, name, concurrency, weight, unkeyedOnly ? 0 : memberSeed(consumer.instanceId), unkeyedOnly);
     svc.add(r);
     this.offer(r);
     return r;
@@ -185,17 +185,17 @@ export class Dispatcher {
       this.take(svc, r.ownerQueue, job);
       this.assign(r, job);
     }
+    if (!r.unkeyedOnly) {
+      // Keyed jobs that waited for any key owner now have one: each goes to its owner.
+      while ((job = svc.keyedQueue.head)) {
+        this.take(svc, svc.keyedQueue, job);
+        const owner = svc.owner(job.key!)!;
+        if (owner.canTake()) this.assign(owner, job);
+        else this.enqueue(svc, owner.ownerQueue, job);
+      }
+    }
     while (r.canTake() && (job = svc.queue.head)) {
       this.take(svc, svc.queue, job);
-      if (job.key !== null && job.mode === RequestMode.Keyed) {
-        const owner = svc.owner(job.key)!;
-        if (owner !== r && !owner.canTake()) {
-          this.enqueue(svc, owner.ownerQueue, job);
-          continue;
-        }
-        this.assign(owner, job);
-        continue;
-      }
       this.assign(r, job);
     }
     if (r.canTake()) svc.markReady(r);
@@ -217,13 +217,14 @@ export class Dispatcher {
   }
 
   private broadcast(svc: ServiceState, parent: Job): ErrorCode | null {
-    if (svc.regs.length === 0) {
+    const members = svc.keyed();
+    if (members.length === 0) {
       this.counters.rejectedNoWorkers++;
       return 'E_NO_WORKERS';
     }
-    const gather = new BroadcastGather(parent, svc.regs.length);
+    const gather = new BroadcastGather(parent, members.length);
     parent.parts = [];
-    for (const r of svc.regs) {
+    for (const r of members) {
       const part = new Job(parent.service, RequestMode.Broadcast, parent.key, parent.body, parent.contentType, parent.headers, parent.query, parent.deadline, gather);
       part.pinned = r;
       part.callerId = parent.parts.length;
@@ -261,7 +262,7 @@ export class Dispatcher {
     } else if (job.mode === RequestMode.Keyed && job.key !== null) {
       target = svc.owner(job.key);
       if (target?.canTake()) return this.assign(target, job);
-      list = target ? target.ownerQueue : svc.queue;
+      list = target ? target.ownerQueue : svc.keyedQueue;
     } else {
       target = svc.pick();
       if (target) return this.assign(target, job);

@@ -9,6 +9,7 @@ import { writeError } from './answer.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
 import { createLogger, type Logger } from './log.js';
+import { LongPoll } from './longpoll.js';
 import { resolveHubOptions, type HubOptions } from './options.js';
 import { buildStats } from './stats.js';
 import { now } from './timer-wheel.js';
@@ -33,6 +34,7 @@ export class Hub implements SessionHost {
   private nextSessionId = 1;
   private closing: Promise<void> | null = null;
   private readonly ingress: HttpIngress;
+  readonly longPoll: LongPoll;
 
   constructor(input: Partial<HubOptions> = {}, log?: Logger) {
     this.options = resolveHubOptions(input);
@@ -40,6 +42,7 @@ export class Hub implements SessionHost {
     this.log = log ?? createLogger(this.options.logLevel);
     this.dispatcher = new Dispatcher(this.options);
     this.ingress = new HttpIngress(this.options, this.dispatcher, this.hubId);
+    this.longPoll = new LongPoll(this.options, this.dispatcher, this.hubId);
   }
 
   /** Binds the port and starts serving; resolves with the port bound. */
@@ -49,6 +52,7 @@ export class Hub implements SessionHost {
     this.app = app;
     this.wireSockets(app);
     this.ingress.routes(app);
+    this.longPoll.routes(app);
     this.wireOperatorRoutes(app);
     app.any('/*', (res) => writeError(res, 'E_NOT_FOUND', this.hubId));
     return new Promise((resolve, reject) => {
@@ -97,6 +101,7 @@ export class Hub implements SessionHost {
       this.dispatcher.failAll('E_SHUTTING_DOWN');
     }
     // Let the answer queue and frame flusher write what the last settles produced.
+    this.longPoll.stop();
     await sleep(20);
     for (const s of [...this.sessions]) s.close(CloseCode.GoingAway, 'hub shutting down');
     if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);

@@ -43,6 +43,8 @@ export class Registration {
     public weight: number,
     /** Ring hash seed derived from the consumer's instanceId. */
     readonly seed: number,
+    /** Takes unkeyed jobs only and owns no partition keys (a legacy long-poller). */
+    readonly unkeyedOnly = false,
   ) {}
   /** Free credit and a writable consumer. */
   canTake(): boolean {

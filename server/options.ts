@@ -45,6 +45,18 @@ export interface HubOptions {
   maxRequestsPerSession: number;
   /** Time in-flight work may take to finish on shutdown. Default 10 s. */
   shutdownGraceMs: number;
+  /** How long a legacy long-poll waits for a job without ?wait=. Default 30 s. */
+  longPollWaitMs: number;
+  /** Longest long-poll wait a poller may ask for with ?wait=. Default 120 s. */
+  longPollMaxWaitMs: number;
+  /** A job handed to a long-poller is redelivered if no reply comes within this (or its deadline). Default 30 s. */
+  longPollLeaseMs: number;
+  /** Bodies in long-poll envelopes: "json" (embedded by type) or "base64" (always, as the original hub did). Default json. */
+  longPollEncoding: string;
+  /** Long-polls waiting on one service. Default 5,000. */
+  maxPollersPerService: number;
+  /** Long-polls waiting in all. Default 20,000. */
+  maxPollers: number;
   /** Request headers passed to workers. Default x-request-id, traceparent, tracestate. */
   forwardHeaders: string[];
   /** pino log level. Default info. */
@@ -71,6 +83,12 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   maxConnections: 20_000,
   maxRequestsPerSession: 10_000,
   shutdownGraceMs: 10_000,
+  longPollWaitMs: 30_000,
+  longPollMaxWaitMs: 120_000,
+  longPollLeaseMs: 30_000,
+  longPollEncoding: 'json',
+  maxPollersPerService: 5_000,
+  maxPollers: 20_000,
   forwardHeaders: ['x-request-id', 'traceparent', 'tracestate'],
   logLevel: 'info',
 });
@@ -107,13 +125,19 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
   spec('maxConnections', 'int', 'concurrent WebSocket connections'),
   spec('maxRequestsPerSession', 'int', 'in-flight requests per WebSocket client'),
   spec('shutdownGraceMs', 'int', 'time in-flight work gets on shutdown, ms'),
+  spec('longPollWaitMs', 'int', 'long-poll wait without ?wait=, ms', 'longpoll-wait-ms'),
+  spec('longPollMaxWaitMs', 'int', 'longest long-poll wait, ms', 'longpoll-max-wait-ms'),
+  spec('longPollLeaseMs', 'int', 'long-poll lease before redelivery, ms', 'longpoll-lease-ms'),
+  spec('longPollEncoding', 'string', 'long-poll body encoding: json or base64', 'longpoll-encoding'),
+  spec('maxPollersPerService', 'int', 'waiting long-polls per service'),
+  spec('maxPollers', 'int', 'waiting long-polls in all'),
   spec('forwardHeaders', 'list', 'request headers passed to workers (comma-separated)'),
   spec('logLevel', 'string', 'log level: fatal, error, warn, info, debug, trace, silent'),
 ];
 
-function spec(key: keyof HubOptions, kind: Kind, help: string) {
-  const kebab = key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
-  const env = 'ASTROMESH_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+/** Flags are the option names in kebab case unless `kebab` names them (`--longpoll-…`, as the design spells them). */
+function spec(key: keyof HubOptions, kind: Kind, help: string, kebab = key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())) {
+  const env = 'ASTROMESH_' + kebab.replace(/-/g, '_').toUpperCase();
   return { key, flag: '--' + kebab, env, kind, help };
 }
 
@@ -133,6 +157,11 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}): HubOptions {
   if (o.port > 65535) throw new InvalidOptionError('"port" must be at most 65535');
   const positive: (keyof HubOptions)[] = ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs', 'maxAttempts', 'maxQueuePerService', 'maxServices', 'pingIntervalMs', 'pongTimeoutMs', 'maxConnections', 'maxRequestsPerSession'];
   for (const k of positive) if ((o[k] as number) <= 0) throw new InvalidOptionError(`"${k}" must be greater than 0`);
+  for (const k of ['longPollWaitMs', 'longPollMaxWaitMs', 'longPollLeaseMs', 'maxPollersPerService', 'maxPollers'] as const) {
+    if (o[k] <= 0) throw new InvalidOptionError(`"${k}" must be greater than 0`);
+  }
+  if (o.longPollWaitMs > o.longPollMaxWaitMs) throw new InvalidOptionError('"longPollWaitMs" must not exceed "longPollMaxWaitMs"');
+  if (o.longPollEncoding !== 'json' && o.longPollEncoding !== 'base64') throw new InvalidOptionError('"longPollEncoding" must be "json" or "base64"');
   if (o.defaultTimeoutMs > o.maxTimeoutMs) throw new InvalidOptionError('"defaultTimeoutMs" must not exceed "maxTimeoutMs"');
   if (o.maxFrameBytes < o.maxBodyBytes + 1024) throw new InvalidOptionError('"maxFrameBytes" must exceed "maxBodyBytes" by at least 1 KiB');
   if (o.maxBodyBytes > o.maxQueuedBytes) throw new InvalidOptionError('"maxBodyBytes" must not exceed "maxQueuedBytes"');

@@ -12,8 +12,10 @@ export class ServiceState {
   /** Registrations that may have free credit, oldest first; stale entries are skipped. */
   private ready: Registration[] = [];
   private readyHead = 0;
-  /** Jobs waiting for any worker (and keyed jobs waiting for the first one). */
+  /** Unkeyed jobs waiting for any consumer. */
   readonly queue = new JobList();
+  /** Keyed jobs waiting for the first worker that can own keys. */
+  readonly keyedQueue = new JobList();
   /** Queued jobs in `queue` and in every registration's owner queue. */
   queued = 0;
   /** When the service last lost its last consumer (or was created). */
@@ -48,9 +50,14 @@ export class ServiceState {
     this.ready.push(r);
   }
 
-  /** The owner of `key` among the open registrations. */
+  /** The owner of `key` among the open registrations that take keys. */
   owner(key: string): Registration | null {
-    return ownerOf(key, this.regs);
+    return ownerOf(key, this.regs, ownsKeys);
+  }
+
+  /** Registrations that take keyed and broadcast jobs (not long-pollers). */
+  keyed(): Registration[] {
+    return this.regs.filter(ownsKeys);
   }
 
   add(r: Registration): void {
@@ -69,4 +76,8 @@ export class ServiceState {
       this.readyHead = 0;
     }
   }
+}
+
+function ownsKeys(r: Registration): boolean {
+  return !r.unkeyedOnly;
 }

@@ -4,14 +4,21 @@ import type { Hub } from './hub.js';
 export function buildStats(hub: Hub) {
   const d = hub.dispatcher;
   const o = hub.options;
+  const leased = hub.longPoll.leasedByService();
   const services = [...d.services.values()].map((svc) => {
     let inflight = 0;
-    for (const r of svc.regs) inflight += r.inflight;
+    let workers = 0;
+    for (const r of svc.regs) {
+      inflight += r.inflight;
+      if (!r.unkeyedOnly) workers++;
+    }
     return {
       name: svc.name,
-      workers: svc.regs.length,
+      workers,
       queued: svc.queued,
       inflight,
+      longPollWaiting: hub.longPoll.waiting.get(svc.name) ?? 0,
+      longPollLeased: leased.get(svc.name) ?? 0,
       served: svc.isServed(o.serviceLingerMs),
     };
   });
@@ -33,6 +40,7 @@ export function buildStats(hub: Hub) {
     state: hub.state,
     uptimeMs: Date.now() - hub.startedAt,
     openJobs: d.open,
+    longPoll: { waiting: hub.longPoll.totalWaiting, openAttempts: hub.longPoll.leases.size },
     queuedBytes: d.queuedBytes,
     jobs: d.counters,
     sockets: { connections: hub.sessions.size, ...hub.counters },
