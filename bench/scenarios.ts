@@ -182,6 +182,18 @@ export const SCENARIOS: Scenario[] = [
     start: () => astromesh(4),
   },
   {
+    name: 'longpoll', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: '/service/echo', compareWith: ['http-1w', ...HTTP_BASELINES],
+    description: 'HTTP caller → hub → legacy long-poll worker (64 poll loops: GET /service/echo/jobs, POST /jobs/{id}), 100 B',
+    async start() {
+      const { hub, url } = await startHub();
+      const w = start(SERVER_CPU, node, [js('workers/longpoll-worker.js'), url, 'echo', '64']);
+      await w.line((l) => l.event === 'ready');
+      // The service exists once the first poll waits.
+      await new Promise((r) => setTimeout(r, 300));
+      return { measured: hub, url, procs: [hub, w] };
+    },
+  },
+  {
     name: 'scale-idle', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: '/service/echo', compareWith: ['http-1w', ...HTTP_BASELINES],
     description: '1 loaded worker + 1,000 idle worker sessions on 1,000 services (from 4 processes)',
     async start() {

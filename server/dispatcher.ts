@@ -319,10 +319,14 @@ export class Dispatcher {
     }
     job.state = JobState.Settled;
     this.wheel.remove(job);
+    // Whatever still points at the job (a lease, a late reply's lookup) need not keep its body.
+    job.body = EMPTY_BODY;
     if (job.accepted) this.open--;
     job.waiter.settled(job);
   }
 }
+
+const EMPTY_BODY = new Uint8Array(0);
 
 /** Error codes a worker may put in an error reply: upper-case words. */
 const WORKER_CODE_RE = /^[A-Z][A-Z0-9_]{0,63}$/;

@@ -133,6 +133,7 @@ export class LongPoll {
         if (holder) holder.consumer.cancel(job, 'E_CANCELLED');
         else this.dispatcher.release(job);
         this.leases.delete(lease.id);
+        this.wheel.remove(lease);
       }
       res.cork(() => {
         if (accepted) res.writeStatus('200 OK').end();
