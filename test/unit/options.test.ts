@@ -45,5 +45,17 @@ describe('hub options', () => {
     assert.throws(() => resolveHubOptions({ forwardHeaders: ['Authorization'] }), InvalidOptionError);
     assert.throws(() => resolveHubOptions({ maxAttempts: 0 }), /"maxAttempts" must be greater than 0/);
     assert.throws(() => resolveHubOptions({ port: 70000 }), /"port"/);
+    assert.throws(() => resolveHubOptions({ longPollEncoding: 'hex' }), /"longPollEncoding"/);
+    assert.throws(() => resolveHubOptions({ longPollWaitMs: 5000, longPollMaxWaitMs: 1000 }), /"longPollWaitMs" must not exceed "longPollMaxWaitMs"/);
+  });
+
+  it('spells the long-poll flags as --longpoll-*', () => {
+    const o = optionsFromSources(['--longpoll-encoding', 'base64', '--longpoll-lease-ms', '250'], { ASTROMESH_LONGPOLL_WAIT_MS: '100' });
+    assert.deepEqual(o, { longPollEncoding: 'base64', longPollLeaseMs: 250, longPollWaitMs: 100 });
+    const r = resolveHubOptions();
+    assert.equal(r.longPollWaitMs, 30_000);
+    assert.equal(r.longPollMaxWaitMs, 120_000);
+    assert.equal(r.longPollLeaseMs, 30_000);
+    assert.equal(r.longPollEncoding, 'json');
   });
 });
