@@ -19,15 +19,16 @@ Produced by \`npm run bench\` (see README, "Benchmarks"); each full run appends 
 Figures are medians of the repetitions on a shared 2-core machine, so compare rows of the same
 run, not runs with each other. "vs" is the scenario's requests/s divided by each baseline's,
 measured in the same run. CPU µs/req is the measured process's (the hub, or the baseline's own
-server) user + system time over the measured window divided by the requests served.
+server) user + system time over the measured window divided by the requests served; "cpu0
+total" adds every process on the server core (the hub's or baseline's workers too).
 `;
 
 /** A Markdown table: one row per scenario, ratios to baselines in the last column. */
 export function table(results: Result[]): string {
-  const head = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/req', 'peak RSS MB', 'errors', 'vs baselines (same run)'];
+  const head = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/req', 'cpu0 total µs/req', 'peak RSS MB', 'errors', 'vs baselines (same run)'];
   const rows = results.map((r) => [
     r.name, Math.round(r.rps).toLocaleString('en-US'), (r.p50us / 1000).toFixed(2), (r.p99us / 1000).toFixed(2), (r.p999us / 1000).toFixed(2),
-    r.cpuUsPerReq.toFixed(1), r.peakRssMB.toFixed(0), String(r.errors),
+    r.cpuUsPerReq.toFixed(1), r.serverCpuUsPerReq === undefined ? '' : r.serverCpuUsPerReq.toFixed(1), r.peakRssMB.toFixed(0), String(r.errors),
     Object.entries(r.ratios).map(([n, v]) => `${v.toFixed(2)}× ${n}`).join(', '),
   ]);
   return [head, head.map(() => '---'), ...rows].map((cols) => `| ${cols.join(' | ')} |`).join('\n');

@@ -32,10 +32,10 @@ function argValue(name: string): string | undefined {
   return a.includes('=') ? a.slice(a.indexOf('=') + 1) : args[i + 1];
 }
 
-interface Rep { rps: number; p50us: number; p99us: number; p999us: number; errors: number; cpuUsPerReq: number }
+interface Rep { rps: number; p50us: number; p99us: number; p999us: number; errors: number; cpuUsPerReq: number; serverCpuUsPerReq: number }
 export interface Result {
   name: string; description: string; kind: string; bodyBytes: number; connections: number;
-  reps: Rep[]; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; peakRssMB: number; errors: number;
+  reps: Rep[]; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; serverCpuUsPerReq: number; peakRssMB: number; errors: number;
   ratios: Record<string, number>;
 }
 
@@ -80,6 +80,19 @@ async function runLoad(s: Scenario, t: Target, seconds: number, dir: string): Pr
   return { ...r, errors: r.errors + (r.non2xx ?? 0) };
 }
 
+/** CPU time of every process on the server core (hub or baseline, and their workers). */
+function totalCpu(t: Target): number {
+  let sum = 0;
+  for (const p of t.procs) {
+    try {
+      sum += cpuMicros(p.pid);
+    } catch {
+      // exited
+    }
+  }
+  return sum;
+}
+
 async function runScenario(s: Scenario, dir: string): Promise<Result> {
   const t = await s.start();
   try {
@@ -87,15 +100,19 @@ async function runScenario(s: Scenario, dir: string): Promise<Result> {
     const repsOut: Rep[] = [];
     for (let i = 0; i < reps; i++) {
       const cpu0 = cpuMicros(t.measured.pid);
+      const all0 = totalCpu(t);
       const r = await runLoad(s, t, durationS, dir);
       const cpu1 = cpuMicros(t.measured.pid);
-      repsOut.push({ rps: r.requests / r.seconds, p50us: r.p50us, p99us: r.p99us, p999us: r.p999us, errors: r.errors, cpuUsPerReq: r.requests ? (cpu1 - cpu0) / r.requests : 0 });
+      const all1 = totalCpu(t);
+      const per = (us: number) => (r.requests ? us / r.requests : 0);
+      repsOut.push({ rps: r.requests / r.seconds, p50us: r.p50us, p99us: r.p99us, p999us: r.p999us, errors: r.errors, cpuUsPerReq: per(cpu1 - cpu0), serverCpuUsPerReq: per(all1 - all0) });
       process.stderr.write(`  ${s.name} rep ${i + 1}/${reps}: ${Math.round(r.requests / r.seconds)} req/s, p99 ${(r.p99us / 1000).toFixed(2)} ms${r.errors ? `, ${r.errors} errors` : ''}\n`);
     }
     return {
       name: s.name, description: s.description, kind: s.kind, bodyBytes: s.bodyBytes, connections: s.connections, reps: repsOut,
       rps: median(repsOut.map((r) => r.rps)), p50us: median(repsOut.map((r) => r.p50us)), p99us: median(repsOut.map((r) => r.p99us)),
       p999us: median(repsOut.map((r) => r.p999us)), cpuUsPerReq: median(repsOut.map((r) => r.cpuUsPerReq)),
+      serverCpuUsPerReq: median(repsOut.map((r) => r.serverCpuUsPerReq)),
       peakRssMB: peakRss(t.measured.pid) / 1024 / 1024, errors: repsOut.reduce((a, r) => a + r.errors, 0), ratios: {},
     };
   } finally {

@@ -137,7 +137,9 @@ export class Connection extends EventEmitter {
       try {
         frame = decodeFrame(data, false);
       } catch (err) {
-        this.emit('error', err);
+        // A frame this build cannot read (a newer hub, a bug) is dropped, never thrown:
+        // an 'error' event without a listener would take the whole process down.
+        this.emit('frameError', err);
         return;
       }
       if (!welcomed) {

@@ -34,14 +34,21 @@ export function isPassableHeader(name: string, value: string): boolean {
   return TOKEN_RE.test(name) && !RESERVED.has(name.toLowerCase()) && VALUE_RE.test(value);
 }
 
-/** Headers of a WebSocket Response frame: the reply's own, plus the error code if any. */
+/**
+ * Headers of a WebSocket Response frame: the error code for an error, else the reply's own
+ * headers with the same filter HTTP answers get (a worker cannot forge `x-error-code`).
+ */
 export function answerHeaders(job: Job): Headers | null {
   if (job.errorCode !== null) {
     const h: Headers = { [ERROR_CODE_HEADER]: String(job.errorCode) };
     if (job.status === 503) h['retry-after'] = '1';
     return h;
   }
-  return job.replyHeaders;
+  const own = job.replyHeaders;
+  if (!own) return null;
+  let passed: Headers | null = null;
+  for (const name in own) if (isPassableHeader(name, own[name]!)) (passed ??= {})[name] = own[name]!;
+  return passed;
 }
 
 /** Writes a hub error as the whole answer. Call inside a cork (or a uWS handler). */

@@ -280,7 +280,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     this.send(encodeFrame([Op.ProtocolError, code, message, ref, fatal]));
     if (fatal) {
       this.flush();
-      this.close(code === 'E_VERSION' ? CloseCode.Protocol : CloseCode.Protocol, message.slice(0, 100));
+      this.close(CloseCode.Protocol, message.slice(0, 100));
     }
   }
 

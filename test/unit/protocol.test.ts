@@ -1,7 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { pack } from 'msgpackr';
-import { decodeFrame, encodeFrame, isValidKey, isValidName, negotiateVersion, Op, ProtocolError, type Frame } from '../../client/protocol.js';
+import { pack, Packr } from 'msgpackr';
+import { encode } from '@msgpack/msgpack';
+import {
+  decodeFrame, encodeFrame, isValidInstanceId, isValidKey, isValidName, negotiateVersion, Op, ProtocolError, SUPPORTED_VERSIONS, type Frame,
+} from '../../client/protocol.js';
 import { EXAMPLE_FRAMES } from '../helpers/example-frames.js';
 
 /** Frames with bodies as hex strings, so Buffer and Uint8Array compare equal. */
@@ -10,78 +13,205 @@ const norm = (f: unknown): unknown =>
     : Array.isArray(f) ? f.map(norm)
       : f && typeof f === 'object' ? Object.fromEntries(Object.entries(f).map(([k, v]) => [k, norm(v)])) : f;
 
+/** msgpackr with its own extension types on (Set, Error, RegExp...), to write frames a hub must refuse. */
+const withExtensions = new Packr({ useRecords: false, moreTypes: true });
+
+const rejects = (bytes: Uint8Array, what: string): void => {
+  for (const borrowed of [true, false]) assert.throws(() => decodeFrame(bytes, borrowed), ProtocolError, what);
+};
+
+/** The type of each positional field after the op, as PROTOCOL.md's tables give them. */
+type FieldType = 'uint' | 'uint?' | 'str' | 'str?' | 'status' | 'status?' | 'headers?' | 'bin' | 'map' | 'weight' | 'mode' | 'code' | 'ref' | 'bool';
+const FIELD_TYPES: Record<string, FieldType[]> = {
+  hello: ['map'],
+  welcome: ['map'],
+  register: ['str', 'uint', 'weight'],
+  unregister: ['str'],
+  job: ['uint', 'str', 'str?', 'uint', 'uint', 'str?', 'headers?', 'str?', 'bin'],
+  reply: ['uint', 'status', 'str?', 'headers?', 'bin'],
+  error: ['uint', 'status?', 'str?', 'str?'],
+  cancel: ['uint', 'str?'],
+  cancelAck: ['uint'],
+  request: ['uint', 'mode', 'str', 'str?', 'uint?', 'str?', 'headers?', 'str?', 'bin'],
+  response: ['uint', 'status', 'str?', 'headers?', 'bin', 'str?'],
+  errorResponse: ['uint', 'status', 'str?', 'headers?', 'bin', 'str?'],
+  drain: [],
+  goodbye: ['str?', 'str?'],
+  protocolError: ['code', 'str', 'ref', 'bool'],
+};
+/** Values of the wrong type for each field type. */
+const WRONG: Record<FieldType, unknown[]> = {
+  uint: ['1', -1, 1.5, null, true, 2 ** 53],
+  'uint?': ['1', -1, 1.5, true],
+  str: [1, null, true, ['a'], Buffer.from('a')],
+  'str?': [1, true, ['a'], { a: 'b' }],
+  status: [100, 199, 600, '200', null, 200.5],
+  'status?': [100, 600, '500'],
+  'headers?': ['a', 1, ['a'], { a: 1 }, { a: null }],
+  bin: [42, true, ['a'], { a: 'b' }],
+  map: ['x', 1, null, ['a']],
+  weight: [0, -1, '1', null],
+  mode: [3, -1, '0', null],
+  code: ['E_NOPE', 'e_protocol', 1, null],
+  ref: [1.5, true, ['a']],
+  bool: [0, 1, 'true', null],
+};
+
 describe('protocol codec', () => {
   for (const [name, frame] of Object.entries(EXAMPLE_FRAMES)) {
-    it(`round-trips a ${name} frame, borrowed and owned`, () => {
+    it(`round-trips a ${name} frame, with borrowed and owned bytes`, () => {
       const bytes = encodeFrame(frame);
       for (const borrowed of [true, false]) assert.deepEqual(norm(decodeFrame(new Uint8Array(bytes), borrowed)), norm(frame));
     });
   }
 
-  it('copies bodies out of borrowed bytes', () => {
+  it('copies bodies out of borrowed bytes, so reusing the buffer cannot change a decoded frame', () => {
     const bytes = new Uint8Array(encodeFrame([Op.Reply, 1, 200, null, null, Buffer.from('abc')]));
     const f = decodeFrame(bytes, true) as Frame & unknown[];
     bytes.fill(0);
     assert.equal(Buffer.from(f[5] as Uint8Array).toString(), 'abc');
   });
 
-  it('accepts str and nil bodies and missing optional trailing fields', () => {
-    const r = decodeFrame(pack([Op.Reply, 1, 200, null, null, 'text']), false);
-    assert.equal(Buffer.from(r[5] as Uint8Array).toString(), 'text');
-    const n = decodeFrame(pack([Op.Reply, 1, 200, null, null, null]), false);
-    assert.equal((n[5] as Uint8Array).length, 0);
+  it('decodes frames written by another msgpack library', () => {
+    const f = decodeFrame(encode([Op.Reply, 7, 201, 'text/plain', { 'x-a': 'b' }, new TextEncoder().encode('hi')]), false);
+    assert.deepEqual(norm(f), [Op.Reply, 7, 201, 'text/plain', { 'x-a': 'b' }, `bin:${Buffer.from('hi').toString('hex')}`]);
+  });
+
+  it('accepts str and nil where a body is bin', () => {
+    const text = Buffer.from('text').toString('hex');
+    const cases: [unknown[], number][] = [
+      [[Op.Job, 1, 's', null, 10, 1, null, null, null, 'text'], 9],
+      [[Op.Reply, 1, 200, null, null, 'text'], 5],
+      [[Op.Request, 1, 0, 's', null, null, null, null, null, 'text'], 9],
+      [[Op.Response, 1, 200, null, null, 'text', null], 5],
+    ];
+    for (const [frame, at] of cases) {
+      const f = decodeFrame(pack(frame), true) as unknown[];
+      assert.ok(f[at] instanceof Uint8Array, `op ${String(frame[0])} body is bytes`);
+      assert.equal(Buffer.from(f[at] as Uint8Array).toString('hex'), text);
+      frame[at] = null;
+      assert.equal(((decodeFrame(pack(frame), false) as unknown[])[at] as Uint8Array).length, 0, `op ${String(frame[0])} nil body`);
+    }
+  });
+
+  it('fills in the optional trailing fields of Cancel and Goodbye, and ignores extra trailing fields', () => {
     assert.deepEqual(decodeFrame(pack([Op.Cancel, 5]), false), [Op.Cancel, 5, null]);
     assert.deepEqual(decodeFrame(pack([Op.Goodbye]), false), [Op.Goodbye, null, null]);
+    assert.deepEqual(decodeFrame(pack([Op.Goodbye, 'E_X']), false), [Op.Goodbye, 'E_X', null]);
+    assert.deepEqual(decodeFrame(pack([Op.CancelAck, 5, 'future', 1]), false).slice(0, 2), [Op.CancelAck, 5]);
+    assert.deepEqual(decodeFrame(pack([Op.Drain, 'future']), false), [Op.Drain]);
   });
 
-  const bad: [string, unknown][] = [
-    ['not msgpack', Buffer.from([0xc1])],
-    ['not an array', pack({ op: 1 })],
+  const bad: [string, Uint8Array][] = [
+    ['bytes that are not msgpack', Buffer.from([0xc1])],
+    ['a truncated message', encodeFrame(EXAMPLE_FRAMES.job!).subarray(0, 20)],
+    ['a map instead of an array', pack({ op: 1 })],
+    ['a bare integer', pack(5)],
     ['an empty array', pack([])],
-    ['an unknown op', pack([77])],
-    ['a short reply', pack([Op.Reply, 1, 200])],
-    ['a string id', pack([Op.Reply, 'x', 200, null, null, null])],
-    ['a negative id', pack([Op.Reply, -1, 200, null, null, null])],
-    ['a fractional id', pack([Op.CancelAck, 1.5])],
-    ['status 100', pack([Op.Reply, 1, 100, null, null, null])],
-    ['status 600', pack([Op.Reply, 1, 600, null, null, null])],
-    ['headers that are not a map', pack([Op.Reply, 1, 200, null, ['a'], null])],
-    ['a header value that is not a string', pack([Op.Reply, 1, 200, null, { a: 1 }, null])],
-    ['too many headers', pack([Op.Reply, 1, 200, null, Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, 'v'])), null])],
-    ['a numeric body', pack([Op.Reply, 1, 200, null, null, 42])],
-    ['hello without versions', pack([Op.Hello, { role: 'worker' }])],
-    ['hello with a bad role', pack([Op.Hello, { versions: [1], role: 'boss' }])],
-    ['hello with a bad instanceId', pack([Op.Hello, { versions: [1], role: 'worker', instanceId: 'has space' }])],
-    ['register with weight 0', pack([Op.Register, 'a', 1, 0])],
-    ['a request with mode 3', pack([Op.Request, 1, 3, 'a', null, null, null, null, null, null])],
-    ['a protocol error with an unknown code', pack([Op.ProtocolError, 'E_NOPE', 'x', null, true])],
+    ['op 0', pack([0])],
+    ['op 15', pack([15])],
+    ['an op that is a string', pack(['1', { versions: [1], role: 'worker' }])],
     ['a 64-bit id beyond 2^53', Buffer.from([0x92, Op.CancelAck, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])],
+    ['hello without versions', pack([Op.Hello, { role: 'worker' }])],
+    ['hello with empty versions', pack([Op.Hello, { versions: [], role: 'worker' }])],
+    ['hello with versions that is not an array', pack([Op.Hello, { versions: 1, role: 'worker' }])],
+    ['hello with version 0', pack([Op.Hello, { versions: [0], role: 'worker' }])],
+    ['hello with 17 versions', pack([Op.Hello, { versions: Array.from({ length: 17 }, (_, i) => i + 1), role: 'worker' }])],
+    ['hello without a role', pack([Op.Hello, { versions: [1] }])],
+    ['hello with a bad role', pack([Op.Hello, { versions: [1], role: 'boss' }])],
+    ['hello with an instanceId with a space', pack([Op.Hello, { versions: [1], role: 'worker', instanceId: 'has space' }])],
+    ['hello with a 129-character instanceId', pack([Op.Hello, { versions: [1], role: 'worker', instanceId: 'i'.repeat(129) }])],
+    ['hello with a token over 4096 characters', pack([Op.Hello, { versions: [1], role: 'worker', token: 't'.repeat(4097) }])],
+    ['hello with a name over 256 characters', pack([Op.Hello, { versions: [1], role: 'worker', name: 'n'.repeat(257) }])],
+    ['welcome without pongTimeoutMs', pack([Op.Welcome, { version: 1, hubId: 'h', sessionId: 1, instanceId: 'w', maxFrameBytes: 1, pingIntervalMs: 1 }])],
+    ['too many headers', pack([Op.Reply, 1, 200, null, Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, 'v'])), null])],
+    // Extension types, which no frame may carry.
+    ['a timestamp extension as headers', encode([Op.Reply, 1, 200, null, new Date(0), null])],
+    ['an extension as the hello map', withExtensions.pack([Op.Hello, new Set(['versions'])])],
+    ['an extension as headers', withExtensions.pack([Op.Reply, 1, 200, null, new Error('x'), null])],
+    ['a timestamp extension as a body', encode([Op.Reply, 1, 200, null, null, new Date(0)])],
+    ['a timestamp extension as an id', encode([Op.CancelAck, new Date(0)])],
   ];
   for (const [what, bytes] of bad) {
-    it(`rejects ${what} with a ProtocolError`, () => {
-      assert.throws(() => decodeFrame(bytes as Uint8Array, true), ProtocolError);
-    });
+    it(`rejects ${what} with a ProtocolError`, () => rejects(bytes, what));
   }
 
-  it('validates names and keys at their limits', () => {
-    assert.ok(isValidName('a'.repeat(128)));
-    assert.ok(!isValidName('a'.repeat(129)));
-    assert.ok(!isValidName(''));
-    assert.ok(!isValidName('...'));
-    assert.ok(isValidName('.a.'));
-    assert.ok(isValidName('A-z_0.9'));
-    assert.ok(!isValidName('a/b'));
-    assert.ok(!isValidName('ä'));
-    assert.ok(isValidKey('é'.repeat(128))); // 256 bytes
-    assert.ok(!isValidKey('é'.repeat(129))); // 258 bytes
-    assert.ok(isValidKey('x'.repeat(256)));
-    assert.ok(!isValidKey('x'.repeat(257)));
-    assert.ok(!isValidKey(''));
+  it('rejects every frame with one field too few', () => {
+    const least: Record<number, number> = { [Op.Cancel]: 2, [Op.Goodbye]: 1, [Op.Drain]: 1 };
+    for (const [name, frame] of Object.entries(EXAMPLE_FRAMES)) {
+      const need = least[frame[0]] ?? frame.length;
+      if (need <= 1) continue;
+      rejects(pack(frame.slice(0, need - 1)), `${name} with ${need - 1} elements`);
+    }
   });
 
-  it('negotiates the highest shared version', () => {
+  it('rejects a value of the wrong type in every field of every frame', () => {
+    for (const [name, frame] of Object.entries(EXAMPLE_FRAMES)) {
+      const types = FIELD_TYPES[name];
+      assert.ok(types, `field types of ${name}`);
+      assert.equal(types.length, frame.length - 1, `${name} has ${types.length} fields`);
+      types.forEach((type, i) => {
+        for (const wrong of WRONG[type]) {
+          const f: unknown[] = [...frame];
+          f[i + 1] = wrong;
+          rejects(pack(f), `${name} field ${i + 1} (${type}) = ${JSON.stringify(wrong)}`);
+        }
+      });
+    }
+  });
+
+  it('accepts nil in every nil-able field', () => {
+    for (const [name, frame] of Object.entries(EXAMPLE_FRAMES)) {
+      const f: unknown[] = [...frame];
+      FIELD_TYPES[name]!.forEach((type, i) => {
+        if (type.endsWith('?') || type === 'ref') f[i + 1] = null;
+      });
+      assert.doesNotThrow(() => decodeFrame(pack(f), true), name);
+    }
+  });
+
+  it('accepts ids and statuses at their limits', () => {
+    assert.equal(decodeFrame(pack([Op.CancelAck, 2 ** 53 - 1]), false)[1], 2 ** 53 - 1);
+    assert.equal(decodeFrame(pack([Op.CancelAck, 0]), false)[1], 0);
+    for (const status of [200, 599]) assert.equal(decodeFrame(pack([Op.Reply, 1, status, null, null, null]), false)[2], status);
+    assert.equal(decodeFrame(pack([Op.Register, 's', 1, 0.5]), false)[3], 0.5);
+  });
+});
+
+describe('names, keys, instance ids and versions', () => {
+  it('accepts service names of 1-128 allowed characters that are not only dots', () => {
+    for (const ok of ['a', 'a'.repeat(128), '.a.', 'A-z_0.9', '-', '_', 'a..b']) assert.ok(isValidName(ok), ok);
+    for (const bad of ['', 'a'.repeat(129), '.', '..', '...', 'a/b', 'a b', 'ä', 'a:b', 'a\n']) assert.ok(!isValidName(bad), JSON.stringify(bad));
+    for (const notString of [undefined, null, 1, ['a']]) assert.ok(!isValidName(notString));
+  });
+
+  it('accepts partition keys of 1-256 UTF-8 bytes, counting multibyte characters by their bytes', () => {
+    assert.ok(isValidKey('x'.repeat(256)));
+    assert.ok(!isValidKey('x'.repeat(257)));
+    assert.ok(isValidKey('é'.repeat(128))); // 2 bytes each: 256
+    assert.ok(!isValidKey('é'.repeat(129))); // 258
+    assert.ok(isValidKey('€'.repeat(85))); // 3 bytes each: 255
+    assert.ok(!isValidKey('€'.repeat(86))); // 258
+    assert.ok(isValidKey('😀'.repeat(64))); // 4 bytes each: 256, 128 UTF-16 units
+    assert.ok(!isValidKey('😀'.repeat(65))); // 260 bytes in only 130 UTF-16 units
+    assert.ok(isValidKey('.'));
+    assert.ok(isValidKey(' '));
+    assert.ok(!isValidKey(''));
+    for (const notString of [undefined, null, 1]) assert.ok(!isValidKey(notString));
+  });
+
+  it('accepts instance ids of 1-128 printable ASCII characters without spaces', () => {
+    assert.ok(isValidInstanceId('i'.repeat(128)));
+    assert.ok(isValidInstanceId('!~'));
+    for (const bad of ['', 'i'.repeat(129), 'a b', 'é', 'a\t']) assert.ok(!isValidInstanceId(bad), JSON.stringify(bad));
+  });
+
+  it('negotiates the highest version both sides speak, or 0 when there is none', () => {
+    assert.deepEqual(SUPPORTED_VERSIONS, [1]);
     assert.equal(negotiateVersion([1]), 1);
     assert.equal(negotiateVersion([3, 2, 1]), 1);
+    assert.equal(negotiateVersion([1, 2]), 1);
     assert.equal(negotiateVersion([2]), 0);
+    assert.equal(negotiateVersion([]), 0);
   });
 });
