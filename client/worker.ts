@@ -205,7 +205,7 @@ export class Worker {
   private run(f: JobFrame): void {
     const [, id, service, key, remainingMs, attempt, contentType, headers, query, body] = f;
     const h = this.handlers.get(service);
-    const job = new Running(id, service, key, attempt, remainingMs, contentType, headers ?? NO_HEADERS, query, Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    const job = new Running(id, service, key, attempt, remainingMs, contentType, headers ?? NO_HEADERS, query, Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
     this.running.set(id, job);
     if (!h) {
       this.finish(id, job, undefined, new HandlerError(`no handler for ${service}`, 503, 'E_NO_WORKERS'));

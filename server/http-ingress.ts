@@ -102,6 +102,7 @@ const EMPTY = new Uint8Array(0);
 
 /** URL parameters arrive percent-encoded; a malformed escape yields an invalid name. */
 function decodeParam(raw: string): string {
+  if (raw.indexOf('%') === -1) return raw;
   try {
     return decodeURIComponent(raw);
   } catch {

@@ -39,10 +39,16 @@ export class TimerWheel<T extends Timed> {
     const slot = Math.max(Math.ceil(due / this.granularityMs), this.lastSlot + 1);
     const head = this.slots.get(slot);
     item.tSlot = slot;
-    item.tPrev = null;
-    item.tNext = head ?? null;
-    if (head) head.tPrev = item;
-    this.slots.set(slot, item);
+    if (head) {
+      // Second place in an existing slot: no map write on the hot path.
+      item.tPrev = head;
+      item.tNext = head.tNext;
+      if (head.tNext) head.tNext.tPrev = item;
+      head.tNext = item;
+    } else {
+      item.tPrev = item.tNext = null;
+      this.slots.set(slot, item);
+    }
     this.size++;
   }
 
@@ -78,6 +84,9 @@ export class TimerWheel<T extends Timed> {
   private tick(): void {
     const current = Math.floor(now() / this.granularityMs);
     for (let s = this.lastSlot + 1; s <= current && this.size > 0; s++) {
+      // Mark the slot visited first, so a handler that arms a past-due item puts it in a
+      // later slot rather than one this sweep has already emptied.
+      this.lastSlot = s;
       let item = this.slots.get(s);
       while (item) {
         const next = item.tNext as T | null;

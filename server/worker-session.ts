@@ -249,14 +249,21 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     if (!ws || this.state === 'closed' || this.outbox.length === 0) return;
     const limit = this.host.options.maxBackpressureBytes;
     const out = this.outbox;
+    // One native call for the buffer level, then count what we add: uWS buffers only what
+    // the socket refuses, so this estimate never undercounts.
+    let level = ws.getBufferedAmount();
     let i = 0;
     ws.cork(() => {
-      while (i < out.length && ws.getBufferedAmount() < limit) ws.send(out[i++]!, true, false);
+      while (i < out.length && level < limit) {
+        const f = out[i++]!;
+        ws.send(f, true, false);
+        level += f.byteLength;
+      }
     });
     this.host.counters.framesOut += i;
     this.outbox = i === out.length ? [] : out.slice(i);
     const wasBlocked = this.blocked;
-    this.blocked = this.outbox.length > 0 || ws.getBufferedAmount() >= limit;
+    this.blocked = this.outbox.length > 0 || (level >= limit && ws.getBufferedAmount() >= limit);
     if (wasBlocked && !this.blocked) this.reoffer();
   }
 

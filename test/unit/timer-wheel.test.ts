@@ -72,3 +72,18 @@ describe('timer wheel', () => {
     wheel.stop();
   });
 });
+
+describe('timer wheel re-arming', () => {
+  it('fires an item a handler arms with a due time already past', async () => {
+    const fired: string[] = [];
+    const wheel: TimerWheel<Item> = new TimerWheel<Item>((it) => {
+      fired.push(it.name);
+      if (it.name === 'a') wheel.add(new Item('b'), now() - 50);
+    }, 5);
+    wheel.add(new Item('a'), now() + 5);
+    await sleep(60);
+    assert.deepEqual(fired, ['a', 'b']);
+    assert.equal(wheel.size, 0);
+    wheel.stop();
+  });
+});
