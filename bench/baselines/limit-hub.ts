@@ -98,3 +98,4 @@ app.listen('127.0.0.1', 0, (s) => {
   if (!s) process.exit(1);
   console.log(JSON.stringify({ port: uWS.us_socket_local_port(s) }));
 });
+process.on('SIGTERM', () => process.exit(0));
