@@ -57,7 +57,8 @@ export class HttpIngress {
       // The caller went away: the response must never be touched again.
       if (job.callerRef === null) return;
       job.callerRef = null;
-      if (job.state === JobState.New) job.state = JobState.Settled; // body was still arriving
+      // A broadcast's parent stays New while its parts run: those parts must be cancelled.
+      if (job.state === JobState.New && job.parts === null) job.state = JobState.Settled; // body was still arriving
       else this.dispatcher.abandon(job, 'E_CANCELLED');
     });
     this.readBody(res, job);

@@ -64,7 +64,9 @@ export class Hub implements SessionHost {
         this.listenSocket = socket;
         this.port = uWS.us_socket_local_port(socket);
         this.state = 'listening';
-        this.keepAliveTimer = setInterval(() => this.keepAlive(), Math.min(this.options.pingIntervalMs, 1000));
+        // Sweeps run ten times per ping interval and each session is pinged on its own phase, so
+        // thousands of idle sessions do not all get a ping (and answer it) in the same turn.
+        this.keepAliveTimer = setInterval(() => this.keepAlive(), Math.max(10, Math.min(this.options.pingIntervalMs / 10, 1000)));
         resolve(this.port);
       });
     });
@@ -172,7 +174,6 @@ export class Hub implements SessionHost {
   }
 
   private lastServiceSweep = 0;
-  private nextPingAt = 0;
 
   private keepAlive(): void {
     const at = now();
@@ -186,9 +187,8 @@ export class Hub implements SessionHost {
         this.forget(s);
         continue;
       }
-      if (at >= this.nextPingAt) s.keepAlive(at);
+      if (at >= s.nextPingAt) s.keepAlive(at);
     }
-    if (at >= this.nextPingAt) this.nextPingAt = at + this.options.pingIntervalMs;
     if (at - this.lastServiceSweep > 1000) {
       this.lastServiceSweep = at;
       this.dispatcher.sweepServices();

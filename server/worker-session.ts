@@ -46,6 +46,8 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   lastSeen = now();
   /** Monotonic time the socket opened: a session must say hello within the pong timeout. */
   readonly createdAt = now();
+  /** When the hub's sweep next pings this session: a random phase within the interval. */
+  nextPingAt: number;
   readonly openedAt = Date.now();
   flushQueued = false;
   /** Socket buffer above the limit: no new jobs until it drains. */
@@ -63,7 +65,9 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     private readonly host: SessionHost,
     readonly sessionId: number,
     readonly remoteAddress: string,
-  ) {}
+  ) {
+    this.nextPingAt = this.createdAt + Math.random() * host.options.pingIntervalMs;
+  }
 
   attach(ws: WebSocket<SessionData>): void {
     this.ws = ws;
@@ -315,6 +319,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   /** Sends a ping, or closes a session that stayed silent too long. Called by the hub's sweep. */
   keepAlive(at: number): void {
     if (this.state === 'closed' || !this.ws) return;
+    this.nextPingAt = at + this.host.options.pingIntervalMs;
     if (at - this.lastSeen > this.host.options.pongTimeoutMs) {
       this.close(CloseCode.Unresponsive, 'no pong');
       return;

@@ -78,7 +78,7 @@ export class Proc {
   waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs = 5000, what = 'line'): Promise<Record<string, unknown>> {
     for (const l of this.lines) if (l && typeof l === 'object' && pred(l as Record<string, unknown>)) return Promise.resolve(l as Record<string, unknown>);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}; stderr: ${this.stderr.slice(-5).join('\n')}`)), timeoutMs);
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}; stderr: ${this.stderr.slice(-12).join('\n')}`)), timeoutMs);
       this.waiters.push({
         pred,
         resolve: (l) => {
