@@ -4,7 +4,7 @@
  * WebSocket message handler cannot be corked and costs a syscall per header.
  */
 import { STATUS_CODES } from 'node:http';
-import type { HttpResponse } from 'uWebSockets.js';
+import type { HttpResponse, RecognizedString } from 'uWebSockets.js';
 import { ERRORS, errorBody, isErrorCode, type ErrorCode } from '../client/errors.js';
 import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, SERVED_BY_HEADER, type Headers } from '../client/protocol.js';
 import type { Job, JobWaiter } from './job.js';
@@ -62,7 +62,7 @@ function writeErrorAnswer(res: HttpResponse, status: number, code: string, messa
   res.writeHeader(ERROR_CODE_HEADER, code);
   res.writeHeader(SERVED_BY_HEADER, servedBy);
   if (status === 503) res.writeHeader('retry-after', '1');
-  res.end(isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } }));
+  endAnswer(res, status, isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } }));
 }
 
 /** Writes a settled job as the whole answer. Call inside a cork. */
@@ -72,11 +72,23 @@ export function writeJobAnswer(res: HttpResponse, job: Job, hubId: string): void
     return;
   }
   res.writeStatus(statusLine(job.status));
-  res.writeHeader('content-type', job.replyContentType ?? DEFAULT_CONTENT_TYPE);
+  // A content type with CR/LF would let a worker split the response (forge headers, answer
+  // the next request on a keep-alive connection): such a value falls back to the default.
+  const ct = job.replyContentType;
+  res.writeHeader('content-type', ct !== null && VALUE_RE.test(ct) ? ct : DEFAULT_CONTENT_TYPE);
   res.writeHeader(SERVED_BY_HEADER, job.servedBy ?? hubId);
   const h = job.replyHeaders;
   if (h) for (const name in h) if (isPassableHeader(name, h[name]!)) res.writeHeader(name, h[name]!);
-  res.end(job.replyBody ?? EMPTY);
+  endAnswer(res, job.status, job.replyBody ?? EMPTY);
+}
+
+/**
+ * 204 and 304 answers have no body (RFC 9110): written after them, a worker's body would be
+ * read as the next answer on a keep-alive connection, so it is dropped.
+ */
+function endAnswer(res: HttpResponse, status: number, body: RecognizedString): void {
+  if (status === 204 || status === 304) res.endWithoutBody();
+  else res.end(body);
 }
 
 const EMPTY = new Uint8Array(0);

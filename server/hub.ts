@@ -4,7 +4,7 @@
 import uWS from 'uWebSockets.js';
 import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
-import { CloseCode } from '../client/protocol.js';
+import { CloseCode, ERROR_CODE_HEADER } from '../client/protocol.js';
 import { writeError } from './answer.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
@@ -54,7 +54,11 @@ export class Hub implements SessionHost {
     this.ingress.routes(app);
     this.longPoll.routes(app);
     this.wireOperatorRoutes(app);
-    app.any('/*', (res) => writeError(res, 'E_NOT_FOUND', this.hubId));
+    app.any('/*', (res, req) => {
+      // A HEAD answer has no body: a client would read one as the start of the next answer.
+      if (req.getMethod() === 'head') res.writeStatus('404 Not Found').writeHeader(ERROR_CODE_HEADER, 'E_NOT_FOUND').endWithoutBody();
+      else writeError(res, 'E_NOT_FOUND', this.hubId);
+    });
     return new Promise((resolve, reject) => {
       app.listen(this.options.host, this.options.port, (socket) => {
         if (!socket) {

@@ -257,13 +257,17 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     // the socket refuses, so this estimate never undercounts.
     let level = ws.getBufferedAmount();
     let i = 0;
-    ws.cork(() => {
+    const sendSome = (): void => {
       while (i < out.length && level < limit) {
         const f = out[i++]!;
         ws.send(f, true, false);
         level += f.byteLength;
       }
-    });
+    };
+    ws.cork(sendSome);
+    // The estimate overcounts what the socket took at once when the cork ended. Frames left
+    // over with the socket not really backed up would wait for a drain event that never comes.
+    while (i < out.length && (level = ws.getBufferedAmount()) < limit) ws.cork(sendSome);
     this.host.counters.framesOut += i;
     this.outbox = i === out.length ? [] : out.slice(i);
     const wasBlocked = this.blocked;

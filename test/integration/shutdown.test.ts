@@ -1,7 +1,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
-import { post, sleep, startHub, startWorker, stopAll, waitUntil } from '../helpers/processes.js';
+import { post, sleep, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 
 describe('graceful shutdown', () => {
   after(stopAll);
@@ -52,6 +52,38 @@ describe('graceful shutdown', () => {
     const received = w.events('job').map((j) => j.body as string);
     assert.ok(received.length >= ok);
     for (const body of received) assert.ok(served.has(body), `job ${body} reached the worker but its caller got no 200`);
+  });
+
+  it('answers 200 requests in flight at SIGTERM with 200, refuses later ones with 503, turns /readyz 503 and exits 0', { timeout: 20_000 }, async () => {
+    const hub = await startHub({ 'shutdown-grace-ms': 2000, 'default-timeout-ms': 10_000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
+    const w = await startWorker({ url: hub.url, services: [{ name: 'drain-load', mode: 'sleep', sleepMs: 50, concurrency: 10 }] });
+    const agent = new Agent({ connections: 256 });
+    const send = (body: string) => request(`${hub.url}/service/drain-load`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent })
+      .then(async (r) => ({ status: r.statusCode, text: await r.body.text() }), (err: NodeJS.ErrnoException) => ({ status: -1, text: String(err.code ?? err) }));
+    try {
+      assert.equal((await fetch(`${hub.url}/readyz`)).status, 200);
+      // 200 requests in flight: ten run at the worker, the rest wait in the hub's queue (about a second of work).
+      const inFlight = Array.from({ length: 200 }, (_, i) => send(`{"n":${i}}`));
+      await waitUntil(async () => (await stats(hub)).jobs.accepted >= 200, 5000, 'all 200 accepted');
+      hub.kill('SIGTERM');
+      await waitUntil(async () => (await fetch(`${hub.url}/readyz`)).status === 503, 2000, '/readyz 503 while draining');
+      const late = await Promise.all(Array.from({ length: 20 }, (_, i) => send(`{"late":${i}}`)));
+      const exit = await hub.exited;
+      const answers = await Promise.all(inFlight);
+      assert.equal(exit.code, 0, `hub exit ${JSON.stringify(exit)}`);
+      answers.forEach((a, i) => assert.deepEqual(a, { status: 200, text: `{"n":${i}}` }, `request ${i}`));
+      for (const a of late) {
+        assert.equal(a.status, 503, a.text);
+        assert.equal(JSON.parse(a.text).error.code, 'E_SHUTTING_DOWN');
+      }
+      // Each accepted job ran exactly once; no refused one reached the worker.
+      const ran = w.events('job').map((j) => j.body as string);
+      assert.equal(ran.length, 200);
+      assert.equal(new Set(ran).size, 200);
+      assert.ok(!ran.some((b) => b.startsWith('{"late"')));
+    } finally {
+      await agent.close();
+    }
   });
 
   it('finishes in-flight jobs within the grace period before closing', async () => {
