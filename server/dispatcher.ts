@@ -3,7 +3,7 @@
  * a consumer without knowing which kind it is. Every job settles here exactly once.
  */
 import { ERRORS, type ErrorCode } from '../client/errors.js';
-import { RequestMode, type Headers } from '../client/protocol.js';
+import { RequestMode, type Headers, type RequestModeCode } from '../client/protocol.js';
 import { Job, JobState, Registration, type Consumer, type JobList } from './job.js';
 import type { HubOptions } from './options.js';
 import { memberSeed } from './ring.js';
@@ -45,10 +45,10 @@ export class Dispatcher {
    * Answers at once whether a request for `service` can be accepted, before its body is read:
    * null when it can, else the error to answer with. Creates no state.
    */
-  precheck(service: string): ErrorCode | null {
+  precheck(service: string, mode: RequestModeCode): ErrorCode | null {
     if (this.draining) return 'E_SHUTTING_DOWN';
     const svc = this.services.get(service);
-    if (!svc || !svc.isServed(this.o.serviceLingerMs)) {
+    if (!svc || !svc.isServed(this.o.serviceLingerMs, mode !== RequestMode.Any)) {
       this.counters.rejectedNoWorkers++;
       return 'E_NO_WORKERS';
     }
@@ -57,7 +57,7 @@ export class Dispatcher {
 
   /** Accepts a job: routes it to a consumer or queues it. Returns the error to answer with, or null. */
   submit(job: Job): ErrorCode | null {
-    const err = this.precheck(job.service);
+    const err = this.precheck(job.service, job.mode);
     if (err) return err;
     const svc = this.services.get(job.service)!;
     if (job.mode === RequestMode.Broadcast) return this.broadcast(svc, job);
@@ -212,7 +212,7 @@ export class Dispatcher {
   sweepServices(): void {
     const at = now();
     for (const [name, svc] of this.services) {
-      if (svc.regs.length === 0 && svc.queued === 0 && !svc.isServed(this.o.serviceLingerMs, at)) this.services.delete(name);
+      if (svc.regs.length === 0 && svc.queued === 0 && !svc.isServed(this.o.serviceLingerMs, false, at)) this.services.delete(name);
     }
   }
 

@@ -42,7 +42,7 @@ export class HttpIngress {
     if (timeout < 0) return writeError(res, 'E_BAD_TIMEOUT', this.hubId);
     const length = req.getHeader('content-length');
     if (length !== '' && Number(length) > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.hubId);
-    const refused = this.dispatcher.precheck(service);
+    const refused = this.dispatcher.precheck(service, mode);
     if (refused) return writeError(res, refused, this.hubId);
     const contentType = req.getHeader('content-type') || null;
     const query = req.getQuery() || null;
@@ -102,7 +102,7 @@ export class HttpIngress {
 const EMPTY = new Uint8Array(0);
 
 /** URL parameters arrive percent-encoded; a malformed escape yields an invalid name. */
-function decodeParam(raw: string): string {
+export function decodeParam(raw: string): string {
   if (raw.indexOf('%') === -1) return raw;
   try {
     return decodeURIComponent(raw);

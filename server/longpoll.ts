@@ -10,6 +10,7 @@ import { nanoid } from 'nanoid';
 import { isValidName } from '../client/protocol.js';
 import { writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
+import { decodeParam } from './http-ingress.js';
 import { JobState, type Consumer, type Job, type Registration } from './job.js';
 import type { HubOptions } from './options.js';
 import { now, TimerWheel, type Timed } from './timer-wheel.js';
@@ -63,7 +64,7 @@ export class LongPoll {
   }
 
   private poll(res: HttpResponse, req: HttpRequest): void {
-    const service = decode(req.getParameter(0));
+    const service = decodeParam(req.getParameter(0));
     if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.hubId);
     const query = new URLSearchParams(req.getQuery() ?? '');
     let waitMs = this.o.longPollWaitMs;
@@ -285,10 +286,3 @@ export function envelope(id: string, body: Uint8Array, base64: boolean): string 
   return `${head}${JSON.stringify(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64'))},"encoding":"base64"}`;
 }
 
-function decode(raw: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return '';
-  }
-}

@@ -20,11 +20,17 @@ export class ServiceState {
   queued = 0;
   /** When the service last lost its last consumer (or was created). */
   lastConsumerAt = now();
+  /** Open registrations that own partition keys (WebSocket workers, not long-pollers). */
+  keyOwners = 0;
+  /** When the last key owner left; never, for a service only long-pollers ever served. */
+  lastKeyOwnerAt = -Infinity;
 
   constructor(readonly name: string) {}
 
   /** True while the service has a consumer or lost its last one less than `lingerMs` ago. */
-  isServed(lingerMs: number, at = now()): boolean {
+  isServed(lingerMs: number, keyed = false, at = now()): boolean {
+    // Keyed and broadcast jobs need a key owner: long-pollers serve unkeyed jobs only.
+    if (keyed) return this.keyOwners > 0 || at - this.lastKeyOwnerAt < lingerMs;
     return this.regs.length > 0 || at - this.lastConsumerAt < lingerMs;
   }
 
@@ -62,11 +68,15 @@ export class ServiceState {
 
   add(r: Registration): void {
     this.regs.push(r);
+    if (!r.unkeyedOnly) this.keyOwners++;
   }
 
   remove(r: Registration): void {
     const i = this.regs.indexOf(r);
-    if (i !== -1) this.regs.splice(i, 1);
+    if (i !== -1) {
+      this.regs.splice(i, 1);
+      if (!r.unkeyedOnly && --this.keyOwners === 0) this.lastKeyOwnerAt = now();
+    }
     if (this.regs.length === 0) this.lastConsumerAt = now();
   }
 

@@ -118,7 +118,6 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
 
   it('answers a keyed request 503 E_NO_WORKERS at once when only long-pollers, which own no keys, serve the service', {
     timeout: 10_000,
-    todo: 'precheck counts any consumer (long-pollers too) as serving the service, so a keyed job waits in the keyed queue for a key owner until its deadline (504); a broadcast to the same service is refused 503 at once',
   }, async () => {
     const ac = new AbortController();
     const poll = fetch(`${hub.url}/service/pollonly/jobs?wait=5`, { signal: ac.signal }).catch(() => null);
