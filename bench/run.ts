@@ -1,16 +1,16 @@
 /**
  * The bench harness: `npm run bench [-- --quick] [-- --scenario NAME[,NAME]]`.
- * Runs each scenario with a warm-up and several repetitions, the load generator on one core and
+ * Runs every scenario once per round (fresh processes, warm-up, one measured window), the load generator on one core and
  * everything under test on the other, and prints a table with the ratios to the baselines
  * measured in the same run. Writes bench/out/results-*.json and an SVG chart; a full run
  * appends its summary to bench/RESULTS.md.
  */
 import { execSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
+import { CLOCK_TICKS, cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
 import { available, LOAD_CPU, SCENARIOS, SERVER_CPU, type Scenario, type Target } from './scenarios.js';
 import { renderChart } from './chart.js';
 import { RESULTS_HEADER, resultsSection, table } from './report.js';
@@ -32,10 +32,10 @@ function argValue(name: string): string | undefined {
   return a.includes('=') ? a.slice(a.indexOf('=') + 1) : args[i + 1];
 }
 
-interface Rep { rps: number; p50us: number; p99us: number; p999us: number; errors: number; cpuUsPerReq: number; serverCpuUsPerReq: number }
+interface Rep { rps: number; p50us: number; p99us: number; p999us: number; errors: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number }
 export interface Result {
   name: string; description: string; kind: string; bodyBytes: number; connections: number;
-  reps: Rep[]; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; serverCpuUsPerReq: number; peakRssMB: number; errors: number;
+  reps: Rep[]; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number; peakRssMB: number; errors: number;
   ratios: Record<string, number>;
 }
 
@@ -93,31 +93,44 @@ function totalCpu(t: Target): number {
   return sum;
 }
 
-async function runScenario(s: Scenario, dir: string): Promise<Result> {
+/** CPU time the hypervisor took from this machine (steal), in microseconds, from /proc/stat. */
+function stealMicros(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+  return (Number(cpu[8] ?? 0) / CLOCK_TICKS) * 1e6;
+}
+
+/** One repetition: fresh processes, a warm-up, one measured window, everything stopped. */
+async function runRep(s: Scenario, dir: string): Promise<Rep & { peakRssMB: number }> {
   const t = await s.start();
   try {
     await runLoad(s, t, warmupS, dir);
-    const repsOut: Rep[] = [];
-    for (let i = 0; i < reps; i++) {
-      const cpu0 = cpuMicros(t.measured.pid);
-      const all0 = totalCpu(t);
-      const r = await runLoad(s, t, durationS, dir);
-      const cpu1 = cpuMicros(t.measured.pid);
-      const all1 = totalCpu(t);
-      const per = (us: number) => (r.requests ? us / r.requests : 0);
-      repsOut.push({ rps: r.requests / r.seconds, p50us: r.p50us, p99us: r.p99us, p999us: r.p999us, errors: r.errors, cpuUsPerReq: per(cpu1 - cpu0), serverCpuUsPerReq: per(all1 - all0) });
-      process.stderr.write(`  ${s.name} rep ${i + 1}/${reps}: ${Math.round(r.requests / r.seconds)} req/s, p99 ${(r.p99us / 1000).toFixed(2)} ms${r.errors ? `, ${r.errors} errors` : ''}\n`);
-    }
+    const cpu0 = cpuMicros(t.measured.pid);
+    const all0 = totalCpu(t);
+    const steal0 = stealMicros();
+    const r = await runLoad(s, t, durationS, dir);
+    const cpu1 = cpuMicros(t.measured.pid);
+    const all1 = totalCpu(t);
+    const per = (us: number) => (r.requests ? us / r.requests : 0);
+    // Steal over both cores, as a share of one core's time in the window.
+    const stealPct = ((stealMicros() - steal0) / (r.seconds * 1e6)) * 100;
     return {
-      name: s.name, description: s.description, kind: s.kind, bodyBytes: s.bodyBytes, connections: s.connections, reps: repsOut,
-      rps: median(repsOut.map((r) => r.rps)), p50us: median(repsOut.map((r) => r.p50us)), p99us: median(repsOut.map((r) => r.p99us)),
-      p999us: median(repsOut.map((r) => r.p999us)), cpuUsPerReq: median(repsOut.map((r) => r.cpuUsPerReq)),
-      serverCpuUsPerReq: median(repsOut.map((r) => r.serverCpuUsPerReq)),
-      peakRssMB: peakRss(t.measured.pid) / 1024 / 1024, errors: repsOut.reduce((a, r) => a + r.errors, 0), ratios: {},
+      rps: r.requests / r.seconds, p50us: r.p50us, p99us: r.p99us, p999us: r.p999us, errors: r.errors,
+      cpuUsPerReq: per(cpu1 - cpu0), serverCpuUsPerReq: per(all1 - all0), stealPct,
+      peakRssMB: peakRss(t.measured.pid) / 1024 / 1024,
     };
   } finally {
     for (const p of t.procs) await p.stop();
   }
+}
+
+function summarize(s: Scenario, repsOut: Rep[], peakRssMB: number): Result {
+  const m = (f: (r: Rep) => number) => median(repsOut.map(f));
+  return {
+    name: s.name, description: s.description, kind: s.kind, bodyBytes: s.bodyBytes, connections: s.connections, reps: repsOut,
+    rps: m((r) => r.rps), p50us: m((r) => r.p50us), p99us: m((r) => r.p99us), p999us: m((r) => r.p999us),
+    cpuUsPerReq: m((r) => r.cpuUsPerReq), serverCpuUsPerReq: m((r) => r.serverCpuUsPerReq), stealPct: m((r) => r.stealPct),
+    peakRssMB, errors: repsOut.reduce((a, r) => a + r.errors, 0), ratios: {},
+  };
 }
 
 function machine(): string {
@@ -146,23 +159,37 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const layout = hasTaskset ? `load generator on cpu${LOAD_CPU}; hub, workers and baselines on cpu${SERVER_CPU} (taskset)` : 'taskset missing: processes not pinned';
-  console.log(`astromesh bench — ${new Date().toISOString()} — commit ${commit()}\nmachine: ${machine()}\nlayout: ${layout}\nrepetitions: ${reps} × ${durationS} s after ${warmupS} s warm-up; medians reported`);
-  const results: Result[] = [];
+  console.log(`astromesh bench — ${new Date().toISOString()} — commit ${commit()}\nmachine: ${machine()}\nlayout: ${layout}\nrounds: ${reps}, each scenario ${durationS} s after ${warmupS} s warm-up with fresh processes; medians, ratios within rounds`);
   const skipped: string[] = [];
+  const runnable: Scenario[] = [];
   for (const s of wanted) {
-    if (!available(s)) {
+    if (available(s)) runnable.push(s);
+    else {
       skipped.push(`${s.name} (needs ${s.requires}, not installed)`);
       console.log(`skipping ${s.name}: ${s.requires} is not installed`);
-      continue;
     }
-    process.stderr.write(`${s.name}: ${s.description}\n`);
-    results.push(await runScenario(s, dir));
   }
+  // Rounds, not scenario after scenario: round i runs every scenario once, so a slow minute
+  // on this shared machine hits a scenario and its baselines alike, and each ratio is taken
+  // within one round (then the median of the rounds' ratios is reported).
+  const repsOf = new Map<string, Rep[]>(runnable.map((s) => [s.name, []]));
+  const peak = new Map<string, number>();
+  for (let round = 1; round <= reps; round++) {
+    for (const s of runnable) {
+      const r = await runRep(s, dir);
+      repsOf.get(s.name)!.push(r);
+      peak.set(s.name, Math.max(peak.get(s.name) ?? 0, r.peakRssMB));
+      process.stderr.write(`  round ${round}/${reps} ${s.name}: ${Math.round(r.rps)} req/s, p99 ${(r.p99us / 1000).toFixed(2)} ms, steal ${r.stealPct.toFixed(0)} %${r.errors ? `, ${r.errors} errors` : ''}\n`);
+    }
+  }
+  const results = runnable.map((s) => summarize(s, repsOf.get(s.name)!, peak.get(s.name) ?? 0));
   for (const r of results) {
     const s = SCENARIOS.find((x) => x.name === r.name)!;
     for (const b of s.compareWith ?? []) {
       const base = results.find((x) => x.name === b);
-      if (base && base.rps > 0) r.ratios[b] = r.rps / base.rps;
+      if (!base) continue;
+      const perRound = r.reps.map((rep, i) => rep.rps / (base.reps[i]?.rps || NaN)).filter((x) => Number.isFinite(x));
+      if (perRound.length) r.ratios[b] = median(perRound);
     }
   }
   const summary = table(results);

@@ -5,7 +5,7 @@
 import { Pool } from 'undici';
 import { BusError } from './errors.js';
 import { Connection } from './connection.js';
-import { Op, SERVED_BY_HEADER, type Headers } from './protocol.js';
+import { DEFAULT_CONTENT_TYPE, Op, SERVED_BY_HEADER, type Headers } from './protocol.js';
 import { makeResponse, Requester, type BusResponse, type RequestOptions } from './requester.js';
 
 export interface ClientOptions {
@@ -18,6 +18,8 @@ export interface ClientOptions {
   token?: string;
   /** Default deadline for requests, ms. Default: the hub's. */
   timeoutMs?: number;
+  /** WebSocket transport: frames of one turn written before the turn ends. Default 16. */
+  maxBatchFrames?: number;
 }
 
 export class Client {
@@ -28,7 +30,12 @@ export class Client {
 
   constructor(private readonly o: ClientOptions) {
     if ((o.transport ?? 'http') === 'ws') {
-      this.conn = new Connection({ url: o.url, role: 'client', ...(o.token ? { token: o.token } : {}) });
+      this.conn = new Connection({
+        url: o.url,
+        role: 'client',
+        ...(o.token ? { token: o.token } : {}),
+        ...(o.maxBatchFrames ? { maxBatchFrames: o.maxBatchFrames } : {}),
+      });
       this.requester = new Requester(this.conn);
       this.conn.onFrame = (f) => {
         if (f[0] === Op.Response) this.requester!.onResponse(f);
@@ -60,18 +67,23 @@ export class Client {
     await this.pool?.close();
   }
 
-  private async send(service: string, body: Uint8Array | string | object, opts: RequestOptions): Promise<BusResponse> {
+  private send(service: string, body: Uint8Array | string | object, opts: RequestOptions): Promise<BusResponse> {
     const isObject = typeof body === 'object' && !(body instanceof Uint8Array);
     const bytes = isObject ? JSON.stringify(body) : (body as Uint8Array | string);
-    const options = { ...opts, contentType: opts.contentType ?? 'application/json', timeoutMs: opts.timeoutMs ?? this.o.timeoutMs };
+    const contentType = opts.contentType ?? DEFAULT_CONTENT_TYPE;
+    const timeoutMs = opts.timeoutMs ?? this.o.timeoutMs;
     if (this.requester) {
-      if (this.conn!.state !== 'open') {
-        this.ready ??= this.conn!.connect();
-        await this.ready;
-      }
-      return this.requester.request(service, bytes, options);
+      // Connected: straight to the socket, no extra promise or options copy per request.
+      if (this.conn!.state === 'open') return this.requester.request(service, bytes, opts, contentType, timeoutMs);
+      return this.sendWhenConnected(service, bytes, opts, contentType, timeoutMs);
     }
-    return this.sendHttp(service, bytes, options);
+    return this.sendHttp(service, bytes, { ...opts, contentType, timeoutMs });
+  }
+
+  private async sendWhenConnected(service: string, bytes: Uint8Array | string, opts: RequestOptions, contentType: string, timeoutMs: number | undefined): Promise<BusResponse> {
+    this.ready ??= this.conn!.connect();
+    await this.ready;
+    return this.requester!.request(service, bytes, opts, contentType, timeoutMs);
   }
 
   private async sendHttp(service: string, body: Uint8Array | string, opts: RequestOptions): Promise<BusResponse> {

@@ -25,7 +25,15 @@ export interface ConnectionOptions {
   maxFrameBytes?: number;
   /** Reconnect after a drop. Default true. */
   reconnect?: boolean;
+  /**
+   * Frames queued within one loop turn before they are written without waiting for the turn
+   * to end, so the hub starts on the first ones while this process builds the rest. Default 16.
+   */
+  maxBatchFrames?: number;
 }
+
+/** Bytes queued within one turn that are written at once, whatever the frame count. */
+const MAX_BATCH_BYTES = 64 * 1024;
 
 type State = 'idle' | 'connecting' | 'open' | 'closed';
 
@@ -43,6 +51,8 @@ export class Connection extends EventEmitter {
   welcome: WelcomeInfo | null = null;
   private ws: WebSocket | null = null;
   private outbox: Buffer[] = [];
+  private outboxBytes = 0;
+  private readonly maxBatchFrames: number;
   private flushScheduled = false;
   private backoff: number;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -58,6 +68,7 @@ export class Connection extends EventEmitter {
   constructor(private readonly o: ConnectionOptions) {
     super();
     this.backoff = o.reconnectMinMs ?? 100;
+    this.maxBatchFrames = Math.max(1, o.maxBatchFrames ?? 16);
   }
 
   /** Connects; resolves at the first welcome, rejects if the first attempt fails and reconnect is off. */
@@ -78,7 +89,7 @@ export class Connection extends EventEmitter {
     });
   }
 
-  /** Queues a frame; frames go out together at the end of this loop turn. */
+  /** Queues a frame; frames go out together at the end of this loop turn, or sooner in a big burst. */
   send(frame: Frame): void {
     this.sendRaw(encodeFrame(frame));
   }
@@ -86,9 +97,16 @@ export class Connection extends EventEmitter {
   sendRaw(bytes: Buffer): void {
     if (this.state === 'closed') return;
     this.outbox.push(bytes);
-    if (!this.flushScheduled && this.state === 'open') {
+    this.outboxBytes += bytes.byteLength;
+    if (this.state !== 'open') return;
+    if (this.outbox.length >= this.maxBatchFrames || this.outboxBytes >= MAX_BATCH_BYTES) {
+      this.flush();
+    } else if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
     }
   }
 
@@ -173,6 +191,7 @@ export class Connection extends EventEmitter {
       const err = new BusError('E_CONNECTION_LOST', `connection to the hub closed (${code}${reason.length ? ' ' + reason.toString() : ''})`);
       this.state = 'connecting';
       this.outbox = [];
+      this.outboxBytes = 0;
       this.onDrop(err);
       if (this.o.reconnect === false) {
         this.state = 'closed';
@@ -190,11 +209,11 @@ export class Connection extends EventEmitter {
   }
 
   private flush(): void {
-    this.flushScheduled = false;
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN || this.outbox.length === 0) return;
     const frames = this.outbox;
     this.outbox = [];
+    this.outboxBytes = 0;
     // One socket write for the whole batch: cork the underlying TCP socket.
     const socket = (ws as unknown as { _socket?: Socket })._socket;
     socket?.cork();

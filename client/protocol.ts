@@ -7,7 +7,8 @@
  * language with any msgpack library can speak it. Decoding validates the shape in place and
  * returns the decoded array itself, so the hot path allocates no frame objects.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Unpackr } from 'msgpackr';
+import { pack } from './msgpack-writer.js';
 import { isErrorCode, type ErrorCode } from './errors.js';
 
 /** The protocol version this build speaks best. */
@@ -105,13 +106,11 @@ export class ProtocolError extends Error {
   }
 }
 
-// Standard msgpack only: no records, `undefined` as nil, maps as plain objects.
-const packr = new Packr({ useRecords: false, encodeUndefinedAsNil: true, variableMapSize: true });
 const EMPTY = new Uint8Array(0);
 
 /** Encodes a frame as one msgpack message. */
 export function encodeFrame(frame: Frame): Buffer {
-  return packr.pack(frame);
+  return pack(frame);
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import { BusError, isErrorCode } from './errors.js';
 import type { Connection } from './connection.js';
-import { ERROR_CODE_HEADER, Op, RequestMode, type Headers, type RequestModeCode, type ResponseFrame } from './protocol.js';
+import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, Op, RequestMode, type Headers, type RequestModeCode, type ResponseFrame } from './protocol.js';
 
 export interface RequestOptions {
   /** Route to the owner of this partition key. */
@@ -65,11 +65,14 @@ class Response implements BusResponse {
   }
 }
 
-interface Pending {
-  resolve: (r: BusResponse) => void;
-  reject: (e: Error) => void;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+/** A request waiting for its Response: a plain object, no closures unless it has a signal. */
+class Pending {
+  onAbort: (() => void) | null = null;
+  constructor(
+    readonly resolve: (r: BusResponse) => void,
+    readonly reject: (e: Error) => void,
+    readonly signal: AbortSignal | undefined,
+  ) {}
 }
 
 export class Requester {
@@ -78,26 +81,35 @@ export class Requester {
 
   constructor(private readonly conn: Connection) {}
 
-  request(service: string, body: Uint8Array | string, opts: RequestOptions = {}): Promise<BusResponse> {
+  /**
+   * Sends a Request frame. `contentType` and `timeoutMs` override the ones in `opts`, so a
+   * caller with defaults does not have to copy the options object on every request.
+   */
+  request(service: string, body: Uint8Array | string, opts: RequestOptions = NO_OPTIONS, contentType = opts.contentType, timeoutMs = opts.timeoutMs): Promise<BusResponse> {
     if (this.conn.state !== 'open') return Promise.reject(new BusError('E_CONNECTION_LOST', 'not connected to a hub'));
-    if (opts.signal?.aborted) return Promise.reject(new BusError('E_CANCELLED'));
+    const signal = opts.signal;
+    if (signal?.aborted) return Promise.reject(new BusError('E_CANCELLED'));
     const id = this.nextId++;
     const mode: RequestModeCode = opts.broadcast ? RequestMode.Broadcast : opts.key !== undefined ? RequestMode.Keyed : RequestMode.Any;
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-    return new Promise<BusResponse>((resolve, reject) => {
-      const p: Pending = { resolve, reject, signal: opts.signal, onAbort: undefined };
-      if (opts.signal) {
-        p.onAbort = () => {
-          if (this.pending.get(id) !== p) return;
-          this.pending.delete(id);
-          this.conn.send([Op.Cancel, id, 'E_CANCELLED']);
-          reject(new BusError('E_CANCELLED'));
-        };
-        opts.signal.addEventListener('abort', p.onAbort, { once: true });
-      }
-      this.pending.set(id, p);
-      this.conn.send([Op.Request, id, mode, service, opts.key ?? null, opts.timeoutMs ?? null, opts.contentType ?? 'application/json', opts.headers ?? null, opts.query ?? null, bytes]);
+    const promise = new Promise<BusResponse>((resolve, reject) => {
+      this.pending.set(id, new Pending(resolve, reject, signal));
     });
+    if (signal) this.watch(id, signal);
+    this.conn.send([Op.Request, id, mode, service, opts.key ?? null, timeoutMs ?? null, contentType ?? DEFAULT_CONTENT_TYPE, opts.headers ?? null, opts.query ?? null, bytes]);
+    return promise;
+  }
+
+  /** An abort of `signal` cancels request `id` at the hub and rejects it here. */
+  private watch(id: number, signal: AbortSignal): void {
+    const p = this.pending.get(id)!;
+    p.onAbort = () => {
+      if (this.pending.get(id) !== p) return;
+      this.pending.delete(id);
+      this.conn.send([Op.Cancel, id, 'E_CANCELLED']);
+      p.reject(new BusError('E_CANCELLED'));
+    };
+    signal.addEventListener('abort', p.onAbort, { once: true });
   }
 
   onResponse(f: ResponseFrame): void {
@@ -107,7 +119,8 @@ export class Requester {
     this.pending.delete(id);
     if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
     try {
-      p.resolve(makeResponse(status, contentType, headers ?? {}, Buffer.from(body.buffer, body.byteOffset, body.byteLength), servedBy));
+      const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+      p.resolve(makeResponse(status, contentType, headers ?? NO_HEADERS, bytes, servedBy));
     } catch (err) {
       p.reject(err as Error);
     }
@@ -127,3 +140,6 @@ export class Requester {
     return this.pending.size;
   }
 }
+
+const NO_OPTIONS: RequestOptions = {};
+const NO_HEADERS: Headers = Object.freeze({}) as Headers;

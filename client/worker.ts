@@ -106,6 +106,13 @@ export class Worker {
   readonly connection: Connection;
   private readonly handlers = new Map<string, { handler: Handler; concurrency: number; weight: number }>();
   private readonly running = new Map<number, Running>();
+  /**
+   * Handlers of a dropped session that have not returned yet. The hub has redelivered their
+   * jobs, but they still hold a slot here: the new session registers only what is free.
+   */
+  private readonly orphans = new Set<Running>();
+  /** Concurrency this session registered per service (less than asked while orphans run). */
+  private readonly registered = new Map<string, number>();
   private readonly requester: Requester;
   private draining = false;
   private idleWaiters: (() => void)[] = [];
@@ -115,13 +122,19 @@ export class Worker {
     this.connection = new Connection({ ...opts, role: 'worker', instanceId: this.instanceId });
     this.requester = new Requester(this.connection);
     this.connection.onOpen = () => {
-      for (const [service, h] of this.handlers) this.connection.send([Op.Register, service, h.concurrency, h.weight]);
+      this.registered.clear();
+      for (const service of this.handlers.keys()) this.register(service);
     };
     this.connection.onFrame = (f) => this.onFrame(f);
     this.connection.onDrop = (err) => {
-      // The hub redelivers our in-flight jobs elsewhere; stop them here.
-      for (const r of this.running.values()) r.abort(err);
+      // The hub redelivers our in-flight jobs elsewhere; stop them here. A handler that does
+      // not stop keeps its slot until it returns.
+      for (const r of this.running.values()) {
+        r.abort(err);
+        this.orphans.add(r);
+      }
       this.running.clear();
+      this.registered.clear();
       this.requester.failAll(err);
       this.checkIdle();
     };
@@ -131,12 +144,26 @@ export class Worker {
   handle(service: string, handler: Handler, opts: HandleOptions = {}): this {
     const h = { handler, concurrency: opts.concurrency ?? 16, weight: opts.weight ?? 1 };
     this.handlers.set(service, h);
-    if (this.connection.state === 'open') this.connection.send([Op.Register, service, h.concurrency, h.weight]);
+    this.registered.delete(service);
+    this.register(service);
     return this;
+  }
+
+  /** Registers `service` with the slots its orphans leave free, if any and if it changed. */
+  private register(service: string): void {
+    const h = this.handlers.get(service);
+    if (!h || this.connection.state !== 'open' || this.draining) return;
+    let busy = 0;
+    for (const r of this.orphans) if (r.service === service) busy++;
+    const free = h.concurrency - busy;
+    if (free < 1 || this.registered.get(service) === free) return;
+    this.registered.set(service, free);
+    this.connection.send([Op.Register, service, free, h.weight]);
   }
 
   /** Stops serving `service`; jobs already running finish. */
   unhandle(service: string): this {
+    this.registered.delete(service);
     if (this.handlers.delete(service) && this.connection.state === 'open') this.connection.send([Op.Unregister, service]);
     return this;
   }
@@ -152,9 +179,9 @@ export class Worker {
     return this.requester.request(service, body, opts);
   }
 
-  /** Jobs running now. */
+  /** Handlers running now, including ones of a dropped session that have not returned. */
   get inflight(): number {
-    return this.running.size;
+    return this.running.size + this.orphans.size;
   }
 
   /** Stops taking jobs, lets running ones finish (up to `timeoutMs`), says goodbye and closes. */
@@ -162,7 +189,7 @@ export class Worker {
     if (this.connection.state === 'closed') return;
     this.draining = true;
     this.connection.send([Op.Drain]);
-    if (this.running.size > 0) {
+    if (this.inflight > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, timeoutMs);
         this.idleWaiters.push(() => {
@@ -180,6 +207,7 @@ export class Worker {
   close(): void {
     for (const r of this.running.values()) r.abort(new BusError('E_CONNECTION_LOST', 'worker closed'));
     this.running.clear();
+    this.orphans.clear();
     this.requester.failAll(new BusError('E_CONNECTION_LOST', 'worker closed'));
     this.connection.close();
   }
@@ -229,7 +257,14 @@ export class Worker {
   }
 
   private finish(id: number, running: Running, value: Awaited<ReturnType<Handler>>, err: unknown): void {
-    if (this.running.get(id) !== running) return; // dropped with its connection
+    if (this.running.get(id) !== running) {
+      // Its session dropped: the hub has redelivered the job, so no answer; the slot is free.
+      if (this.orphans.delete(running)) {
+        this.register(running.service);
+        this.checkIdle();
+      }
+      return;
+    }
     this.running.delete(id);
     if (running.cancelled) {
       // Credit comes back only now that the handler is really done.
@@ -246,7 +281,7 @@ export class Worker {
   }
 
   private checkIdle(): void {
-    if (this.running.size > 0 || this.idleWaiters.length === 0) return;
+    if (this.inflight > 0 || this.idleWaiters.length === 0) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const w of waiters) w();

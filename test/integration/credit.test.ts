@@ -132,10 +132,7 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
 describe('credit across a reconnect', { timeout: 30_000 }, () => {
   after(stopAll);
 
-  it('keeps a worker within its concurrency when it reconnects while handlers of the dropped session still run', {
-    timeout: 15_000,
-    todo: 'client/worker.ts forgets running handlers when its socket drops and registers full concurrency on the new session, so an ignoreCancel handler still running from the old session pushes the worker past its concurrency',
-  }, async () => {
+  it('keeps a worker within its concurrency when it reconnects while handlers of the dropped session still run', { timeout: 15_000 }, async () => {
     const hub = await startHub({ 'default-timeout-ms': 5000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
     const w = await startWorker({ url: hub.url, instanceId: 'survivor', services: [{ name: 'credit-reconnect', mode: 'sleep', sleepMs: 1500, ignoreCancel: true, concurrency: 1 }] });
     const old = post(`${hub.url}/service/credit-reconnect`, '{"old":1}');
@@ -151,5 +148,17 @@ describe('credit across a reconnect', { timeout: 30_000 }, () => {
     await waitUntil(() => w.events('done').length >= 3, 5000, 'all handlers done');
     const maxRunning = Math.max(...w.events('done').map((d) => d.maxRunning as number));
     assert.equal(maxRunning, 1, `worker with concurrency 1 ran ${maxRunning} handlers at once after a reconnect`);
+  });
+
+  it('registers only the free slots on the new session and raises them as the old handlers return', { timeout: 15_000 }, async () => {
+    const hub = await startHub({ 'default-timeout-ms': 5000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
+    const w = await startWorker({ url: hub.url, instanceId: 'halfway', services: [{ name: 'credit-slots', mode: 'sleep', sleepMs: 1200, ignoreCancel: true, concurrency: 2 }] });
+    const old = post(`${hub.url}/service/credit-slots`, '{"old":1}');
+    await w.waitFor((l) => l.event === 'job');
+    const usurper = await RawSocket.worker(hub.url, 'halfway');
+    assert.equal(await usurper.closed, 4001);
+    await waitUntil(async () => (await registration(hub, 'halfway', 'credit-slots'))?.credit === 1, 5000, 'back with one free slot');
+    await waitUntil(async () => (await registration(hub, 'halfway', 'credit-slots'))?.credit === 2, 5000, 'both slots once the old handler returned');
+    assert.equal((await old).status, 200, 'the dropped job was redelivered and answered');
   });
 });
