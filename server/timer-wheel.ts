@@ -1,7 +1,7 @@
 /**
  * One timer for many deadlines: a hashed wheel of slots `granularityMs` wide, each an intrusive
  * list, so arming and disarming a deadline is O(1) and allocates nothing, and one interval runs
- * only while something is armed. A deadline fires up to one slot late, never early.
+ * only while something is armed (it stops at the first tick that finds nothing). A deadline fires up to one slot late, never early.
  */
 import { performance } from 'node:perf_hooks';
 
@@ -34,7 +34,7 @@ export class TimerWheel<T extends Timed> {
   add(item: T, due: number): void {
     if (item.tSlot !== -1) this.remove(item);
     item.due = due;
-    if (this.size === 0) this.start();
+    if (this.timer === null) this.start();
     // A due time the sweep has already passed goes into the next slot it will visit.
     const slot = Math.max(Math.ceil(due / this.granularityMs), this.lastSlot + 1);
     const head = this.slots.get(slot);
@@ -60,7 +60,9 @@ export class TimerWheel<T extends Timed> {
     if (item.tNext) item.tNext.tPrev = item.tPrev;
     item.tPrev = item.tNext = null;
     item.tSlot = -1;
-    if (--this.size === 0) this.stop();
+    // The interval stops at the next tick that finds the wheel empty, not here: under load the
+    // wheel empties and refills every round trip, and re-arming an interval each time costs.
+    this.size--;
   }
 
   /** Visits every armed item. */
@@ -96,5 +98,6 @@ export class TimerWheel<T extends Timed> {
       }
     }
     this.lastSlot = current;
+    if (this.size === 0) this.stop();
   }
 }
