@@ -4,9 +4,7 @@
  * astromesh echo <service...>        a worker answering meshage-style {"echoed": message}
  * astromesh request <service> [json] send one request and print the answer
  */
-import { Client } from '../client/client.js';
 import { BusError } from '../client/errors.js';
-import { meshage } from '../client/meshage.js';
 import { Hub } from './hub.js';
 import { createLogger } from './log.js';
 import { InvalidOptionError, OPTION_SPECS, optionsFromSources, resolveHubOptions } from './options.js';
@@ -102,6 +100,8 @@ async function runEcho(args: string[]): Promise<number> {
   const log = createLogger(process.env.ASTROMESH_LOG_LEVEL ?? 'info', 'astromesh-echo');
   const concurrency = Number(named.get('concurrency') ?? 64);
   const instanceId = named.get('instance-id');
+  // The client library (and its HTTP stack) is loaded only by the commands that use it.
+  const { meshage } = await import('../client/meshage.js');
   const node = meshage({ url: hubUrl(named), ...(instanceId ? { instanceId } : {}) });
   for (const s of positional) node.register(s, (m) => ({ echoed: m }), { concurrency });
   node.worker.connection.on('welcome', (w) => log.info({ hubId: w.hubId, instanceId: w.instanceId, services: positional }, 'serving'));
@@ -122,6 +122,7 @@ async function runRequest(args: string[]): Promise<number> {
     console.error('astromesh request: name a service');
     return 2;
   }
+  const { Client } = await import('../client/client.js');
   const client = new Client({ url: hubUrl(named) });
   const key = named.get('key');
   const timeout = named.get('timeout-ms');
