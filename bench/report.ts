@@ -37,7 +37,13 @@ export function table(results: Result[]): string {
   return [head, head.map(() => '---'), ...rows].map((cols) => `| ${cols.join(' | ')} |`).join('\n');
 }
 
+/** A scenario's description line: what runs, concurrency, and the Node caller's own CPU. */
+export function describe(r: Result): string {
+  const load = r.loadCpuUsPerReq === null || r.loadCpuUsPerReq === undefined ? '' : `; caller process ${r.loadCpuUsPerReq.toFixed(1)} µs/req`;
+  return `${r.description} (c=${r.connections}${load})`;
+}
+
 /** The section a full run appends to bench/RESULTS.md. */
 export function resultsSection(run: RunRecord): string {
-  return `\n## ${run.date.slice(0, 10)} — commit ${run.commit}\n\n\`npm run bench\` on ${run.machine}.\n\nLayout: ${run.layout}. ${run.reps} rounds, each scenario ${run.durationS} s after ${run.warmupS} s warm-up with fresh processes; medians, ratios within rounds.${run.skipped.length ? ` Skipped: ${run.skipped.join('; ')}.` : ''}\n\n${table(run.results)}\n\n${run.results.map((r) => `- **${r.name}**: ${r.description} (c=${r.connections})`).join('\n')}\n\n![chart](chart.svg)\n`;
+  return `\n## ${run.date.slice(0, 10)} — commit ${run.commit}\n\n\`npm run bench\` on ${run.machine}.\n\nLayout: ${run.layout}. ${run.reps} rounds, each scenario ${run.durationS} s after ${run.warmupS} s warm-up with fresh processes; medians, ratios within rounds.${run.skipped.length ? ` Skipped: ${run.skipped.join('; ')}.` : ''}\n\n${table(run.results)}\n\n${run.results.map((r) => `- **${r.name}**: ${describe(r)}`).join('\n')}\n\n![chart](chart.svg)\n`;
 }

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { CLOCK_TICKS, cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
 import { available, LOAD_CPU, SCENARIOS, SERVER_CPU, type Scenario, type Target } from './scenarios.js';
 import { renderChart } from './chart.js';
-import { RESULTS_HEADER, resultsSection, table } from './report.js';
+import { describe, RESULTS_HEADER, resultsSection, table } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
@@ -32,10 +32,14 @@ function argValue(name: string): string | undefined {
   return a.includes('=') ? a.slice(a.indexOf('=') + 1) : args[i + 1];
 }
 
-interface Rep { rps: number; p50us: number; p99us: number; p999us: number; errors: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number }
+interface Rep {
+  rps: number; p50us: number; p99us: number; p999us: number; errors: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number;
+  /** CPU of a Node load driver (WebSocket or NATS caller) per request; null for wrk. */
+  loadCpuUsPerReq: number | null;
+}
 export interface Result {
   name: string; description: string; kind: string; bodyBytes: number; connections: number;
-  reps: Rep[]; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number; peakRssMB: number; errors: number;
+  reps: Rep[]; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number; loadCpuUsPerReq: number | null; peakRssMB: number; errors: number;
   ratios: Record<string, number>;
 }
 
@@ -63,7 +67,9 @@ end
   return file;
 }
 
-async function runLoad(s: Scenario, t: Target, seconds: number, dir: string): Promise<{ requests: number; errors: number; seconds: number; p50us: number; p99us: number; p999us: number }> {
+interface LoadResult { requests: number; errors: number; seconds: number; p50us: number; p99us: number; p999us: number; loadCpuUs?: number }
+
+async function runLoad(s: Scenario, t: Target, seconds: number, dir: string): Promise<LoadResult> {
   let p;
   if (s.load === 'wrk') {
     const url = t.url + (s.path === 'keyed' ? '/' : s.path);
@@ -76,7 +82,7 @@ async function runLoad(s: Scenario, t: Target, seconds: number, dir: string): Pr
   const out = await p.output();
   const line = out.split('\n').reverse().find((l) => l.startsWith('{"requests"'));
   if (!line) throw new Error(`${s.name}: load generator printed no result:\n${out.slice(-1000)}`);
-  const r = JSON.parse(line) as { requests: number; errors: number; non2xx?: number; seconds: number; p50us: number; p99us: number; p999us: number };
+  const r = JSON.parse(line) as LoadResult & { non2xx?: number };
   return { ...r, errors: r.errors + (r.non2xx ?? 0) };
 }
 
@@ -116,6 +122,7 @@ async function runRep(s: Scenario, dir: string): Promise<Rep & { peakRssMB: numb
     return {
       rps: r.requests / r.seconds, p50us: r.p50us, p99us: r.p99us, p999us: r.p999us, errors: r.errors,
       cpuUsPerReq: per(cpu1 - cpu0), serverCpuUsPerReq: per(all1 - all0), stealPct,
+      loadCpuUsPerReq: r.loadCpuUs === undefined ? null : per(r.loadCpuUs),
       peakRssMB: peakRss(t.measured.pid) / 1024 / 1024,
     };
   } finally {
@@ -129,6 +136,7 @@ function summarize(s: Scenario, repsOut: Rep[], peakRssMB: number): Result {
     name: s.name, description: s.description, kind: s.kind, bodyBytes: s.bodyBytes, connections: s.connections, reps: repsOut,
     rps: m((r) => r.rps), p50us: m((r) => r.p50us), p99us: m((r) => r.p99us), p999us: m((r) => r.p999us),
     cpuUsPerReq: m((r) => r.cpuUsPerReq), serverCpuUsPerReq: m((r) => r.serverCpuUsPerReq), stealPct: m((r) => r.stealPct),
+    loadCpuUsPerReq: repsOut[0]?.loadCpuUsPerReq === null ? null : m((r) => r.loadCpuUsPerReq ?? 0),
     peakRssMB, errors: repsOut.reduce((a, r) => a + r.errors, 0), ratios: {},
   };
 }
@@ -194,7 +202,7 @@ async function main(): Promise<void> {
   }
   const summary = table(results);
   console.log('\n' + summary + '\n');
-  for (const r of results) console.log(`${r.name}: ${r.description} (c=${r.connections}, ${r.bodyBytes} B)`);
+  for (const r of results) console.log(`${r.name}: ${describe(r)}`);
   if (skipped.length) console.log(`skipped: ${skipped.join('; ')}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const json = { date: new Date().toISOString(), commit: commit(), machine: machine(), layout, reps, durationS, warmupS, quick, skipped, results };

@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import { connect } from 'nats';
-import { Latencies } from '../drivers/latency.js';
+import { cpuOf, Latencies } from '../drivers/latency.js';
 
 const [role, natsUrl, ...rest] = process.argv.slice(2);
 const nc = await connect({ servers: natsUrl!, noEcho: true });
@@ -55,10 +55,12 @@ if (role === 'responder') {
     }
   };
   const start = performance.now();
+  const cpuStart = process.cpuUsage();
   await Promise.all(Array.from({ length: Number(c) }, loop));
   const elapsed = (performance.now() - start) / 1000;
+  const loadCpuUs = cpuOf(process.cpuUsage(cpuStart));
   const [p50, p99, p999] = lat.percentiles([50, 99, 99.9]);
-  console.log(JSON.stringify({ requests: lat.count, errors, seconds: elapsed, rps: lat.count / elapsed, p50us: p50, p99us: p99, p999us: p999 }));
+  console.log(JSON.stringify({ requests: lat.count, errors, seconds: elapsed, rps: lat.count / elapsed, p50us: p50, p99us: p99, p999us: p999, loadCpuUs }));
   await nc.close();
   process.exit(0);
 }

@@ -18,3 +18,8 @@ export class Latencies {
     return ps.map((p) => (this.count === 0 ? 0 : sorted[Math.min(this.count - 1, Math.floor((p / 100) * this.count))]!));
   }
 }
+
+/** User + system microseconds of a `process.cpuUsage()` reading. */
+export function cpuOf(u: NodeJS.CpuUsage): number {
+  return u.user + u.system;
+}

@@ -4,7 +4,7 @@
  * usage: node ws-caller.js <hubUrl> <service> <concurrency> <durationMs> <bodyBytes>
  */
 import { Client } from '../../client/client.js';
-import { Latencies } from './latency.js';
+import { cpuOf, Latencies } from './latency.js';
 
 const [url, service, c, d, size] = process.argv.slice(2);
 const concurrency = Number(c);
@@ -27,9 +27,11 @@ async function loop(): Promise<void> {
   }
 }
 const start = performance.now();
+const cpuStart = process.cpuUsage();
 await Promise.all(Array.from({ length: concurrency }, loop));
 const elapsed = (performance.now() - start) / 1000;
+const loadCpuUs = cpuOf(process.cpuUsage(cpuStart));
 const [p50, p99, p999] = lat.percentiles([50, 99, 99.9]);
-console.log(JSON.stringify({ requests: lat.count, errors, seconds: elapsed, rps: lat.count / elapsed, p50us: p50, p99us: p99, p999us: p999 }));
+console.log(JSON.stringify({ requests: lat.count, errors, seconds: elapsed, rps: lat.count / elapsed, p50us: p50, p99us: p99, p999us: p999, loadCpuUs }));
 await client.close();
 process.exit(0);
