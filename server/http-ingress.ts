@@ -41,7 +41,8 @@ export class HttpIngress {
     const timeout = parseTimeout(req.getHeader('x-timeout-ms'), this.o);
     if (timeout < 0) return writeError(res, 'E_BAD_TIMEOUT', this.hubId);
     const length = req.getHeader('content-length');
-    if (length !== '' && Number(length) > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.hubId);
+    const declared = length === '' ? -1 : Number(length);
+    if (declared > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.hubId);
     const refused = this.dispatcher.precheck(service, mode);
     if (refused) return writeError(res, refused, this.hubId);
     const contentType = req.getHeader('content-type') || null;
@@ -61,25 +62,39 @@ export class HttpIngress {
       if (job.state === JobState.New && job.parts === null) job.state = JobState.Settled; // body was still arriving
       else this.dispatcher.abandon(job, 'E_CANCELLED');
     });
-    this.readBody(res, job);
+    this.readBody(res, job, Number.isSafeInteger(declared) ? declared : -1);
   }
 
-  private readBody(res: HttpResponse, job: Job): void {
+  /** `declared`: the Content-Length, or -1 for a chunked body. */
+  private readBody(res: HttpResponse, job: Job, declared: number): void {
+    // Several chunks with a known length are copied once, straight into the final buffer;
+    // a chunked body is collected and joined.
+    let whole: Buffer | null = null;
     let chunks: Buffer[] | null = null;
     let size = 0;
     res.onData((chunk, isLast) => {
       if (job.callerRef === null || job.state !== JobState.New) return; // answered early or aborted
+      const at = size;
       size += chunk.byteLength;
       if (size > this.o.maxBodyBytes) return this.finishEarly(res, job, 'E_BODY_TOO_LARGE');
-      if (isLast && chunks === null) {
+      if (isLast && at === 0) {
         // The common case: the whole body in one chunk; copy it out of the borrowed buffer.
         if (chunk.byteLength > 0) job.body = Buffer.from(chunk.slice(0));
         return this.submit(res, job);
       }
-      (chunks ??= []).push(Buffer.from(chunk.slice(0)));
+      if (at === 0 && size <= declared) whole = Buffer.allocUnsafe(declared);
+      if (whole !== null && size <= whole.length) whole.set(new Uint8Array(chunk), at);
+      else {
+        // No length, or more bytes than it said: keep what was copied and collect the rest.
+        if (whole !== null) {
+          chunks = [whole.subarray(0, at)];
+          whole = null;
+        }
+        (chunks ??= []).push(Buffer.from(chunk.slice(0)));
+      }
       if (isLast) {
-        job.body = Buffer.concat(chunks, size);
-        chunks = null;
+        job.body = whole !== null ? whole.subarray(0, size) : Buffer.concat(chunks!, size);
+        whole = chunks = null;
         this.submit(res, job);
       }
     });

@@ -28,6 +28,49 @@ describe('round trips through one hub', () => {
     assert.deepEqual(Buffer.from(await r.arrayBuffer()), body);
   });
 
+  it('carries bodies of every size byte for byte, sent whole, in pieces with a length, and chunked', { timeout: 20_000 }, async () => {
+    const { randomBytes } = await import('node:crypto');
+    const { connect } = await import('node:net');
+    const url = new URL(hub.url);
+    /** Sends `body` over a raw socket in `pieces` writes, with Content-Length or chunked. */
+    const raw = (body: Buffer, pieces: number, chunked: boolean): Promise<Buffer> => new Promise((resolve, reject) => {
+      const sock = connect(Number(url.port), url.hostname);
+      const out: Buffer[] = [];
+      sock.on('data', (d) => out.push(d));
+      sock.on('error', reject);
+      sock.on('close', () => {
+        const all = Buffer.concat(out);
+        const split = all.indexOf('\r\n\r\n');
+        const head = all.subarray(0, split).toString();
+        if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(head));
+        resolve(all.subarray(split + 4));
+      });
+      sock.write(`POST /service/raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n${chunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${body.length}`}\r\n\r\n`);
+      const step = Math.ceil(body.length / pieces);
+      let at = 0;
+      const next = (): void => {
+        if (at >= body.length) {
+          if (chunked) sock.write('0\r\n\r\n');
+          return;
+        }
+        const part = body.subarray(at, at + step);
+        at += part.length;
+        sock.write(chunked ? Buffer.concat([Buffer.from(`${part.length.toString(16)}\r\n`), part, Buffer.from('\r\n')]) : part);
+        setTimeout(next, 5); // separate TCP segments, so the hub sees several data events
+      };
+      next();
+    });
+    for (const size of [1, 100, 65_537, 300_000]) {
+      const body = randomBytes(size);
+      const whole = await fetch(`${hub.url}/service/raw`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+      assert.ok(Buffer.from(await whole.arrayBuffer()).equals(body), `${size} bytes sent whole`);
+      assert.ok((await raw(body, 4, false)).equals(body), `${size} bytes in 4 pieces with Content-Length`);
+      const echoed = await raw(body, 3, true);
+      // The answer to a chunked request has a Content-Length of its own: compare the bytes.
+      assert.ok(echoed.equals(body), `${size} bytes chunked`);
+    }
+  });
+
   it('serves callers over HTTP and over one multiplexed WebSocket with the client library', async () => {
     for (const transport of ['http', 'ws'] as const) {
       const client = new Client({ url: hub.url, transport });
