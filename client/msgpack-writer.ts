@@ -135,20 +135,16 @@ function writeNumber(buf: Buffer, pos: number, n: number): number {
 function writeString(buf: Buffer, pos: number, s: string): number {
   const n = s.length;
   if (n < SHORT_STRING) {
-    let bytes = 0;
-    let ascii = true;
-    for (let i = 0; i < n; i++) {
-      if (s.charCodeAt(i) > 0x7f) {
-        ascii = false;
-        break;
-      }
+    // Most frame strings are short ASCII (names, content types): write them in one pass,
+    // assuming ASCII, and start over natively at the first character that is not.
+    const start = writeStringHeader(buf, pos, n);
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) break;
+      buf[start + i] = c;
     }
-    if (ascii) {
-      bytes = n;
-      pos = writeStringHeader(buf, pos, bytes);
-      for (let i = 0; i < n; i++) buf[pos + i] = s.charCodeAt(i);
-      return pos + n;
-    }
+    if (i === n) return start + n;
   }
   const bytes = Buffer.byteLength(s, 'utf8');
   pos = writeStringHeader(buf, pos, bytes);

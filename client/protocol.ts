@@ -113,12 +113,8 @@ export function encodeFrame(frame: Frame): Buffer {
   return pack(frame);
 }
 
-/**
- * Decoders. `copyBuffers` matters where the source bytes are only borrowed (uWebSockets.js
- * hands out an ArrayBuffer that is invalid after the callback), so bodies must be copied out.
- */
-const borrowingUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffers: true, int64AsType: 'number' });
-const owningUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffers: false, int64AsType: 'number' });
+/** Bodies decode as views into the message they came in, never copies of their own. */
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffers: false, int64AsType: 'number' });
 
 /**
  * Decodes and validates one frame. Throws ProtocolError on anything that is not a valid frame
@@ -126,8 +122,15 @@ const owningUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copy
  */
 export function decodeFrame(bytes: Uint8Array, borrowed: boolean): Frame {
   let msg: unknown;
+  if (borrowed) {
+    // uWebSockets.js lends a buffer that is invalid after the callback. One copy of the whole
+    // message (small ones from Node's shared pool) costs less than a buffer of its own per body.
+    const own = Buffer.allocUnsafe(bytes.byteLength);
+    own.set(bytes);
+    bytes = own;
+  }
   try {
-    msg = (borrowed ? borrowingUnpackr : owningUnpackr).unpack(bytes);
+    msg = unpackr.unpack(bytes);
   } catch (err) {
     throw new ProtocolError(`not a msgpack message: ${(err as Error).message}`);
   }
