@@ -17,7 +17,7 @@ async function queued(hub: HubProc, service: string): Promise<number | undefined
   return (await stats(hub)).services.find((s: { name: string }) => s.name === service)?.queued;
 }
 
-describe('credit: the hub never has more unanswered jobs at a worker than its credit', { timeout: 60_000 }, () => {
+describe('credit: the hub never has more unanswered jobs at a worker than its credit', { timeout: 90_000 }, () => {
   let hub: HubProc;
   before(async () => {
     hub = await startHub({ 'default-timeout-ms': 5000, 'max-timeout-ms': 10_000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
@@ -75,12 +75,19 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
 
   it('gives credit back only when a handler that ignored cancel really finishes', { timeout: 15_000 }, async () => {
     const w = await startWorker({ url: hub.url, instanceId: 'slow', services: [{ name: 'credit-slow', mode: 'sleep', sleepMs: 1000, ignoreCancel: true, concurrency: 2 }] });
+    const lateRepliesBefore = (await stats(hub)).jobs.lateReplies;
+    const t0 = Date.now();
     const expired = Promise.all(Array.from({ length: 6 }, (_, i) => post(`${hub.url}/service/credit-slow`, `{"late":${i}}`, { 'x-timeout-ms': '150' })));
+    const expiredAfter = expired.then(() => Date.now() - t0);
     await waitUntil(() => w.events('job').length === 2, 3000, 'two jobs running');
     // Sent while the two stubborn handlers still hold the credit: they wait for it.
     const patient = Promise.all(Array.from({ length: 4 }, (_, i) => post(`${hub.url}/service/credit-slow`, `{"patient":${i}}`, { 'x-timeout-ms': '8000' })));
     const late = await expired;
     assert.deepEqual(late.map((a) => a.status), Array(6).fill(504));
+    assert.ok(late.every((a) => a.json().error.code === 'E_DEADLINE'));
+    // The handlers take 1000 ms: the 504s come at the deadline, not when the credit comes back.
+    const took = await expiredAfter;
+    assert.ok(took < 1000, `504s after ${took} ms`);
     const served = await patient;
     assert.deepEqual(served.map((a) => a.status), [200, 200, 200, 200]);
     served.forEach((a, i) => assert.equal(a.text, `{"patient":${i}}`));
@@ -95,7 +102,10 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
     const firstPatient = lines.findIndex((l) => l?.event === 'job' && String(l.body).startsWith('{"patient"'));
     const firstDone = lines.findIndex((l) => l?.event === 'done');
     assert.ok(firstDone !== -1 && firstDone < firstPatient, 'a patient job started before any stubborn handler finished');
+    assert.equal(w.events('cancel').length, 2, 'only the two running expired jobs were cancelled');
     await waitUntil(async () => (await registration(hub, 'slow', 'credit-slow'))?.inflight === 0, 2000, 'credit back');
+    // A handler that ignored its cancel ends with a cancel ack, not a reply the hub must drop.
+    assert.equal((await stats(hub)).jobs.lateReplies, lateRepliesBefore);
   });
 
   it('sends a raw worker no job beyond its credit until it acknowledges a cancel', { timeout: 15_000 }, async () => {
@@ -127,13 +137,8 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
     assert.equal((await registration(hub, 'raw-credit', 'credit-raw'))?.inflight, 1, 'the unacknowledged cancel still holds one credit');
     s.close();
   });
-});
-
-describe('credit across a reconnect', { timeout: 30_000 }, () => {
-  after(stopAll);
 
   it('keeps a worker within its concurrency when it reconnects while handlers of the dropped session still run', { timeout: 15_000 }, async () => {
-    const hub = await startHub({ 'default-timeout-ms': 5000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
     const w = await startWorker({ url: hub.url, instanceId: 'survivor', services: [{ name: 'credit-reconnect', mode: 'sleep', sleepMs: 1500, ignoreCancel: true, concurrency: 1 }] });
     const old = post(`${hub.url}/service/credit-reconnect`, '{"old":1}');
     await w.waitFor((l) => l.event === 'job');
@@ -151,7 +156,6 @@ describe('credit across a reconnect', { timeout: 30_000 }, () => {
   });
 
   it('registers only the free slots on the new session and raises them as the old handlers return', { timeout: 15_000 }, async () => {
-    const hub = await startHub({ 'default-timeout-ms': 5000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
     const w = await startWorker({ url: hub.url, instanceId: 'halfway', services: [{ name: 'credit-slots', mode: 'sleep', sleepMs: 1200, ignoreCancel: true, concurrency: 2 }] });
     const old = post(`${hub.url}/service/credit-slots`, '{"old":1}');
     await w.waitFor((l) => l.event === 'job');

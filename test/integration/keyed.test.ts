@@ -6,21 +6,26 @@ import { post, startHub, startWorker, stats, stopAll, waitUntil, type HubProc, t
 const IDS = ['stick-a', 'stick-b', 'stick-c'];
 // Plain echo (not the meshage facade) so the fixture prints a job event, with its key, per request.
 const ECHO: ServiceSpec[] = [{ name: 'echo', mode: 'echo', concurrency: 8 }];
+/** Fixed keys, so how evenly the ring spreads them is the same on every run. */
+const SPREAD_KEYS = Array.from({ length: 100 }, (_, i) => `user-${i * 7919}`);
 
-/** 100 random keys, some with characters that need percent-encoding, one multi-byte. */
-function randomKeys(): string[] {
-  const keys = Array.from({ length: 97 }, () => randomBytes(1 + (randomBytes(1)[0]! % 24)).toString('base64url'));
-  keys.push('user/42 with spaces', 'ключ-🔑', '%25-literal?&=#');
-  return keys;
+/**
+ * The spread keys and 100 random ones, some with characters that need percent-encoding, one
+ * multi-byte. All distinct: a key asked twice would count twice at its owner.
+ */
+function keySet(): string[] {
+  const keys = new Set([...SPREAD_KEYS, 'user/42 with spaces', 'ключ-🔑', '%25-literal?&=#']);
+  while (keys.size < 200) keys.add(randomBytes(1 + (randomBytes(1)[0]! % 24)).toString('base64url'));
+  return [...keys];
 }
 
 describe('keyed stickiness and broadcast', { timeout: 90_000 }, () => {
   let hub: HubProc;
-  const keys = randomKeys();
+  const keys = keySet();
   let owners = new Map<string, string>();
   const procs = new Map<string, Awaited<ReturnType<typeof startWorker>>>();
   before(async () => {
-    hub = await startHub({ 'default-timeout-ms': 3000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
+    hub = await startHub({ 'default-timeout-ms': 5000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
   });
   after(stopAll);
 
@@ -38,40 +43,41 @@ describe('keyed stickiness and broadcast', { timeout: 90_000 }, () => {
     return m;
   }
 
-  async function echoWorkers(): Promise<number | undefined> {
-    return (await stats(hub)).services.find((s: { name: string }) => s.name === 'echo')?.workers;
+  async function workersOf(name: string): Promise<number | undefined> {
+    return (await stats(hub)).services.find((s: { name: string }) => s.name === name)?.workers;
   }
 
-  it('sends each of 100 random keys to the same instance on every request', { timeout: 20_000 }, async () => {
+  it('sends each of 200 keys to the same instance on every request, and spreads them over all', { timeout: 20_000 }, async () => {
     for (const instanceId of IDS) procs.set(instanceId, await startWorker({ url: hub.url, instanceId, services: ECHO }));
     owners = await ownersOf(keys);
     for (const id of owners.values()) assert.ok(IDS.includes(id), `served by ${id}`);
-    for (const id of IDS) assert.ok([...owners.values()].includes(id), `${id} owns no key of 100`);
+    for (const id of IDS) {
+      const owned = SPREAD_KEYS.filter((k) => owners.get(k) === id).length;
+      assert.ok(owned >= 15, `${id} owns ${owned} of 100 keys`);
+    }
     for (let round = 0; round < 3; round++) assert.deepEqual(await ownersOf(keys), owners, `round ${round}`);
   });
 
   it('keeps a key at its owner while the owner is busy, rather than spilling to a free worker', { timeout: 20_000 }, async () => {
-    const hub2 = await startHub({ 'default-timeout-ms': 5000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
-    await Promise.all(['busy-a', 'busy-b'].map((instanceId) => startWorker({ url: hub2.url, instanceId, services: [{ name: 'busy', mode: 'sleep', sleepMs: 100, concurrency: 1 }] })));
-    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => post(`${hub2.url}/api/busy/the-one-key`, `{"i":${i}}`)));
+    await Promise.all(['busy-a', 'busy-b'].map((instanceId) => startWorker({ url: hub.url, instanceId, services: [{ name: 'busy', mode: 'sleep', sleepMs: 100, concurrency: 1 }] })));
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => post(`${hub.url}/api/busy/the-one-key`, `{"i":${i}}`)));
     assert.deepEqual(answers.map((a) => a.status), Array(6).fill(200));
     assert.equal(new Set(answers.map((a) => a.headers.get('x-served-by'))).size, 1, 'one key, one instance');
   });
 
   it('hands jobs waiting for a busy owner to the next owner when the owner dies', { timeout: 20_000 }, async () => {
-    const hub3 = await startHub({ 'default-timeout-ms': 5000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
-    const slow = await startWorker({ url: hub3.url, instanceId: 'owner-slow', services: [{ name: 'handoff', mode: 'sleep', sleepMs: 20_000, concurrency: 1 }] });
-    const next = await startWorker({ url: hub3.url, instanceId: 'owner-next', services: [{ name: 'handoff', concurrency: 4 }] });
+    const slow = await startWorker({ url: hub.url, instanceId: 'owner-slow', services: [{ name: 'handoff', mode: 'sleep', sleepMs: 20_000, concurrency: 1 }] });
+    const next = await startWorker({ url: hub.url, instanceId: 'owner-next', services: [{ name: 'handoff', concurrency: 4 }] });
     // A key the slow worker owns: the first request for it runs there.
     let key = '';
     for (let i = 0; !key; i++) {
-      const r = post(`${hub3.url}/api/handoff/probe-${i}`, '{}');
+      const r = post(`${hub.url}/api/handoff/probe-${i}`, '{}');
       const who = await Promise.race([r.then(() => 'next'), slow.waitFor((l) => l.event === 'job' && l.key === `probe-${i}`, 1000).then(() => 'slow', () => 'next')]);
       if (who === 'slow') key = `probe-${i}`;
       assert.ok(i < 50, 'no key owned by the slow worker among 50');
     }
-    const waiting = Array.from({ length: 3 }, (_, i) => post(`${hub3.url}/api/handoff/${key}`, `{"w":${i}}`));
-    await waitUntil(async () => (await stats(hub3)).services.find((s: { name: string }) => s.name === 'handoff')?.queued === 3, 2000, 'three waiting for their owner');
+    const waiting = Array.from({ length: 3 }, (_, i) => post(`${hub.url}/api/handoff/${key}`, `{"w":${i}}`));
+    await waitUntil(async () => (await stats(hub)).services.find((s: { name: string }) => s.name === 'handoff')?.queued === 3, 2000, 'three waiting for their owner');
     assert.ok(!next.events('job').some((j) => j.key === key), 'a waiting job spilled to a worker that does not own its key');
     slow.kill('SIGKILL');
     const results = await Promise.all(waiting);
@@ -91,14 +97,14 @@ describe('keyed stickiness and broadcast', { timeout: 90_000 }, () => {
     assert.ok(victimKeys.length > 0, 'the victim owns keys');
     procs.get(victim)!.kill('SIGKILL');
     await procs.get(victim)!.exited;
-    await waitUntil(async () => (await echoWorkers()) === 2, 3000, 'victim gone');
+    await waitUntil(async () => (await workersOf('echo')) === 2, 3000, 'victim gone');
     const during = await ownersOf(keys);
     for (const [k, o] of owners) {
       if (o === victim) assert.notEqual(during.get(k), victim, `key ${k} still at the dead worker`);
       else assert.equal(during.get(k), o, `key ${k} of a live worker moved`);
     }
     procs.set(victim, await startWorker({ url: hub.url, instanceId: victim, services: ECHO }));
-    await waitUntil(async () => (await echoWorkers()) === 3, 3000, 'victim back');
+    await waitUntil(async () => (await workersOf('echo')) === 3, 3000, 'victim back');
     assert.deepEqual(await ownersOf(keys), owners, 'every key back at its first owner');
     const back = procs.get(victim)!.events('job');
     assert.equal(back.length, victimKeys.length);
@@ -119,5 +125,19 @@ describe('keyed stickiness and broadcast', { timeout: 90_000 }, () => {
       const parts = procs.get(id)!.events('job').filter((j) => j.key === 'any key');
       assert.equal(parts.length, 1, `${id} got ${parts.length} parts`);
     }
+  });
+
+  it('reports a broadcast part that timed out without holding up the others', { timeout: 10_000 }, async () => {
+    await startWorker({ url: hub.url, instanceId: 'mixed-fast', services: [{ name: 'mixed' }] });
+    await startWorker({ url: hub.url, instanceId: 'mixed-stuck', services: [{ name: 'mixed', mode: 'hang' }] });
+    const r = await post(`${hub.url}/api/broadcast/mixed/k`, '{"m":1}', { 'x-timeout-ms': '300' });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('x-broadcast-asked'), '2');
+    assert.equal(r.headers.get('x-broadcast-failed'), '0');
+    assert.equal(r.headers.get('x-broadcast-timed-out'), '1');
+    const replies = r.json() as Record<string, unknown>[];
+    assert.equal(replies.length, 2);
+    assert.ok(replies.some((x) => x.m === 1));
+    assert.ok(replies.some((x) => (x.error as { code?: string } | undefined)?.code === 'E_DEADLINE'));
   });
 });

@@ -160,7 +160,9 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
     assert.equal(expires.status, 504);
     assert.equal(expires.json().error.code, 'E_DEADLINE');
     await sleep(600);
+    const t0 = Date.now();
     const late = await post(`${hub.url}/service/linger`, '{}', { 'x-timeout-ms': '3000' });
+    assert.ok(Date.now() - t0 < 1000, 'past the linger window the hub refuses at once instead of queueing');
     assert.equal(late.status, 503);
     assert.equal(late.json().error.code, 'E_NO_WORKERS');
     assert.equal(late.headers.get('retry-after'), '1');
@@ -212,6 +214,9 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
       ['/service/inputs', { 'x-timeout-ms': '1e3' }, 'E_BAD_TIMEOUT'],
       ['/api/inputs/k', { 'x-timeout-ms': '0' }, 'E_BAD_TIMEOUT'],
     ];
+    // The hub drops services that lingered out once a second; let it drop those of earlier tests
+    // first, so that a drop between the two snapshots does not look like a change.
+    await waitUntil(async () => (await stats(hub)).services.every((s: { workers: number }) => s.workers > 0), 3000, 'idle services swept');
     const before = await stats(hub);
     for (const [path, headers, code] of bad) {
       const r = await rawPost(hub.port, path, '{"bad":true}', headers);
@@ -243,7 +248,7 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
   it('answers unknown routes and methods with a JSON 404', async () => {
     const routes: [string, string][] = [
       ['GET', '/nope'], ['POST', '/nope'], ['GET', '/service/inputs'], ['PUT', '/service/inputs'], ['DELETE', '/service/inputs'],
-      ['PATCH', '/api/inputs/k'], ['OPTIONS', '/api/inputs/k'], ['POST', '/service'], ['POST', '/service/'], ['POST', '/api/inputs'],
+      ['PATCH', '/api/inputs/k'], ['OPTIONS', '/api/inputs/k'], ['DELETE', '/api/inputs/k'], ['POST', '/service'], ['POST', '/service/'], ['POST', '/api/inputs'],
       ['POST', '/service/inputs/extra'], ['GET', '/service/inputs/jobz'], ['POST', '/api/broadcast/inputs/k/extra'],
     ];
     for (const [method, path] of routes) {

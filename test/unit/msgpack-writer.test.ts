@@ -36,6 +36,8 @@ describe('msgpack writer', () => {
   it('round-trips through a strict decoder', () => {
     fc.assert(
       fc.property(frameValue, (v) => {
+        // The reference decoder refuses a "__proto__" key outright; the byte test above covers it.
+        fc.pre(!hasProtoKey(v));
         const back = decode(pack(v));
         assert.deepEqual(normalize(back), normalize(v));
       }),
@@ -64,6 +66,13 @@ describe('msgpack writer', () => {
     }
   });
 });
+
+/** True when `v` holds an object with an own "__proto__" key, as fast-check's dictionaries sometimes do. */
+function hasProtoKey(v: unknown): boolean {
+  if (Array.isArray(v)) return v.some(hasProtoKey);
+  if (v && typeof v === 'object' && !(v instanceof Uint8Array)) return Object.entries(v).some(([k, x]) => k === '__proto__' || hasProtoKey(x));
+  return false;
+}
 
 function normalize(v: unknown): unknown {
   if (v === undefined) return null;
