@@ -21,7 +21,8 @@ run, not runs with each other. A run goes in rounds: each round starts, warms up
 stops every scenario once, so a slow spell of the machine hits a scenario and its baselines
 alike. "vs" is the scenario's requests/s divided by each baseline's within the same round, the
 median over the rounds. "steal %" is the CPU time the hypervisor took during the window (as a
-share of one core): runs with high steal are slower for reasons outside the code. CPU µs/req is the measured process's (the hub, or the baseline's own
+share of one core): a window with more than 10 % is measured again, up to three times, and the
+description says how often that happened. CPU µs/req is the measured process's (the hub, or the baseline's own
 server) user + system time over the measured window divided by the requests served; "cpu0
 total" adds every process on the server core (the hub's or baseline's workers too).
 `;
@@ -40,7 +41,8 @@ export function table(results: Result[]): string {
 /** A scenario's description line: what runs, concurrency, and the Node caller's own CPU. */
 export function describe(r: Result): string {
   const load = r.loadCpuUsPerReq === null || r.loadCpuUsPerReq === undefined ? '' : `; caller process ${r.loadCpuUsPerReq.toFixed(1)} µs/req`;
-  return `${r.description} (c=${r.connections}${load})`;
+  const again = r.remeasured ? `; ${r.remeasured} window${r.remeasured > 1 ? 's' : ''} measured again for steal` : '';
+  return `${r.description} (c=${r.connections}${load}${again})`;
 }
 
 /** The section a full run appends to bench/RESULTS.md. */

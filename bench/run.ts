@@ -24,6 +24,9 @@ const reps = Number(argValue('--reps') ?? (quick ? 1 : 3));
 const durationS = Number(argValue('--duration') ?? (quick ? 3 : 10));
 const warmupS = Number(argValue('--warmup') ?? (quick ? 1 : 3));
 const QUICK_SET = ['http-1w', 'limit-batched', 'ws-caller'];
+/** Steal above this share of one core makes a window count as disturbed. */
+const STEAL_LIMIT_PCT = 10;
+const MAX_REMEASURE = quick ? 0 : 3;
 
 function argValue(name: string): string | undefined {
   const i = args.findIndex((a) => a === name || a.startsWith(name + '='));
@@ -39,7 +42,7 @@ interface Rep {
 }
 export interface Result {
   name: string; description: string; kind: string; bodyBytes: number; connections: number;
-  reps: Rep[]; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number; loadCpuUsPerReq: number | null; peakRssMB: number; errors: number;
+  reps: Rep[]; remeasured?: number; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number; loadCpuUsPerReq: number | null; peakRssMB: number; errors: number;
   ratios: Record<string, number>;
 }
 
@@ -182,15 +185,23 @@ async function main(): Promise<void> {
   // within one round (then the median of the rounds' ratios is reported).
   const repsOf = new Map<string, Rep[]>(runnable.map((s) => [s.name, []]));
   const peak = new Map<string, number>();
+  const remeasured = new Map<string, number>();
   for (let round = 1; round <= reps; round++) {
     for (const s of runnable) {
-      const r = await runRep(s, dir);
+      let r = await runRep(s, dir);
+      // A window in which the hypervisor took a large share of the CPU measures the host, not
+      // the code: measure it again (a few times at most, then keep what we have).
+      for (let again = 0; again < MAX_REMEASURE && r.stealPct > STEAL_LIMIT_PCT; again++) {
+        process.stderr.write(`  round ${round}/${reps} ${s.name}: ${Math.round(r.rps)} req/s with steal ${r.stealPct.toFixed(0)} %, measuring again\n`);
+        remeasured.set(s.name, (remeasured.get(s.name) ?? 0) + 1);
+        r = await runRep(s, dir);
+      }
       repsOf.get(s.name)!.push(r);
       peak.set(s.name, Math.max(peak.get(s.name) ?? 0, r.peakRssMB));
       process.stderr.write(`  round ${round}/${reps} ${s.name}: ${Math.round(r.rps)} req/s, p99 ${(r.p99us / 1000).toFixed(2)} ms, steal ${r.stealPct.toFixed(0)} %${r.errors ? `, ${r.errors} errors` : ''}\n`);
     }
   }
-  const results = runnable.map((s) => summarize(s, repsOf.get(s.name)!, peak.get(s.name) ?? 0));
+  const results = runnable.map((s) => ({ ...summarize(s, repsOf.get(s.name)!, peak.get(s.name) ?? 0), remeasured: remeasured.get(s.name) ?? 0 }));
   for (const r of results) {
     const s = SCENARIOS.find((x) => x.name === r.name)!;
     for (const b of s.compareWith ?? []) {
