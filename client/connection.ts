@@ -27,7 +27,8 @@ export interface ConnectionOptions {
   reconnect?: boolean;
   /**
    * Frames queued within one loop turn before they are written without waiting for the turn
-   * to end, so the hub starts on the first ones while this process builds the rest. Default 16.
+   * to end, so the hub starts on the first ones while this process builds the rest. Default 16
+   * for callers; none for workers, whose replies cost the hub less in one write per turn.
    */
   maxBatchFrames?: number;
 }
@@ -68,7 +69,7 @@ export class Connection extends EventEmitter {
   constructor(private readonly o: ConnectionOptions) {
     super();
     this.backoff = o.reconnectMinMs ?? 100;
-    this.maxBatchFrames = Math.max(1, o.maxBatchFrames ?? 16);
+    this.maxBatchFrames = Math.max(1, o.maxBatchFrames ?? (o.role === 'client' ? 16 : Infinity));
   }
 
   /** Connects; resolves at the first welcome, rejects if the first attempt fails and reconnect is off. */
