@@ -8,6 +8,7 @@
  * returns the decoded array itself, so the hot path allocates no frame objects.
  */
 import { Unpackr } from 'msgpackr';
+import { ownCopy } from './bytes.js';
 import { pack } from './msgpack-writer.js';
 import { isErrorCode, type ErrorCode } from './errors.js';
 
@@ -122,13 +123,8 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffer
  */
 export function decodeFrame(bytes: Uint8Array, borrowed: boolean): Frame {
   let msg: unknown;
-  if (borrowed) {
-    // uWebSockets.js lends a buffer that is invalid after the callback. One copy of the whole
-    // message (small ones from Node's shared pool) costs less than a buffer of its own per body.
-    const own = Buffer.allocUnsafe(bytes.byteLength);
-    own.set(bytes);
-    bytes = own;
-  }
+  // One copy of a whole borrowed message costs less than a buffer of its own per body.
+  if (borrowed) bytes = ownCopy(bytes);
   try {
     msg = unpackr.unpack(bytes);
   } catch (err) {

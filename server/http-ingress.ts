@@ -3,6 +3,7 @@
  * and leave the answer to the HTTP answer queue. Bodies are never parsed.
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { ownCopy } from '../client/bytes.js';
 import type { ErrorCode } from '../client/errors.js';
 import { isValidKey, isValidName, RequestMode, type Headers, type RequestModeCode } from '../client/protocol.js';
 import { HttpAnswerQueue, writeError } from './answer.js';
@@ -79,7 +80,7 @@ export class HttpIngress {
       if (size > this.o.maxBodyBytes) return this.finishEarly(res, job, 'E_BODY_TOO_LARGE');
       if (isLast && at === 0) {
         // The common case: the whole body in one chunk; copy it out of the borrowed buffer.
-        if (chunk.byteLength > 0) job.body = Buffer.from(chunk.slice(0));
+        if (chunk.byteLength > 0) job.body = ownCopy(chunk);
         return this.submit(res, job);
       }
       if (at === 0 && size <= declared) whole = Buffer.allocUnsafe(declared);
@@ -90,7 +91,7 @@ export class HttpIngress {
           chunks = [whole.subarray(0, at)];
           whole = null;
         }
-        (chunks ??= []).push(Buffer.from(chunk.slice(0)));
+        (chunks ??= []).push(ownCopy(chunk));
       }
       if (isLast) {
         job.body = whole !== null ? whole.subarray(0, size) : Buffer.concat(chunks!, size);

@@ -7,6 +7,7 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
+import { ownCopy } from '../client/bytes.js';
 import { isValidName } from '../client/protocol.js';
 import { writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -122,7 +123,7 @@ export class LongPoll {
         done = true;
         return res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.hubId));
       }
-      chunks.push(Buffer.from(chunk.slice(0)));
+      chunks.push(ownCopy(chunk));
       if (!isLast) return;
       done = true;
       const job = lease.job;
