@@ -16,6 +16,7 @@ import { Job, JobState, type Consumer, type JobWaiter, type Registration } from 
 import type { HubOptions } from './options.js';
 import { now } from './timer-wheel.js';
 import { answerHeaders } from './answer.js';
+import { WireTable } from './wire-table.js';
 
 /** What the hub gives every session. */
 export interface SessionHost {
@@ -54,7 +55,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   blocked = false;
   readonly regs = new Map<string, Registration>();
   /** Jobs at this worker by wire id, until reply, error or cancel ack. */
-  readonly inflight = new Map<number, Job>();
+  readonly inflight = new WireTable<Job>();
   /** This session's own requests by request id. */
   readonly requests = new Map<number, Job>();
   private ws: WebSocket<SessionData> | null = null;
@@ -82,7 +83,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   deliver(job: Job): void {
     const id = this.nextWireId++;
     job.wireId = id;
-    this.inflight.set(id, job);
+    this.inflight.add(job);
     const remaining = Math.max(1, Math.round(job.deadline - now()));
     this.send(encodeFrame([Op.Job, id, job.service, job.key, remaining, job.attempt, job.contentType, job.headers, job.query, job.body]));
   }
@@ -231,12 +232,11 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   }
 
   private takeInflight(id: number): Job | null {
-    const job = this.inflight.get(id);
+    const job = this.inflight.take(id);
     if (!job) {
       this.host.dispatcher.counters.unknownReplies++;
       return null;
     }
-    this.inflight.delete(id);
     return job;
   }
 
@@ -340,9 +340,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     const d = this.host.dispatcher;
     for (const r of this.regs.values()) d.unregister(r);
     this.regs.clear();
-    const held = [...this.inflight.values()];
-    this.inflight.clear();
-    for (const job of held) d.lost(job);
+    for (const job of this.inflight.drain()) d.lost(job);
     const asked = [...this.requests.values()];
     this.requests.clear();
     for (const job of asked) d.abandon(job, 'E_CANCELLED');
