@@ -16,7 +16,7 @@ import { Job, JobState, type Consumer, type JobWaiter, type Registration } from 
 import type { HubOptions } from './options.js';
 import { now } from './timer-wheel.js';
 import { answerHeaders } from './answer.js';
-import { WireTable } from './wire-table.js';
+import { IdTable } from './id-table.js';
 
 /** What the hub gives every session. */
 export interface SessionHost {
@@ -55,9 +55,9 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   blocked = false;
   readonly regs = new Map<string, Registration>();
   /** Jobs at this worker by wire id, until reply, error or cancel ack. */
-  readonly inflight = new WireTable<Job>();
+  readonly inflight = new IdTable<Job>();
   /** This session's own requests by request id. */
-  readonly requests = new Map<number, Job>();
+  readonly requests = new IdTable<Job>();
   private ws: WebSocket<SessionData> | null = null;
   private outbox: Uint8Array[] = [];
   private nextWireId = 1;
@@ -83,7 +83,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   deliver(job: Job): void {
     const id = this.nextWireId++;
     job.wireId = id;
-    this.inflight.add(job);
+    this.inflight.add(id, job);
     const remaining = Math.max(1, Math.round(job.deadline - now()));
     this.send(encodeFrame([Op.Job, id, job.service, job.key, remaining, job.attempt, job.contentType, job.headers, job.query, job.body]));
   }
@@ -96,7 +96,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
 
   settled(job: Job): void {
     if (this.requests.get(job.callerId) !== job) return;
-    this.requests.delete(job.callerId);
+    this.requests.take(job.callerId);
     if (this.state === 'closed') return;
     if (job.errorCode !== null) {
       const code = job.errorCode;
@@ -150,11 +150,8 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
       }
       case Op.Request: return this.request(frame);
       case Op.Cancel: {
-        const job = this.requests.get(frame[1]);
-        if (job) {
-          this.requests.delete(frame[1]);
-          d.abandon(job, 'E_CANCELLED');
-        }
+        const job = this.requests.take(frame[1]);
+        if (job) d.abandon(job, 'E_CANCELLED');
         return;
       }
       case Op.Register: return this.register(frame[1], frame[2], frame[3]);
@@ -204,7 +201,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     const [, id, mode, service, key, timeoutMs, contentType, headers, query, body] = f;
     const o = this.host.options;
     let err: ErrorCode | null = null;
-    if (this.requests.has(id)) return this.protocolError('E_PROTOCOL', `request id ${id} is already in flight`, id, false);
+    if (this.requests.get(id) !== undefined) return this.protocolError('E_PROTOCOL', `request id ${id} is already in flight`, id, false);
     if (!isValidName(service)) err = 'E_BAD_NAME';
     else if (mode !== RequestMode.Any && !isValidKey(key)) err = 'E_BAD_KEY';
     else if (timeoutMs === 0) err = 'E_BAD_TIMEOUT';
@@ -213,7 +210,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     const deadline = now() + Math.min(timeoutMs ?? o.defaultTimeoutMs, o.maxTimeoutMs);
     const job = new Job(service, mode, mode === RequestMode.Any ? null : key, body, contentType, headers, query, deadline, this);
     job.callerId = id;
-    this.requests.set(id, job);
+    this.requests.add(id, job);
     if (!err) err = this.host.dispatcher.submit(job);
     if (err) {
       job.errorCode = err;
@@ -341,9 +338,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     for (const r of this.regs.values()) d.unregister(r);
     this.regs.clear();
     for (const job of this.inflight.drain()) d.lost(job);
-    const asked = [...this.requests.values()];
-    this.requests.clear();
-    for (const job of asked) d.abandon(job, 'E_CANCELLED');
+    for (const job of this.requests.drain()) d.abandon(job, 'E_CANCELLED');
     this.ws = null;
   }
 }

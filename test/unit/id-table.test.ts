@@ -1,22 +1,22 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { WireTable } from '../../server/wire-table.js';
+import { IdTable } from '../../server/id-table.js';
 
-describe('wire table', () => {
+describe('id table', () => {
   it('holds exactly what a Map would, whatever the order jobs are answered in', () => {
     // Each step either sends a new job (next sequential id) or answers the held job at a
     // position; some jobs are held for thousands of ids, as a hung handler's would be.
     const step = fc.oneof(fc.constant({ op: 'add' as const }), fc.nat().map((n) => ({ op: 'take' as const, n })), fc.nat().map((n) => ({ op: 'ghost' as const, n })));
     fc.assert(
       fc.property(fc.array(step, { maxLength: 3000 }), fc.integer({ min: 1, max: 40 }), (steps, holdEvery) => {
-        const table = new WireTable<{ wireId: number }>();
+        const table = new IdTable<{ wireId: number }>();
         const model = new Map<number, { wireId: number }>();
         let next = 1;
         for (const s of steps) {
           if (s.op === 'add') {
             const job = { wireId: next++ };
-            table.add(job);
+            table.add(job.wireId, job);
             model.set(job.wireId, job);
           } else if (s.op === 'take') {
             const ids = [...model.keys()].filter((id) => id % holdEvery !== 0);
@@ -42,15 +42,27 @@ describe('wire table', () => {
   });
 
   it('finds a job held across a full wrap of the ring and many later ones', () => {
-    const table = new WireTable<{ wireId: number }>();
+    const table = new IdTable<{ wireId: number }>();
     const hung = { wireId: 1 };
-    table.add(hung);
+    table.add(1, hung);
     for (let id = 2; id < 200_000; id++) {
-      table.add({ wireId: id });
+      table.add(id, { wireId: id });
       assert.ok(table.take(id), `job ${id}`);
     }
     assert.equal(table.get(1), hung);
     assert.equal(table.take(1), hung);
     assert.equal(table.size, 0);
+  });
+
+  it('stays exact for ids that all land on one slot, as a hostile caller may choose them', () => {
+    const table = new IdTable<number>();
+    const ids = Array.from({ length: 500 }, (_, i) => i * 65_536 + 7);
+    ids.forEach((id) => table.add(id, id));
+    assert.equal(table.size, 500);
+    for (const id of ids) assert.equal(table.get(id), id);
+    assert.equal(table.get(7 + 64), undefined);
+    for (const id of ids.filter((_, i) => i % 2)) assert.equal(table.take(id), id);
+    assert.equal(table.size, 250);
+    assert.deepEqual(table.drain().sort((a, b) => a - b), ids.filter((_, i) => i % 2 === 0));
   });
 });
