@@ -68,8 +68,8 @@ export class HttpIngress {
 
   /** `declared`: the Content-Length, or -1 for a chunked body. */
   private readBody(res: HttpResponse, job: Job, declared: number): void {
-    // Several chunks with a known length are copied once, straight into the final buffer;
-    // a chunked body is collected and joined.
+    // uWS hands over exactly Content-Length bytes, so with a length the chunks are copied once,
+    // straight into the final buffer; a chunked body is collected and joined.
     let whole: Buffer | null = null;
     let chunks: Buffer[] | null = null;
     let size = 0;
@@ -77,22 +77,14 @@ export class HttpIngress {
       if (job.callerRef === null || job.state !== JobState.New) return; // answered early or aborted
       const at = size;
       size += chunk.byteLength;
-      if (size > this.o.maxBodyBytes) return this.finishEarly(res, job, 'E_BODY_TOO_LARGE');
+      if (size > this.o.maxBodyBytes || (declared >= 0 && size > declared)) return this.finishEarly(res, job, 'E_BODY_TOO_LARGE');
       if (isLast && at === 0) {
         // The common case: the whole body in one chunk; copy it out of the borrowed buffer.
         if (chunk.byteLength > 0) job.body = ownCopy(chunk);
         return this.submit(res, job);
       }
-      if (at === 0 && size <= declared) whole = Buffer.allocUnsafe(declared);
-      if (whole !== null && size <= whole.length) whole.set(new Uint8Array(chunk), at);
-      else {
-        // No length, or more bytes than it said: keep what was copied and collect the rest.
-        if (whole !== null) {
-          chunks = [whole.subarray(0, at)];
-          whole = null;
-        }
-        (chunks ??= []).push(ownCopy(chunk));
-      }
+      if (declared >= 0) (whole ??= Buffer.allocUnsafe(declared)).set(new Uint8Array(chunk), at);
+      else (chunks ??= []).push(ownCopy(chunk));
       if (isLast) {
         job.body = whole !== null ? whole.subarray(0, size) : Buffer.concat(chunks!, size);
         whole = chunks = null;
