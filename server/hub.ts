@@ -181,7 +181,8 @@ export class Hub implements SessionHost {
 
   private keepAlive(): void {
     const at = now();
-    for (const s of [...this.sessions]) {
+    // A Set may lose its current entry while iterated: no copy of every session per sweep.
+    for (const s of this.sessions) {
       if (s.state === 'closed') {
         this.forget(s);
         continue;

@@ -1,7 +1,8 @@
 /**
  * One timer for many deadlines: a hashed wheel of slots `granularityMs` wide, each an intrusive
  * list, so arming and disarming a deadline is O(1) and allocates nothing, and one interval runs
- * only while something is armed (it stops at the first tick that finds nothing). A deadline fires up to one slot late, never early.
+ * only while something is armed (it stops at the first tick that finds nothing). A deadline
+ * fires up to one slot late, never early.
  */
 import { performance } from 'node:perf_hooks';
 
