@@ -22,9 +22,10 @@ stops every scenario once, so a slow spell of the machine hits a scenario and it
 alike. "vs" is the scenario's requests/s divided by each baseline's within the same round, the
 median over the rounds. "steal %" is the CPU time the hypervisor took during the window (as a
 share of one core): a window with more than 10 % is measured again, up to three times, and the
-description says how often that happened. CPU µs/req is the measured process's (the hub, or the baseline's own
-server) user + system time over the measured window divided by the requests served; "cpu0
-total" adds every process on the server core (the hub's or baseline's workers too).
+description says how often that happened. CPU µs/req is the measured process's (the hub, or
+the baseline's own server) user + system time over the measured window divided by the
+requests served; "cpu0 total" adds every process on the server core (the hub's or baseline's
+workers too).
 `;
 
 /** A Markdown table: one row per scenario, ratios to baselines in the last column. */

@@ -92,17 +92,18 @@ export class Requester {
     const id = this.nextId++;
     const mode: RequestModeCode = opts.broadcast ? RequestMode.Broadcast : opts.key !== undefined ? RequestMode.Keyed : RequestMode.Any;
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    let p!: Pending;
     const promise = new Promise<BusResponse>((resolve, reject) => {
-      this.pending.set(id, new Pending(resolve, reject, signal));
+      p = new Pending(resolve, reject, signal);
     });
-    if (signal) this.watch(id, signal);
+    this.pending.set(id, p);
+    if (signal) this.watch(id, p, signal);
     this.conn.send([Op.Request, id, mode, service, opts.key ?? null, timeoutMs ?? null, contentType ?? DEFAULT_CONTENT_TYPE, opts.headers ?? null, opts.query ?? null, bytes]);
     return promise;
   }
 
   /** An abort of `signal` cancels request `id` at the hub and rejects it here. */
-  private watch(id: number, signal: AbortSignal): void {
-    const p = this.pending.get(id)!;
+  private watch(id: number, p: Pending, signal: AbortSignal): void {
     p.onAbort = () => {
       if (this.pending.get(id) !== p) return;
       this.pending.delete(id);

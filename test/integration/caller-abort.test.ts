@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { Client } from '../../client/client.js';
+import { BusError } from '../../client/errors.js';
 import { Op, RequestMode } from '../../client/protocol.js';
 import { post, sleep, startHub, startWorker, stats, stopAll, waitUntil, type HubProc } from '../helpers/processes.js';
 import { RawSocket } from '../helpers/raw-socket.js';
@@ -133,6 +135,27 @@ describe('callers that abort mid-request', { timeout: 90_000 }, () => {
     await Promise.all(ws.map((w) => w.waitFor((l) => l.event === 'cancel', 2000, 'broadcast part cancelled at the worker')));
     await waitUntil(async () => (await stats(hub)).openJobs === 0, 2000, 'no open jobs');
     await waitUntil(async () => (await service(hub, 'abort-broadcast'))?.inflight === 0, 2000, 'credit back');
+  });
+
+  it('cancels at the worker when a WebSocket caller aborts with its signal, and answers it exactly once', { timeout: 10_000 }, async () => {
+    const w = await startWorker({ url: hub.url, instanceId: 'ws-signal', services: [{ name: 'abort-signal', mode: 'sleep', sleepMs: 3000, concurrency: 1 }] });
+    const client = new Client({ url: hub.url, transport: 'ws' });
+    try {
+      const ac = new AbortController();
+      const gone = client.request('abort-signal', { a: 1 }, { signal: ac.signal }).then(() => null, (e: Error) => e);
+      const job = await w.waitFor((l) => l.event === 'job');
+      ac.abort();
+      const err = await gone;
+      assert.ok(err instanceof BusError && err.code === 'E_CANCELLED', `rejected with E_CANCELLED, got ${String(err)}`);
+      await w.waitFor((l) => l.event === 'cancel' && l.id === job.id, 2000, 'cancel at the worker');
+      await waitUntil(async () => (await service(hub, 'abort-signal'))?.inflight === 0, 4000, 'credit back');
+      // The same socket still serves: the cancelled request got no second answer to confuse it.
+      const again = await client.request('abort-signal', { b: 2 }, { timeoutMs: 5000 });
+      assert.deepEqual(again.json(), { b: 2 });
+      assert.equal((await stats(hub)).openJobs, 0);
+    } finally {
+      await client.close();
+    }
   });
 
   it('cancels the in-flight request of a WebSocket caller that disconnects', { timeout: 10_000 }, async () => {
