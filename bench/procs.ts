@@ -1,11 +1,17 @@
 /** Processes for the bench: started pinned to a core, read back from their JSON output, stopped by PID. */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
-  for (const p of running) if (p.pid) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+  for (const p of running)
+    if (p.pid)
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
 });
 
 export const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
@@ -28,16 +34,25 @@ export function start(cpu: number | null, cmd: string, args: string[], env: Node
   let text = '';
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   createInterface({ input: child.stdout! }).on('line', (l) => {
-    text += l + '\n';
+    text += `${l}\n`;
     try {
       const v = JSON.parse(l) as Record<string, unknown>;
       lines.push(v);
       for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i]!.pred(v)) waiters.splice(i, 1)[0]!.resolve(v);
-    } catch { /* not JSON */ }
+    } catch {
+      /* not JSON */
+    }
   });
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
-  const exited = new Promise<void>((r) => child.on('exit', () => { running.delete(child); r(); }));
+  child.stderr!.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-4000);
+  });
+  const exited = new Promise<void>((r) =>
+    child.on('exit', () => {
+      running.delete(child);
+      r();
+    }),
+  );
   return {
     pid: child.pid!,
     child,
@@ -46,7 +61,13 @@ export function start(cpu: number | null, cmd: string, args: string[], env: Node
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`${cmd} ${args.join(' ')}: no expected output; stderr: ${err}`)), timeoutMs);
-        waiters.push({ pred, resolve: (v) => { clearTimeout(t); resolve(v); } });
+        waiters.push({
+          pred,
+          resolve: (v) => {
+            clearTimeout(t);
+            resolve(v);
+          },
+        });
       });
     },
     async output() {

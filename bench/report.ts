@@ -30,11 +30,33 @@ workers too).
 
 /** A Markdown table: one row per scenario, ratios to baselines in the last column. */
 export function table(results: Result[]): string {
-  const head = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/req', 'cpu0 total µs/req', 'peak RSS MB', 'steal %', 'errors', 'vs baselines (same run)'];
+  const head = [
+    'scenario',
+    'req/s',
+    'p50 ms',
+    'p99 ms',
+    'p99.9 ms',
+    'CPU µs/req',
+    'cpu0 total µs/req',
+    'peak RSS MB',
+    'steal %',
+    'errors',
+    'vs baselines (same run)',
+  ];
   const rows = results.map((r) => [
-    r.name, Math.round(r.rps).toLocaleString('en-US'), (r.p50us / 1000).toFixed(2), (r.p99us / 1000).toFixed(2), (r.p999us / 1000).toFixed(2),
-    r.cpuUsPerReq.toFixed(1), r.serverCpuUsPerReq === undefined ? '' : r.serverCpuUsPerReq.toFixed(1), r.peakRssMB.toFixed(0), r.stealPct === undefined ? '' : r.stealPct.toFixed(0), String(r.errors),
-    Object.entries(r.ratios).map(([n, v]) => `${v.toFixed(2)}× ${n}`).join(', '),
+    r.name,
+    Math.round(r.rps).toLocaleString('en-US'),
+    (r.p50us / 1000).toFixed(2),
+    (r.p99us / 1000).toFixed(2),
+    (r.p999us / 1000).toFixed(2),
+    r.cpuUsPerReq.toFixed(1),
+    r.serverCpuUsPerReq === undefined ? '' : r.serverCpuUsPerReq.toFixed(1),
+    r.peakRssMB.toFixed(0),
+    r.stealPct === undefined ? '' : r.stealPct.toFixed(0),
+    String(r.errors),
+    Object.entries(r.ratios)
+      .map(([n, v]) => `${v.toFixed(2)}× ${n}`)
+      .join(', '),
   ]);
   return [head, head.map(() => '---'), ...rows].map((cols) => `| ${cols.join(' | ')} |`).join('\n');
 }

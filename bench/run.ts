@@ -10,10 +10,10 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLOCK_TICKS, cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
-import { available, LOAD_CPU, SCENARIOS, SERVER_CPU, type Scenario, type Target } from './scenarios.js';
 import { renderChart } from './chart.js';
+import { CLOCK_TICKS, cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
 import { describe, RESULTS_HEADER, resultsSection, table } from './report.js';
+import { available, LOAD_CPU, SCENARIOS, type Scenario, SERVER_CPU, type Target } from './scenarios.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
@@ -29,20 +29,42 @@ const STEAL_LIMIT_PCT = 10;
 const MAX_REMEASURE = quick ? 0 : 3;
 
 function argValue(name: string): string | undefined {
-  const i = args.findIndex((a) => a === name || a.startsWith(name + '='));
+  const i = args.findIndex((a) => a === name || a.startsWith(`${name}=`));
   if (i === -1) return undefined;
   const a = args[i]!;
   return a.includes('=') ? a.slice(a.indexOf('=') + 1) : args[i + 1];
 }
 
 interface Rep {
-  rps: number; p50us: number; p99us: number; p999us: number; errors: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number;
+  rps: number;
+  p50us: number;
+  p99us: number;
+  p999us: number;
+  errors: number;
+  cpuUsPerReq: number;
+  serverCpuUsPerReq: number;
+  stealPct: number;
   /** CPU of a Node load driver (WebSocket or NATS caller) per request; null for wrk. */
   loadCpuUsPerReq: number | null;
 }
 export interface Result {
-  name: string; description: string; kind: string; bodyBytes: number; connections: number;
-  reps: Rep[]; remeasured?: number; rps: number; p50us: number; p99us: number; p999us: number; cpuUsPerReq: number; serverCpuUsPerReq: number; stealPct: number; loadCpuUsPerReq: number | null; peakRssMB: number; errors: number;
+  name: string;
+  description: string;
+  kind: string;
+  bodyBytes: number;
+  connections: number;
+  reps: Rep[];
+  remeasured?: number;
+  rps: number;
+  p50us: number;
+  p99us: number;
+  p999us: number;
+  cpuUsPerReq: number;
+  serverCpuUsPerReq: number;
+  stealPct: number;
+  loadCpuUsPerReq: number | null;
+  peakRssMB: number;
+  errors: number;
   ratios: Record<string, number>;
 }
 
@@ -54,10 +76,10 @@ const median = (xs: number[]) => {
 function wrkScript(s: Scenario, dir: string): string {
   const body = JSON.stringify({ data: 'x'.repeat(Math.max(0, s.bodyBytes - 11)) });
   const file = path.join(dir, `${s.name}.lua`);
-  const request = s.path === 'keyed'
-    ? `request = function() return wrk.format(nil, "/api/echo/" .. math.random(1, 1000000)) end\n`
-    : '';
-  writeFileSync(file, `wrk.method = "POST"
+  const request = s.path === 'keyed' ? `request = function() return wrk.format(nil, "/api/echo/" .. math.random(1, 1000000)) end\n` : '';
+  writeFileSync(
+    file,
+    `wrk.method = "POST"
 wrk.body = ${JSON.stringify(body)}
 wrk.headers["Content-Type"] = "application/json"
 ${request}done = function(summary, latency, requests)
@@ -66,24 +88,50 @@ ${request}done = function(summary, latency, requests)
     summary.requests, e.connect + e.read + e.write + e.timeout, e.status, summary.duration / 1e6,
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
-`);
+`,
+  );
   return file;
 }
 
-interface LoadResult { requests: number; errors: number; seconds: number; p50us: number; p99us: number; p999us: number; loadCpuUs?: number }
+interface LoadResult {
+  requests: number;
+  errors: number;
+  seconds: number;
+  p50us: number;
+  p99us: number;
+  p999us: number;
+  loadCpuUs?: number;
+}
 
 async function runLoad(s: Scenario, t: Target, seconds: number, dir: string): Promise<LoadResult> {
-  let p;
+  let p: ReturnType<typeof start>;
   if (s.load === 'wrk') {
     const url = t.url + (s.path === 'keyed' ? '/' : s.path);
     p = start(LOAD_CPU, 'wrk', ['-t1', `-c${s.connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', wrkScript(s, dir), url]);
   } else if (s.load === 'ws-caller') {
-    p = start(LOAD_CPU, process.execPath, [path.join(here, 'drivers/ws-caller.js'), t.url, s.path, String(s.connections), String(seconds * 1000), String(s.bodyBytes)]);
+    p = start(LOAD_CPU, process.execPath, [
+      path.join(here, 'drivers/ws-caller.js'),
+      t.url,
+      s.path,
+      String(s.connections),
+      String(seconds * 1000),
+      String(s.bodyBytes),
+    ]);
   } else {
-    p = start(LOAD_CPU, process.execPath, [path.join(here, 'baselines/nats-peer.js'), 'requester', t.url, String(s.connections), String(seconds * 1000), String(s.bodyBytes)]);
+    p = start(LOAD_CPU, process.execPath, [
+      path.join(here, 'baselines/nats-peer.js'),
+      'requester',
+      t.url,
+      String(s.connections),
+      String(seconds * 1000),
+      String(s.bodyBytes),
+    ]);
   }
   const out = await p.output();
-  const line = out.split('\n').reverse().find((l) => l.startsWith('{"requests"'));
+  const line = out
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{"requests"'));
   if (!line) throw new Error(`${s.name}: load generator printed no result:\n${out.slice(-1000)}`);
   const r = JSON.parse(line) as LoadResult & { non2xx?: number };
   return { ...r, errors: r.errors + (r.non2xx ?? 0) };
@@ -123,8 +171,14 @@ async function runRep(s: Scenario, dir: string): Promise<Rep & { peakRssMB: numb
     // Steal over both cores, as a share of one core's time in the window.
     const stealPct = ((stealMicros() - steal0) / (r.seconds * 1e6)) * 100;
     return {
-      rps: r.requests / r.seconds, p50us: r.p50us, p99us: r.p99us, p999us: r.p999us, errors: r.errors,
-      cpuUsPerReq: per(cpu1 - cpu0), serverCpuUsPerReq: per(all1 - all0), stealPct,
+      rps: r.requests / r.seconds,
+      p50us: r.p50us,
+      p99us: r.p99us,
+      p999us: r.p999us,
+      errors: r.errors,
+      cpuUsPerReq: per(cpu1 - cpu0),
+      serverCpuUsPerReq: per(all1 - all0),
+      stealPct,
       loadCpuUsPerReq: r.loadCpuUs === undefined ? null : per(r.loadCpuUs),
       peakRssMB: peakRss(t.measured.pid) / 1024 / 1024,
     };
@@ -136,11 +190,23 @@ async function runRep(s: Scenario, dir: string): Promise<Rep & { peakRssMB: numb
 function summarize(s: Scenario, repsOut: Rep[], peakRssMB: number): Result {
   const m = (f: (r: Rep) => number) => median(repsOut.map(f));
   return {
-    name: s.name, description: s.description, kind: s.kind, bodyBytes: s.bodyBytes, connections: s.connections, reps: repsOut,
-    rps: m((r) => r.rps), p50us: m((r) => r.p50us), p99us: m((r) => r.p99us), p999us: m((r) => r.p999us),
-    cpuUsPerReq: m((r) => r.cpuUsPerReq), serverCpuUsPerReq: m((r) => r.serverCpuUsPerReq), stealPct: m((r) => r.stealPct),
+    name: s.name,
+    description: s.description,
+    kind: s.kind,
+    bodyBytes: s.bodyBytes,
+    connections: s.connections,
+    reps: repsOut,
+    rps: m((r) => r.rps),
+    p50us: m((r) => r.p50us),
+    p99us: m((r) => r.p99us),
+    p999us: m((r) => r.p999us),
+    cpuUsPerReq: m((r) => r.cpuUsPerReq),
+    serverCpuUsPerReq: m((r) => r.serverCpuUsPerReq),
+    stealPct: m((r) => r.stealPct),
     loadCpuUsPerReq: repsOut[0]?.loadCpuUsPerReq === null ? null : m((r) => r.loadCpuUsPerReq ?? 0),
-    peakRssMB, errors: repsOut.reduce((a, r) => a + r.errors, 0), ratios: {},
+    peakRssMB,
+    errors: repsOut.reduce((a, r) => a + r.errors, 0),
+    ratios: {},
   };
 }
 
@@ -169,8 +235,12 @@ async function main(): Promise<void> {
     console.error(`bench: unknown scenario; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
     process.exit(2);
   }
-  const layout = hasTaskset ? `load generator on cpu${LOAD_CPU}; hub, workers and baselines on cpu${SERVER_CPU} (taskset)` : 'taskset missing: processes not pinned';
-  console.log(`astromesh bench — ${new Date().toISOString()} — commit ${commit()}\nmachine: ${machine()}\nlayout: ${layout}\nrounds: ${reps}, each scenario ${durationS} s after ${warmupS} s warm-up with fresh processes; medians, ratios within rounds`);
+  const layout = hasTaskset
+    ? `load generator on cpu${LOAD_CPU}; hub, workers and baselines on cpu${SERVER_CPU} (taskset)`
+    : 'taskset missing: processes not pinned';
+  console.log(
+    `astromesh bench — ${new Date().toISOString()} — commit ${commit()}\nmachine: ${machine()}\nlayout: ${layout}\nrounds: ${reps}, each scenario ${durationS} s after ${warmupS} s warm-up with fresh processes; medians, ratios within rounds`,
+  );
   const skipped: string[] = [];
   const runnable: Scenario[] = [];
   for (const s of wanted) {
@@ -198,7 +268,9 @@ async function main(): Promise<void> {
       }
       repsOf.get(s.name)!.push(r);
       peak.set(s.name, Math.max(peak.get(s.name) ?? 0, r.peakRssMB));
-      process.stderr.write(`  round ${round}/${reps} ${s.name}: ${Math.round(r.rps)} req/s, p99 ${(r.p99us / 1000).toFixed(2)} ms, steal ${r.stealPct.toFixed(0)} %${r.errors ? `, ${r.errors} errors` : ''}\n`);
+      process.stderr.write(
+        `  round ${round}/${reps} ${s.name}: ${Math.round(r.rps)} req/s, p99 ${(r.p99us / 1000).toFixed(2)} ms, steal ${r.stealPct.toFixed(0)} %${r.errors ? `, ${r.errors} errors` : ''}\n`,
+      );
     }
   }
   const results = runnable.map((s) => ({ ...summarize(s, repsOf.get(s.name)!, peak.get(s.name) ?? 0), remeasured: remeasured.get(s.name) ?? 0 }));
@@ -212,7 +284,7 @@ async function main(): Promise<void> {
     }
   }
   const summary = table(results);
-  console.log('\n' + summary + '\n');
+  console.log(`\n${summary}\n`);
   for (const r of results) console.log(`${r.name}: ${describe(r)}`);
   if (skipped.length) console.log(`skipped: ${skipped.join('; ')}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -232,8 +304,10 @@ async function main(): Promise<void> {
   console.log(`wrote bench/out/latest.json and bench/out/latest.svg`);
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
-
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { start, which, type BenchProc } from './procs.js';
+import { type BenchProc, start, which } from './procs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const js = (rel: string) => path.resolve(here, rel);
@@ -54,7 +54,9 @@ async function listeningPort(pid: number): Promise<number> {
         try {
           const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
           if (m) inodes.add(m[1]!);
-        } catch { /* fd closed */ }
+        } catch {
+          /* fd closed */
+        }
       }
       for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
         for (const row of readFileSync(file, 'utf8').split('\n').slice(1)) {
@@ -62,7 +64,9 @@ async function listeningPort(pid: number): Promise<number> {
           if (f[3] === '0A' && inodes.has(f[9]!)) return parseInt(f[1]!.split(':')[1]!, 16);
         }
       }
-    } catch { /* not up yet */ }
+    } catch {
+      /* not up yet */
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`process ${pid} never listened`);
@@ -95,7 +99,12 @@ const HTTP_BASELINES = ['limit-batched', 'limit-1frame', 'raw', 'nats-http'];
 
 function rawEcho(bodyBytes: number): Scenario {
   return {
-    name: bodyBytes === 100 ? 'raw' : `raw-${label(bodyBytes)}`, kind: 'baseline', load: 'wrk', bodyBytes, connections: 64, path: '/echo',
+    name: bodyBytes === 100 ? 'raw' : `raw-${label(bodyBytes)}`,
+    kind: 'baseline',
+    load: 'wrk',
+    bodyBytes,
+    connections: 64,
+    path: '/echo',
     description: `RAW: uWS HTTP echo, no worker hop (ceiling of any HTTP front), ${label(bodyBytes)}`,
     async start() {
       const p = start(SERVER_CPU, node, [js('baselines/raw-echo.js')]);
@@ -106,12 +115,17 @@ function rawEcho(bodyBytes: number): Scenario {
 
 function limit(variant: 'batched' | '1frame', bodyBytes: number): Scenario {
   return {
-    name: `limit-${variant}${bodyBytes === 100 ? '' : `-${label(bodyBytes)}`}`, kind: 'baseline', load: 'wrk', bodyBytes, connections: 64, path: '/echo',
+    name: `limit-${variant}${bodyBytes === 100 ? '' : `-${label(bodyBytes)}`}`,
+    kind: 'baseline',
+    load: 'wrk',
+    bodyBytes,
+    connections: 64,
+    path: '/echo',
     description: `LIMIT: minimal uWS → WS worker → HTTP forwarder, ${variant === 'batched' ? 'frames batched per loop turn' : 'one frame per job'}, ${label(bodyBytes)}`,
     async start() {
       const hub = start(SERVER_CPU, node, [js('baselines/limit-hub.js'), ...(variant === '1frame' ? ['--unbatched'] : [])]);
       const url = `http://127.0.0.1:${await portOf(hub)}`;
-      const w = start(SERVER_CPU, node, [js('baselines/limit-worker.js'), url.replace('http', 'ws') + '/ws']);
+      const w = start(SERVER_CPU, node, [js('baselines/limit-worker.js'), `${url.replace('http', 'ws')}/ws`]);
       await w.line((l) => l.event === 'ready');
       return { measured: hub, url, procs: [hub, w] };
     },
@@ -131,7 +145,13 @@ export const SCENARIOS: Scenario[] = [
   rawEcho(64 * 1024),
   limit('batched', 64 * 1024),
   {
-    name: 'nats-http', kind: 'baseline', load: 'wrk', bodyBytes: 100, connections: 64, path: '/echo', requires: 'nats-server',
+    name: 'nats-http',
+    kind: 'baseline',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/echo',
+    requires: 'nats-server',
     description: 'PEER: NATS request/reply behind a plain node:http front',
     async start() {
       const { server, natsUrl } = await natsServer();
@@ -142,7 +162,13 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'nats-reqrep', kind: 'baseline', load: 'nats-requester', bodyBytes: 100, connections: 64, path: '', requires: 'nats-server',
+    name: 'nats-reqrep',
+    kind: 'baseline',
+    load: 'nats-requester',
+    bodyBytes: 100,
+    connections: 64,
+    path: '',
+    requires: 'nats-server',
     description: 'PEER: NATS request/reply, Node requester → nats-server → Node responder',
     async start() {
       const { server, natsUrl } = await natsServer();
@@ -152,37 +178,79 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'http-1w', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: '/service/echo', compareWith: HTTP_BASELINES,
+    name: 'http-1w',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/service/echo',
+    compareWith: HTTP_BASELINES,
     description: 'HTTP caller → hub → 1 WS worker (client library), 100 B',
     start: () => astromesh(1),
   },
   {
-    name: 'http-4w', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: '/service/echo', compareWith: HTTP_BASELINES,
+    name: 'http-4w',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/service/echo',
+    compareWith: HTTP_BASELINES,
     description: 'HTTP caller → hub → 4 WS workers, 100 B',
     start: () => astromesh(4),
   },
   {
-    name: 'ws-caller', kind: 'astromesh', load: 'ws-caller', bodyBytes: 100, connections: 64, path: 'echo', compareWith: ['nats-reqrep'],
+    name: 'ws-caller',
+    kind: 'astromesh',
+    load: 'ws-caller',
+    bodyBytes: 100,
+    connections: 64,
+    path: 'echo',
+    compareWith: ['nats-reqrep'],
     description: 'WS caller (one multiplexed socket) → hub → 1 WS worker, 100 B',
     start: () => astromesh(1),
   },
   {
-    name: 'http-1k', kind: 'astromesh', load: 'wrk', bodyBytes: 1024, connections: 64, path: '/service/echo', compareWith: ['limit-batched-1k', 'raw-1k'],
+    name: 'http-1k',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 1024,
+    connections: 64,
+    path: '/service/echo',
+    compareWith: ['limit-batched-1k', 'raw-1k'],
     description: 'HTTP caller → hub → 1 WS worker, 1 KiB',
     start: () => astromesh(1),
   },
   {
-    name: 'http-64k', kind: 'astromesh', load: 'wrk', bodyBytes: 64 * 1024, connections: 64, path: '/service/echo', compareWith: ['limit-batched-64k', 'raw-64k'],
+    name: 'http-64k',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 64 * 1024,
+    connections: 64,
+    path: '/service/echo',
+    compareWith: ['limit-batched-64k', 'raw-64k'],
     description: 'HTTP caller → hub → 1 WS worker, 64 KiB',
     start: () => astromesh(1),
   },
   {
-    name: 'keyed', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: 'keyed', compareWith: HTTP_BASELINES,
+    name: 'keyed',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: 'keyed',
+    compareWith: HTTP_BASELINES,
     description: 'HTTP POST /api/echo/{random key} → owner among 4 WS workers, 100 B',
     start: () => astromesh(4),
   },
   {
-    name: 'longpoll', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: '/service/echo', compareWith: ['http-1w', ...HTTP_BASELINES],
+    name: 'longpoll',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/service/echo',
+    compareWith: ['http-1w', ...HTTP_BASELINES],
     description: 'HTTP caller → hub → legacy long-poll worker (64 poll loops: GET /service/echo/jobs, POST /jobs/{id}), 100 B',
     async start() {
       const { hub, url } = await startHub();
@@ -194,12 +262,20 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'scale-idle', kind: 'astromesh', load: 'wrk', bodyBytes: 100, connections: 64, path: '/service/echo', compareWith: ['http-1w', ...HTTP_BASELINES],
+    name: 'scale-idle',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/service/echo',
+    compareWith: ['http-1w', ...HTTP_BASELINES],
     description: '1 loaded worker + 1,000 idle worker sessions on 1,000 services (from 4 processes)',
     async start() {
       const { hub, url } = await startHub();
       const loaded = await workers(url, 1);
-      const idle = [0, 1, 2, 3].map((i) => start(SERVER_CPU, node, [js('workers/echo-worker.js'), url, 'unused', '16', '250', 'idle-'], { BENCH_IDLE_OFFSET: String(1 + i * 250) }));
+      const idle = [0, 1, 2, 3].map((i) =>
+        start(SERVER_CPU, node, [js('workers/echo-worker.js'), url, 'unused', '16', '250', 'idle-'], { BENCH_IDLE_OFFSET: String(1 + i * 250) }),
+      );
       await Promise.all(idle.map((p) => p.line((l) => l.event === 'ready', 60_000)));
       return { measured: hub, url, procs: [hub, ...loaded, ...idle] };
     },

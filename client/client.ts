@@ -3,10 +3,10 @@
  * multiplexed WebSocket. Answers with an error code reject with BusError.
  */
 import { Pool } from 'undici';
-import { BusError } from './errors.js';
 import { Connection } from './connection.js';
-import { DEFAULT_CONTENT_TYPE, Op, SERVED_BY_HEADER, type Headers } from './protocol.js';
-import { makeResponse, Requester, type BusResponse, type RequestOptions } from './requester.js';
+import { BusError } from './errors.js';
+import { DEFAULT_CONTENT_TYPE, type Headers, Op, SERVED_BY_HEADER } from './protocol.js';
+import { type BusResponse, makeResponse, Requester, type RequestOptions } from './requester.js';
 
 export interface ClientOptions {
   /** Hub base URL, e.g. http://127.0.0.1:3000. */
@@ -57,7 +57,12 @@ export class Client {
   }
 
   /** Sends to every worker of `stream`; resolves with the parsed array of replies. */
-  async broadcast<T = unknown>(stream: string, key: string, body: Uint8Array | string | object, opts: RequestOptions = {}): Promise<{ replies: T[]; response: BusResponse }> {
+  async broadcast<T = unknown>(
+    stream: string,
+    key: string,
+    body: Uint8Array | string | object,
+    opts: RequestOptions = {},
+  ): Promise<{ replies: T[]; response: BusResponse }> {
     const response = await this.send(stream, body, { ...opts, key, broadcast: true });
     return { replies: response.json<T[]>(), response };
   }
@@ -80,7 +85,13 @@ export class Client {
     return this.sendHttp(service, bytes, { ...opts, contentType, timeoutMs });
   }
 
-  private async sendWhenConnected(service: string, bytes: Uint8Array | string, opts: RequestOptions, contentType: string, timeoutMs: number | undefined): Promise<BusResponse> {
+  private async sendWhenConnected(
+    service: string,
+    bytes: Uint8Array | string,
+    opts: RequestOptions,
+    contentType: string,
+    timeoutMs: number | undefined,
+  ): Promise<BusResponse> {
     this.ready ??= this.conn!.connect();
     await this.ready;
     return this.requester!.request(service, bytes, opts, contentType, timeoutMs);
@@ -89,11 +100,13 @@ export class Client {
   private async sendHttp(service: string, body: Uint8Array | string, opts: RequestOptions): Promise<BusResponse> {
     const path = opts.broadcast
       ? `/api/broadcast/${enc(service)}/${enc(opts.key ?? '')}`
-      : opts.key !== undefined ? `/api/${enc(service)}/${enc(opts.key)}` : `/service/${enc(service)}`;
+      : opts.key !== undefined
+        ? `/api/${enc(service)}/${enc(opts.key)}`
+        : `/service/${enc(service)}`;
     const headers: Record<string, string> = { 'content-type': opts.contentType ?? 'application/json', ...(opts.headers ?? {}) };
     if (opts.timeoutMs !== undefined) headers['x-timeout-ms'] = String(opts.timeoutMs);
     if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
-    let res;
+    let res: Awaited<ReturnType<Pool['request']>>;
     try {
       res = await this.pool!.request({ path: path + (opts.query ? `?${opts.query}` : ''), method: 'POST', headers, body, signal: opts.signal ?? null });
     } catch (err) {

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { BusError } from './errors.js';
-import { CloseCode, decodeFrame, encodeFrame, Op, SUPPORTED_VERSIONS, type Frame, type HelloOptions, type WelcomeInfo } from './protocol.js';
+import { CloseCode, decodeFrame, encodeFrame, type Frame, type HelloOptions, Op, SUPPORTED_VERSIONS, type WelcomeInfo } from './protocol.js';
 
 export interface ConnectionOptions {
   /** Hub base URL (http://host:port or ws://host:port); `/ws` is added. */
@@ -43,7 +43,7 @@ export function wsUrl(url: string): string {
   const u = new URL(url);
   if (u.protocol === 'http:') u.protocol = 'ws:';
   else if (u.protocol === 'https:') u.protocol = 'wss:';
-  if (!u.pathname.endsWith('/ws')) u.pathname = u.pathname.replace(/\/$/, '') + '/ws';
+  if (!u.pathname.endsWith('/ws')) u.pathname = `${u.pathname.replace(/\/$/, '')}/ws`;
   return u.toString();
 }
 
@@ -189,7 +189,7 @@ export class Connection extends EventEmitter {
       if (this.watchdog) clearInterval(this.watchdog);
       this.watchdog = null;
       if (this.state === 'closed') return;
-      const err = new BusError('E_CONNECTION_LOST', `connection to the hub closed (${code}${reason.length ? ' ' + reason.toString() : ''})`);
+      const err = new BusError('E_CONNECTION_LOST', `connection to the hub closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`);
       this.state = 'connecting';
       this.outbox = [];
       this.outboxBytes = 0;
@@ -227,8 +227,11 @@ export class Connection extends EventEmitter {
     this.lastHeard = Date.now();
     if (this.watchdog) clearInterval(this.watchdog);
     const limit = w.pingIntervalMs + w.pongTimeoutMs;
-    this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastHeard > limit) this.ws?.terminate();
-    }, Math.max(50, Math.min(w.pingIntervalMs, 1000)));
+    this.watchdog = setInterval(
+      () => {
+        if (Date.now() - this.lastHeard > limit) this.ws?.terminate();
+      },
+      Math.max(50, Math.min(w.pingIntervalMs, 1000)),
+    );
   }
 }

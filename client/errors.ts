@@ -32,13 +32,18 @@ export type ErrorCode = keyof typeof ERRORS;
 
 /** True when `code` names an entry of the catalogue. */
 export function isErrorCode(code: unknown): code is ErrorCode {
-  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERRORS, code);
+  return typeof code === 'string' && Object.hasOwn(ERRORS, code);
 }
 
 /** An error with a stable code and the HTTP status that goes with it. */
 export class BusError extends Error {
   readonly status: number;
-  constructor(readonly code: ErrorCode, message: string = ERRORS[code].message, status: number = ERRORS[code].status, opts?: ErrorOptions) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string = ERRORS[code].message,
+    status: number = ERRORS[code].status,
+    opts?: ErrorOptions,
+  ) {
     super(message, opts);
     this.name = 'BusError';
     this.status = status;

@@ -3,7 +3,7 @@
  * `{stream, partitionKey, ...body}` (key order stream, partitionKey, then the body's keys; the
  * URL's values win) and its return value is the JSON reply, as meshage did.
  */
-import { HandlerError, Worker, type HandleOptions, type IncomingJob, type WorkerOptions } from './worker.js';
+import { type HandleOptions, HandlerError, type IncomingJob, Worker, type WorkerOptions } from './worker.js';
 
 export type MeshageHandler = (message: Record<string, unknown>) => unknown;
 

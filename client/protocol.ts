@@ -9,8 +9,8 @@
  */
 import { Unpackr } from 'msgpackr';
 import { ownCopy } from './bytes.js';
+import { type ErrorCode, isErrorCode } from './errors.js';
 import { pack } from './msgpack-writer.js';
-import { isErrorCode, type ErrorCode } from './errors.js';
 
 /** The protocol version this build speaks best. */
 export const PROTOCOL_VERSION = 1;
@@ -87,7 +87,18 @@ export type ErrorFrame = [typeof Op.Error, number, number | null, string | null,
 export type CancelFrame = [typeof Op.Cancel, number, string | null];
 export type CancelAckFrame = [typeof Op.CancelAck, number];
 /** [op, requestId, mode, service, key, timeoutMs, contentType, headers, query, body] */
-export type RequestFrame = [typeof Op.Request, number, RequestModeCode, string, string | null, number | null, string | null, Headers | null, string | null, Uint8Array];
+export type RequestFrame = [
+  typeof Op.Request,
+  number,
+  RequestModeCode,
+  string,
+  string | null,
+  number | null,
+  string | null,
+  Headers | null,
+  string | null,
+  Uint8Array,
+];
 /** [op, requestId, status, contentType, headers, body, servedBy] */
 export type ResponseFrame = [typeof Op.Response, number, number, string | null, Headers | null, Uint8Array, string | null];
 export type DrainFrame = [typeof Op.Drain];
@@ -96,8 +107,20 @@ export type GoodbyeFrame = [typeof Op.Goodbye, string | null, string | null];
 export type ProtocolErrorFrame = [typeof Op.ProtocolError, ErrorCode, string, string | number | null, boolean];
 
 export type Frame =
-  | HelloFrame | WelcomeFrame | RegisterFrame | UnregisterFrame | JobFrame | ReplyFrame | ErrorFrame
-  | CancelFrame | CancelAckFrame | RequestFrame | ResponseFrame | DrainFrame | GoodbyeFrame | ProtocolErrorFrame;
+  | HelloFrame
+  | WelcomeFrame
+  | RegisterFrame
+  | UnregisterFrame
+  | JobFrame
+  | ReplyFrame
+  | ErrorFrame
+  | CancelFrame
+  | CancelAckFrame
+  | RequestFrame
+  | ResponseFrame
+  | DrainFrame
+  | GoodbyeFrame
+  | ProtocolErrorFrame;
 
 /** A frame that does not follow the protocol. */
 export class ProtocolError extends Error {
@@ -133,35 +156,59 @@ export function decodeFrame(bytes: Uint8Array, borrowed: boolean): Frame {
   if (!Array.isArray(msg) || msg.length === 0) throw new ProtocolError('a frame must be a non-empty msgpack array');
   const f = msg as unknown[];
   switch (f[0]) {
-    case Op.Job: return checkJob(f);
-    case Op.Reply: return checkReply(f);
-    case Op.Request: return checkRequest(f);
-    case Op.Response: return checkResponse(f);
-    case Op.Error: return checkError(f);
-    case Op.Cancel: return checkCancel(f);
-    case Op.CancelAck: return checkCancelAck(f);
-    case Op.Hello: return checkHello(f);
-    case Op.Welcome: return checkWelcome(f);
-    case Op.Register: return checkRegister(f);
-    case Op.Unregister: return checkUnregister(f);
-    case Op.Drain: return [Op.Drain];
-    case Op.Goodbye: return checkGoodbye(f);
-    case Op.ProtocolError: return checkProtocolError(f);
-    default: throw new ProtocolError(`unknown op ${describe(f[0])}`);
+    case Op.Job:
+      return checkJob(f);
+    case Op.Reply:
+      return checkReply(f);
+    case Op.Request:
+      return checkRequest(f);
+    case Op.Response:
+      return checkResponse(f);
+    case Op.Error:
+      return checkError(f);
+    case Op.Cancel:
+      return checkCancel(f);
+    case Op.CancelAck:
+      return checkCancelAck(f);
+    case Op.Hello:
+      return checkHello(f);
+    case Op.Welcome:
+      return checkWelcome(f);
+    case Op.Register:
+      return checkRegister(f);
+    case Op.Unregister:
+      return checkUnregister(f);
+    case Op.Drain:
+      return [Op.Drain];
+    case Op.Goodbye:
+      return checkGoodbye(f);
+    case Op.ProtocolError:
+      return checkProtocolError(f);
+    default:
+      throw new ProtocolError(`unknown op ${describe(f[0])}`);
   }
 }
 
 function checkJob(f: unknown[]): JobFrame {
   arity(f, 10, 'job');
-  uint(f[1], 'job id'); str(f[2], 'service'); optStr(f[3], 'key'); uint(f[4], 'remainingMs'); uint(f[5], 'attempt');
-  optStr(f[6], 'contentType'); optHeaders(f[7]); optStr(f[8], 'query');
+  uint(f[1], 'job id');
+  str(f[2], 'service');
+  optStr(f[3], 'key');
+  uint(f[4], 'remainingMs');
+  uint(f[5], 'attempt');
+  optStr(f[6], 'contentType');
+  optHeaders(f[7]);
+  optStr(f[8], 'query');
   f[9] = body(f[9]);
   return f as JobFrame;
 }
 
 function checkReply(f: unknown[]): ReplyFrame {
   arity(f, 6, 'reply');
-  uint(f[1], 'job id'); status(f[2]); optStr(f[3], 'contentType'); optHeaders(f[4]);
+  uint(f[1], 'job id');
+  status(f[2]);
+  optStr(f[3], 'contentType');
+  optHeaders(f[4]);
   f[5] = body(f[5]);
   return f as ReplyFrame;
 }
@@ -169,17 +216,25 @@ function checkReply(f: unknown[]): ReplyFrame {
 function checkRequest(f: unknown[]): RequestFrame {
   arity(f, 10, 'request');
   uint(f[1], 'request id');
-  if (f[2] !== RequestMode.Any && f[2] !== RequestMode.Keyed && f[2] !== RequestMode.Broadcast) throw new ProtocolError(`request mode must be 0, 1 or 2, not ${describe(f[2])}`);
-  str(f[3], 'service'); optStr(f[4], 'key');
-  if (f[5] !== null && f[5] !== undefined) uint(f[5], 'timeoutMs'); else f[5] = null;
-  optStr(f[6], 'contentType'); optHeaders(f[7]); optStr(f[8], 'query');
+  if (f[2] !== RequestMode.Any && f[2] !== RequestMode.Keyed && f[2] !== RequestMode.Broadcast)
+    throw new ProtocolError(`request mode must be 0, 1 or 2, not ${describe(f[2])}`);
+  str(f[3], 'service');
+  optStr(f[4], 'key');
+  if (f[5] !== null && f[5] !== undefined) uint(f[5], 'timeoutMs');
+  else f[5] = null;
+  optStr(f[6], 'contentType');
+  optHeaders(f[7]);
+  optStr(f[8], 'query');
   f[9] = body(f[9]);
   return f as RequestFrame;
 }
 
 function checkResponse(f: unknown[]): ResponseFrame {
   arity(f, 7, 'response');
-  uint(f[1], 'request id'); status(f[2]); optStr(f[3], 'contentType'); optHeaders(f[4]);
+  uint(f[1], 'request id');
+  status(f[2]);
+  optStr(f[3], 'contentType');
+  optHeaders(f[4]);
   f[5] = body(f[5]);
   optStr(f[6], 'servedBy');
   return f as ResponseFrame;
@@ -188,15 +243,18 @@ function checkResponse(f: unknown[]): ResponseFrame {
 function checkError(f: unknown[]): ErrorFrame {
   arity(f, 5, 'error');
   uint(f[1], 'job id');
-  if (f[2] !== null && f[2] !== undefined) status(f[2]); else f[2] = null;
-  optStr(f[3], 'code'); optStr(f[4], 'message');
+  if (f[2] !== null && f[2] !== undefined) status(f[2]);
+  else f[2] = null;
+  optStr(f[3], 'code');
+  optStr(f[4], 'message');
   return f as ErrorFrame;
 }
 
 function checkCancel(f: unknown[]): CancelFrame {
   arity(f, 2, 'cancel');
   uint(f[1], 'id');
-  if (f.length > 2) optStr(f[2], 'code'); else f[2] = null;
+  if (f.length > 2) optStr(f[2], 'code');
+  else f[2] = null;
   return f as CancelFrame;
 }
 
@@ -213,23 +271,32 @@ function checkHello(f: unknown[]): HelloFrame {
     throw new ProtocolError('hello.versions must be a non-empty array of positive integers');
   }
   if (o.role !== 'worker' && o.role !== 'client') throw new ProtocolError('hello.role must be "worker" or "client"');
-  if (o.instanceId !== undefined && o.instanceId !== null && !isValidInstanceId(o.instanceId)) throw new ProtocolError('hello.instanceId must be 1-128 printable ASCII characters');
-  if (o.token !== undefined && o.token !== null && (typeof o.token !== 'string' || o.token.length > 4096)) throw new ProtocolError('hello.token must be a string');
-  if (o.name !== undefined && o.name !== null && (typeof o.name !== 'string' || o.name.length > 256)) throw new ProtocolError('hello.name must be a short string');
+  if (o.instanceId !== undefined && o.instanceId !== null && !isValidInstanceId(o.instanceId))
+    throw new ProtocolError('hello.instanceId must be 1-128 printable ASCII characters');
+  if (o.token !== undefined && o.token !== null && (typeof o.token !== 'string' || o.token.length > 4096))
+    throw new ProtocolError('hello.token must be a string');
+  if (o.name !== undefined && o.name !== null && (typeof o.name !== 'string' || o.name.length > 256))
+    throw new ProtocolError('hello.name must be a short string');
   return f as HelloFrame;
 }
 
 function checkWelcome(f: unknown[]): WelcomeFrame {
   arity(f, 2, 'welcome');
   const o = map(f[1], 'welcome');
-  uint(o.version, 'welcome.version'); str(o.hubId, 'welcome.hubId'); uint(o.sessionId, 'welcome.sessionId'); str(o.instanceId, 'welcome.instanceId');
-  uint(o.maxFrameBytes, 'welcome.maxFrameBytes'); uint(o.pingIntervalMs, 'welcome.pingIntervalMs'); uint(o.pongTimeoutMs, 'welcome.pongTimeoutMs');
+  uint(o.version, 'welcome.version');
+  str(o.hubId, 'welcome.hubId');
+  uint(o.sessionId, 'welcome.sessionId');
+  str(o.instanceId, 'welcome.instanceId');
+  uint(o.maxFrameBytes, 'welcome.maxFrameBytes');
+  uint(o.pingIntervalMs, 'welcome.pingIntervalMs');
+  uint(o.pongTimeoutMs, 'welcome.pongTimeoutMs');
   return f as WelcomeFrame;
 }
 
 function checkRegister(f: unknown[]): RegisterFrame {
   arity(f, 4, 'register');
-  str(f[1], 'service'); uint(f[2], 'concurrency');
+  str(f[1], 'service');
+  uint(f[2], 'concurrency');
   if (typeof f[3] !== 'number' || !(f[3] > 0) || !Number.isFinite(f[3])) throw new ProtocolError('register weight must be a positive number');
   return f as RegisterFrame;
 }
@@ -241,8 +308,12 @@ function checkUnregister(f: unknown[]): UnregisterFrame {
 }
 
 function checkGoodbye(f: unknown[]): GoodbyeFrame {
-  if (f.length < 3) { f[1] = f[1] ?? null; f[2] = f[2] ?? null; }
-  optStr(f[1], 'code'); optStr(f[2], 'message');
+  if (f.length < 3) {
+    f[1] = f[1] ?? null;
+    f[2] = f[2] ?? null;
+  }
+  optStr(f[1], 'code');
+  optStr(f[2], 'message');
   return f as GoodbyeFrame;
 }
 
@@ -250,7 +321,8 @@ function checkProtocolError(f: unknown[]): ProtocolErrorFrame {
   arity(f, 5, 'protocol error');
   if (!isErrorCode(f[1])) throw new ProtocolError(`unknown error code ${describe(f[1])}`);
   str(f[2], 'message');
-  if (f[3] !== null && f[3] !== undefined && typeof f[3] !== 'string' && !Number.isSafeInteger(f[3])) throw new ProtocolError('protocol error ref must be a string, an integer or nil');
+  if (f[3] !== null && f[3] !== undefined && typeof f[3] !== 'string' && !Number.isSafeInteger(f[3]))
+    throw new ProtocolError('protocol error ref must be a string, an integer or nil');
   if (typeof f[4] !== 'boolean') throw new ProtocolError('protocol error fatal must be a boolean');
   return f as ProtocolErrorFrame;
 }
@@ -336,4 +408,4 @@ export const SERVED_BY_HEADER = 'x-served-by';
 export const DEFAULT_CONTENT_TYPE = 'application/json';
 /** The status a reply has when the worker names none. */
 export const DEFAULT_STATUS = 200;
-export { type ErrorCode };
+export type { ErrorCode };

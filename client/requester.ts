@@ -2,9 +2,10 @@
  * Requests over a WebSocket connection, multiplexed by request id: used by Worker (a service
  * calling another over its own socket) and by Client's WebSocket transport.
  */
-import { BusError, isErrorCode } from './errors.js';
+
 import type { Connection } from './connection.js';
-import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, Op, RequestMode, type Headers, type RequestModeCode, type ResponseFrame } from './protocol.js';
+import { BusError, isErrorCode } from './errors.js';
+import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, type Headers, Op, RequestMode, type RequestModeCode, type ResponseFrame } from './protocol.js';
 
 export interface RequestOptions {
   /** Route to the owner of this partition key. */
@@ -85,7 +86,13 @@ export class Requester {
    * Sends a Request frame. `contentType` and `timeoutMs` override the ones in `opts`, so a
    * caller with defaults does not have to copy the options object on every request.
    */
-  request(service: string, body: Uint8Array | string, opts: RequestOptions = NO_OPTIONS, contentType = opts.contentType, timeoutMs = opts.timeoutMs): Promise<BusResponse> {
+  request(
+    service: string,
+    body: Uint8Array | string,
+    opts: RequestOptions = NO_OPTIONS,
+    contentType = opts.contentType,
+    timeoutMs = opts.timeoutMs,
+  ): Promise<BusResponse> {
     if (this.conn.state !== 'open') return Promise.reject(new BusError('E_CONNECTION_LOST', 'not connected to a hub'));
     const signal = opts.signal;
     if (signal?.aborted) return Promise.reject(new BusError('E_CANCELLED'));
@@ -98,7 +105,18 @@ export class Requester {
     });
     this.pending.set(id, p);
     if (signal) this.watch(id, p, signal);
-    this.conn.send([Op.Request, id, mode, service, opts.key ?? null, timeoutMs ?? null, contentType ?? DEFAULT_CONTENT_TYPE, opts.headers ?? null, opts.query ?? null, bytes]);
+    this.conn.send([
+      Op.Request,
+      id,
+      mode,
+      service,
+      opts.key ?? null,
+      timeoutMs ?? null,
+      contentType ?? DEFAULT_CONTENT_TYPE,
+      opts.headers ?? null,
+      opts.query ?? null,
+      bytes,
+    ]);
     return promise;
   }
 

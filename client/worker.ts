@@ -4,10 +4,10 @@
  * error replies. Reconnects with backoff and registers again; `drain()` finishes in-flight jobs.
  */
 import { nanoid } from 'nanoid';
-import { BusError } from './errors.js';
 import { Connection, type ConnectionOptions } from './connection.js';
-import { Op, DEFAULT_CONTENT_TYPE, type Frame, type Headers, type JobFrame } from './protocol.js';
-import { Requester, type RequestOptions, type BusResponse } from './requester.js';
+import { BusError } from './errors.js';
+import { DEFAULT_CONTENT_TYPE, type Frame, type Headers, type JobFrame, Op } from './protocol.js';
+import { type BusResponse, Requester, type RequestOptions } from './requester.js';
 
 /** What a handler gets. */
 export interface IncomingJob {
@@ -38,7 +38,9 @@ export interface WorkerReply {
   body?: Uint8Array | string;
 }
 
-export type Handler = (job: IncomingJob) => WorkerReply | Uint8Array | string | null | undefined | Promise<WorkerReply | Uint8Array | string | null | undefined>;
+export type Handler = (
+  job: IncomingJob,
+) => WorkerReply | Uint8Array | string | null | undefined | Promise<WorkerReply | Uint8Array | string | null | undefined>;
 
 export interface HandleOptions {
   /** Jobs of this service run at once. Default 16. */
@@ -56,7 +58,11 @@ export function json(value: unknown, status = 200): WorkerReply {
 
 /** A handler error that sets the HTTP status and error code the caller sees. */
 export class HandlerError extends Error {
-  constructor(message: string, readonly status = 500, readonly code = 'E_HANDLER') {
+  constructor(
+    message: string,
+    readonly status = 500,
+    readonly code = 'E_HANDLER',
+  ) {
     super(message);
     this.name = 'HandlerError';
   }
@@ -214,14 +220,17 @@ export class Worker {
 
   private onFrame(f: Frame): void {
     switch (f[0]) {
-      case Op.Job: return this.run(f);
+      case Op.Job:
+        return this.run(f);
       case Op.Cancel: {
         const r = this.running.get(f[1]);
         if (r && !r.cancelled) r.abort(new BusError(f[2] === 'E_DEADLINE' ? 'E_DEADLINE' : 'E_CANCELLED'));
         return;
       }
-      case Op.Response: return this.requester.onResponse(f);
-      case Op.Drain: return; // the hub is going away; we reconnect when it closes
+      case Op.Response:
+        return this.requester.onResponse(f);
+      case Op.Drain:
+        return; // the hub is going away; we reconnect when it closes
       case Op.ProtocolError:
         this.connection.emit('protocolError', new BusError(f[1], f[2]), f[3]);
         return;
@@ -233,7 +242,17 @@ export class Worker {
   private run(f: JobFrame): void {
     const [, id, service, key, remainingMs, attempt, contentType, headers, query, body] = f;
     const h = this.handlers.get(service);
-    const job = new Running(id, service, key, attempt, remainingMs, contentType, headers ?? NO_HEADERS, query, Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    const job = new Running(
+      id,
+      service,
+      key,
+      attempt,
+      remainingMs,
+      contentType,
+      headers ?? NO_HEADERS,
+      query,
+      Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+    );
     this.running.set(id, job);
     if (!h) {
       this.finish(id, job, undefined, new HandlerError(`no handler for ${service}`, 503, 'E_NO_WORKERS'));

@@ -3,12 +3,12 @@
  * written from one setImmediate, each inside `res.cork`, because a write from inside a
  * WebSocket message handler cannot be corked and costs a syscall per header.
  */
-import { STATUS_CODES } from 'node:http';
-import type { HttpResponse, RecognizedString } from 'uWebSockets.js';
-import { ERRORS, errorBody, isErrorCode, type ErrorCode } from '../client/errors.js';
-import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, SERVED_BY_HEADER, type Headers } from '../client/protocol.js';
-import type { Job, JobWaiter } from './job.js';
 
+import type { HttpResponse, RecognizedString } from 'uWebSockets.js';
+import { STATUS_CODES } from 'node:http';
+import { ERRORS, type ErrorCode, errorBody, isErrorCode } from '../client/errors.js';
+import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, type Headers, SERVED_BY_HEADER } from '../client/protocol.js';
+import type { Job, JobWaiter } from './job.js';
 
 const statusLines = new Map<number, string>();
 /** "200 OK" for 200, cached. */
@@ -23,8 +23,20 @@ export function statusLine(status: number): string {
 
 /** Headers a worker may not set: framing, hop-by-hop, and the ones the hub writes itself. */
 const RESERVED = new Set([
-  'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'date',
-  'proxy-authenticate', 'proxy-connection', 'content-type', SERVED_BY_HEADER, ERROR_CODE_HEADER, 'retry-after',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'date',
+  'proxy-authenticate',
+  'proxy-connection',
+  'content-type',
+  SERVED_BY_HEADER,
+  ERROR_CODE_HEADER,
+  'retry-after',
 ]);
 const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 const VALUE_RE = /^[\t\x20-\x7e\x80-\xff]{0,8192}$/;

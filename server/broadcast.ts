@@ -4,7 +4,7 @@
  */
 import { errorBody, isErrorCode } from '../client/errors.js';
 import { isJsonContentType } from '../client/protocol.js';
-import { Job, JobState, type JobWaiter } from './job.js';
+import { type Job, JobState, type JobWaiter } from './job.js';
 
 /** Response headers of a broadcast answer. */
 export const BROADCAST_HEADERS = {
@@ -41,7 +41,9 @@ export class BroadcastGather implements JobWaiter {
         if (part.errorCode === 'E_DEADLINE') timedOut++;
         else failed++;
         const code = part.errorCode;
-        chunks.push(Buffer.from(isErrorCode(code) ? errorBody(code, part.errorMessage ?? undefined) : JSON.stringify({ error: { code, message: part.errorMessage } })));
+        chunks.push(
+          Buffer.from(isErrorCode(code) ? errorBody(code, part.errorMessage ?? undefined) : JSON.stringify({ error: { code, message: part.errorMessage } })),
+        );
       } else {
         chunks.push(partJson(part));
       }

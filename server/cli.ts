@@ -15,7 +15,7 @@ const USAGE = `usage:
   astromesh request <service> [json] [--key K] [--broadcast] [--url URL] [--timeout-ms MS]
 
 hub options (flag, then environment variable, then --config file.json, then default):
-${OPTION_SPECS.map((s) => `  ${(s.flag + ' <' + s.kind + '>').padEnd(34)} ${s.env.padEnd(36)} ${s.help}`).join('\n')}
+${OPTION_SPECS.map((s) => `  ${(`${s.flag} <${s.kind}>`).padEnd(34)} ${s.env.padEnd(36)} ${s.help}`).join('\n')}
   --config <file>                    ASTROMESH_CONFIG                     JSON file with any of the options above`;
 
 async function main(argv: string[]): Promise<number> {
@@ -26,9 +26,12 @@ async function main(argv: string[]): Promise<number> {
   }
   if (first === undefined || first.startsWith('-')) return runHub(argv);
   switch (first) {
-    case 'hub': return runHub(rest);
-    case 'echo': return runEcho(rest);
-    case 'request': return runRequest(rest);
+    case 'hub':
+      return runHub(rest);
+    case 'echo':
+      return runEcho(rest);
+    case 'request':
+      return runRequest(rest);
     default:
       console.error(`unknown command ${first}\n${USAGE}`);
       return 2;
@@ -60,10 +63,13 @@ async function runHub(args: string[]): Promise<number> {
       process.exit(1);
     }
     log.info({ sig }, 'shutting down');
-    hub.shutdown().then(() => process.exit(0), (err: unknown) => {
-      log.error({ err }, 'shutdown failed');
-      process.exit(1);
-    });
+    hub.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -108,7 +114,10 @@ async function runEcho(args: string[]): Promise<number> {
   node.worker.connection.on('protocolError', (err: Error, ref: unknown) => log.error({ ref, err: err.message }, 'hub refused'));
   await node.start();
   const stop = () => {
-    node.drain().then(() => process.exit(0), () => process.exit(1));
+    node.drain().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -130,7 +139,9 @@ async function runRequest(args: string[]): Promise<number> {
     const opts = { ...(timeout ? { timeoutMs: Number(timeout) } : {}) };
     const res = named.has('broadcast')
       ? (await client.broadcast(service, key ?? '-', body, opts)).response
-      : key !== undefined ? await client.requestKeyed(service, key, body, opts) : await client.request(service, body, opts);
+      : key !== undefined
+        ? await client.requestKeyed(service, key, body, opts)
+        : await client.request(service, body, opts);
     process.stdout.write(res.body);
     if (!res.body.toString().endsWith('\n')) process.stdout.write('\n');
     return 0;

@@ -3,13 +3,13 @@
  * a consumer without knowing which kind it is. Every job settles here exactly once.
  */
 import { ERRORS, type ErrorCode } from '../client/errors.js';
-import { RequestMode, type Headers, type RequestModeCode } from '../client/protocol.js';
-import { Job, JobState, Registration, type Consumer, type JobList } from './job.js';
+import { type Headers, RequestMode, type RequestModeCode } from '../client/protocol.js';
+import { BroadcastGather } from './broadcast.js';
+import { type Consumer, Job, type JobList, JobState, Registration } from './job.js';
 import type { HubOptions } from './options.js';
 import { memberSeed } from './ring.js';
 import { ServiceState } from './service-queue.js';
 import { now, TimerWheel } from './timer-wheel.js';
-import { BroadcastGather } from './broadcast.js';
 
 /** Things worth counting; /stats shows them. */
 export interface DispatchCounters {
@@ -30,8 +30,17 @@ export class Dispatcher {
   readonly services = new Map<string, ServiceState>();
   readonly wheel = new TimerWheel<Job>((job) => this.abandon(job, 'E_DEADLINE'));
   readonly counters: DispatchCounters = {
-    accepted: 0, replied: 0, errorReplies: 0, failed: 0, expired: 0, cancelled: 0, redelivered: 0,
-    lateReplies: 0, unknownReplies: 0, rejectedNoWorkers: 0, rejectedQueueFull: 0,
+    accepted: 0,
+    replied: 0,
+    errorReplies: 0,
+    failed: 0,
+    expired: 0,
+    cancelled: 0,
+    redelivered: 0,
+    lateReplies: 0,
+    unknownReplies: 0,
+    rejectedNoWorkers: 0,
+    rejectedQueueFull: 0,
   };
   /** Bytes of bodies sitting in queues. */
   queuedBytes = 0;
@@ -48,7 +57,7 @@ export class Dispatcher {
   precheck(service: string, mode: RequestModeCode): ErrorCode | null {
     if (this.draining) return 'E_SHUTTING_DOWN';
     const svc = this.services.get(service);
-    if (!svc || !svc.isServed(this.o.serviceLingerMs, mode !== RequestMode.Any)) {
+    if (!svc?.isServed(this.o.serviceLingerMs, mode !== RequestMode.Any)) {
       this.counters.rejectedNoWorkers++;
       return 'E_NO_WORKERS';
     }
@@ -141,7 +150,14 @@ export class Dispatcher {
   }
 
   /** Adds (or updates) `consumer` as a server of `name`. */
-  register(consumer: Consumer, name: string, concurrency: number, weight: number, existing: Registration | undefined, unkeyedOnly = false): Registration | ErrorCode {
+  register(
+    consumer: Consumer,
+    name: string,
+    concurrency: number,
+    weight: number,
+    existing: Registration | undefined,
+    unkeyedOnly = false,
+  ): Registration | ErrorCode {
     if (existing && !existing.closed) {
       existing.concurrency = concurrency;
       existing.weight = weight;
@@ -204,7 +220,9 @@ export class Dispatcher {
   /** Settles every open job with `code` (shutdown after the grace period). */
   failAll(code: ErrorCode): void {
     const jobs: Job[] = [];
-    this.wheel.forEach((job) => jobs.push(job));
+    this.wheel.forEach((job) => {
+      jobs.push(job);
+    });
     for (const job of jobs) this.abandon(job, code);
   }
 
@@ -225,7 +243,17 @@ export class Dispatcher {
     const gather = new BroadcastGather(parent, members.length);
     parent.parts = [];
     for (const r of members) {
-      const part = new Job(parent.service, RequestMode.Broadcast, parent.key, parent.body, parent.contentType, parent.headers, parent.query, parent.deadline, gather);
+      const part = new Job(
+        parent.service,
+        RequestMode.Broadcast,
+        parent.key,
+        parent.body,
+        parent.contentType,
+        parent.headers,
+        parent.query,
+        parent.deadline,
+        gather,
+      );
       part.pinned = r;
       part.callerId = parent.parts.length;
       parent.parts.push(part);

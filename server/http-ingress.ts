@@ -5,7 +5,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { ownCopy } from '../client/bytes.js';
 import type { ErrorCode } from '../client/errors.js';
-import { isValidKey, isValidName, RequestMode, type Headers, type RequestModeCode } from '../client/protocol.js';
+import { type Headers, isValidKey, isValidName, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { HttpAnswerQueue, writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
 import { Job, JobState } from './job.js';
@@ -60,7 +60,8 @@ export class HttpIngress {
       if (job.callerRef === null) return;
       job.callerRef = null;
       // A broadcast's parent stays New while its parts run: those parts must be cancelled.
-      if (job.state === JobState.New && job.parts === null) job.state = JobState.Settled; // body was still arriving
+      if (job.state === JobState.New && job.parts === null)
+        job.state = JobState.Settled; // body was still arriving
       else this.dispatcher.abandon(job, 'E_CANCELLED');
     });
     this.readBody(res, job, Number.isSafeInteger(declared) ? declared : -1);

@@ -1,8 +1,9 @@
 /**
  * Hub lifecycle: listen, wire routes and sockets, keep sessions alive, drain and close.
  */
-import uWS from 'uWebSockets.js';
+
 import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
+import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import { CloseCode, ERROR_CODE_HEADER } from '../client/protocol.js';
 import { writeError } from './answer.js';
@@ -10,10 +11,10 @@ import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
 import { createLogger, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
-import { resolveHubOptions, type HubOptions } from './options.js';
+import { type HubOptions, resolveHubOptions } from './options.js';
 import { buildStats } from './stats.js';
 import { now } from './timer-wheel.js';
-import { WorkerSession, type SessionData, type SessionHost } from './worker-session.js';
+import { type SessionData, type SessionHost, WorkerSession } from './worker-session.js';
 
 export type HubState = 'new' | 'listening' | 'draining' | 'closed';
 
@@ -138,7 +139,13 @@ export class Hub implements SessionHost {
           return writeError(res, 'E_OVERLOADED', this.hubId, 'too many WebSocket connections');
         }
         const session = new WorkerSession(this, this.nextSessionId++, remoteAddress(res));
-        res.upgrade<SessionData>({ session }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+        res.upgrade<SessionData>(
+          { session },
+          req.getHeader('sec-websocket-key'),
+          req.getHeader('sec-websocket-protocol'),
+          req.getHeader('sec-websocket-extensions'),
+          context,
+        );
       },
       open: (ws: WebSocket<SessionData>) => {
         const session = ws.getUserData().session;

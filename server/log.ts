@@ -1,5 +1,5 @@
 /** The hub's logger: JSON lines on stdout (pino), one line per lifecycle event, never per request. */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger };
 

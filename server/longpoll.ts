@@ -12,9 +12,9 @@ import { isValidName } from '../client/protocol.js';
 import { writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
 import { decodeParam } from './http-ingress.js';
-import { JobState, type Consumer, type Job, type Registration } from './job.js';
+import { type Consumer, type Job, JobState, type Registration } from './job.js';
 import type { HubOptions } from './options.js';
-import { now, TimerWheel, type Timed } from './timer-wheel.js';
+import { now, type Timed, TimerWheel } from './timer-wheel.js';
 
 /** Something the long-poll wheel fires: a poll whose wait ended, or a lease. */
 interface PollTimer extends Timed {
@@ -268,7 +268,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export function envelope(id: string, body: Uint8Array, base64: boolean): string {
   const head = `{"id":${JSON.stringify(id)},"originalRequest":`;
   if (!base64) {
-    if (body.length === 0) return head + 'null}';
+    if (body.length === 0) return `${head}null}`;
     let text: string | null = null;
     try {
       text = utf8.decode(body);
@@ -278,12 +278,11 @@ export function envelope(id: string, body: Uint8Array, base64: boolean): string 
     if (text !== null) {
       try {
         JSON.parse(text);
-        return head + text + '}';
+        return `${head + text}}`;
       } catch {
-        return head + JSON.stringify(text) + '}';
+        return `${head + JSON.stringify(text)}}`;
       }
     }
   }
   return `${head}${JSON.stringify(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64'))},"encoding":"base64"}`;
 }
-

@@ -136,9 +136,9 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
 ];
 
 /** Flags are the option names in kebab case unless `kebab` names them (`--longpoll-…`, as the design spells them). */
-function spec(key: keyof HubOptions, kind: Kind, help: string, kebab = key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())) {
-  const env = 'ASTROMESH_' + kebab.replace(/-/g, '_').toUpperCase();
-  return { key, flag: '--' + kebab, env, kind, help };
+function spec(key: keyof HubOptions, kind: Kind, help: string, kebab = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)) {
+  const env = `ASTROMESH_${kebab.replace(/-/g, '_').toUpperCase()}`;
+  return { key, flag: `--${kebab}`, env, kind, help };
 }
 
 /** Merges input over the defaults, derives dependent values and rejects contradictions. */
@@ -155,7 +155,18 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}): HubOptions {
     }
   }
   if (o.port > 65535) throw new InvalidOptionError('"port" must be at most 65535');
-  const positive: (keyof HubOptions)[] = ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs', 'maxAttempts', 'maxQueuePerService', 'maxServices', 'pingIntervalMs', 'pongTimeoutMs', 'maxConnections', 'maxRequestsPerSession'];
+  const positive: (keyof HubOptions)[] = [
+    'maxBodyBytes',
+    'defaultTimeoutMs',
+    'maxTimeoutMs',
+    'maxAttempts',
+    'maxQueuePerService',
+    'maxServices',
+    'pingIntervalMs',
+    'pongTimeoutMs',
+    'maxConnections',
+    'maxRequestsPerSession',
+  ];
   for (const k of positive) if ((o[k] as number) <= 0) throw new InvalidOptionError(`"${k}" must be greater than 0`);
   for (const k of ['longPollWaitMs', 'longPollMaxWaitMs', 'longPollLeaseMs', 'maxPollersPerService', 'maxPollers'] as const) {
     if (o[k] <= 0) throw new InvalidOptionError(`"${k}" must be greater than 0`);
@@ -190,7 +201,10 @@ export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessE
       if (next === undefined) throw new InvalidOptionError(`${name} needs a value`);
       return next;
     };
-    if (name === '--config') { configPath = take(); continue; }
+    if (name === '--config') {
+      configPath = take();
+      continue;
+    }
     const s = OPTION_SPECS.find((x) => x.flag === name);
     if (!s) throw new InvalidOptionError(`unknown option ${name}`);
     fromFlags.set(s.key, take());
@@ -216,8 +230,13 @@ export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessE
 
 function parseValue(key: string, kind: Kind, raw: string): unknown {
   if (kind === 'string') return raw;
-  if (kind === 'list') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (kind === 'list')
+    return raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   const n = Number(raw.replace(/_/g, ''));
-  if (!/^\d[\d_]*$/.test(raw.trim()) || !Number.isSafeInteger(n)) throw new InvalidOptionError(`"${key}" must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  if (!/^\d[\d_]*$/.test(raw.trim()) || !Number.isSafeInteger(n))
+    throw new InvalidOptionError(`"${key}" must be a non-negative integer, got ${JSON.stringify(raw)}`);
   return n;
 }

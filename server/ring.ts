@@ -35,16 +35,17 @@ export function murmur3(data: Uint8Array, seed: number): number {
     h = (h << 13) | (h >>> 19);
     h = (Math.imul(h, 5) + 0xe6546b64) | 0;
   }
-  let k = 0;
-  switch (n & 3) {
-    case 3: k ^= data[blocks + 2]! << 16; // falls through
-    case 2: k ^= data[blocks + 1]! << 8; // falls through
-    case 1:
-      k ^= data[blocks]!;
-      k = Math.imul(k, 0xcc9e2d51);
-      k = (k << 15) | (k >>> 17);
-      k = Math.imul(k, 0x1b873593);
-      h ^= k;
+  // The tail: up to three bytes, the last one mixed in first (murmur3's fall-through switch).
+  const tail = n & 3;
+  if (tail > 0) {
+    let k = 0;
+    if (tail === 3) k ^= data[blocks + 2]! << 16;
+    if (tail >= 2) k ^= data[blocks + 1]! << 8;
+    k ^= data[blocks]!;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
   }
   h ^= n;
   h ^= h >>> 16;

@@ -5,18 +5,29 @@
  */
 import type { WebSocket } from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
-import { ERRORS, errorBody, type ErrorCode } from '../client/errors.js';
+import { ERRORS, type ErrorCode, errorBody } from '../client/errors.js';
 import {
-  CloseCode, decodeFrame, encodeFrame, isValidInstanceId, isValidKey, isValidName, negotiateVersion, Op, ProtocolError,
-  PROTOCOL_VERSION, RequestMode, type Frame, type HelloFrame, type RequestFrame,
+  CloseCode,
+  decodeFrame,
+  encodeFrame,
+  type Frame,
+  type HelloFrame,
+  isValidInstanceId,
+  isValidKey,
+  isValidName,
+  negotiateVersion,
+  Op,
+  PROTOCOL_VERSION,
+  type RequestFrame,
+  RequestMode,
 } from '../client/protocol.js';
+import { answerHeaders } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
-import { scheduleFlush, type Flushable } from './frame-flusher.js';
-import { Job, JobState, type Consumer, type JobWaiter, type Registration } from './job.js';
+import { type Flushable, scheduleFlush } from './frame-flusher.js';
+import { IdTable } from './id-table.js';
+import { type Consumer, Job, JobState, type JobWaiter, type Registration } from './job.js';
 import type { HubOptions } from './options.js';
 import { now } from './timer-wheel.js';
-import { answerHeaders } from './answer.js';
-import { IdTable } from './id-table.js';
 
 /** What the hub gives every session. */
 export interface SessionHost {
@@ -148,13 +159,15 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
         if (job.state !== JobState.Settled) d.lost(job);
         return;
       }
-      case Op.Request: return this.request(frame);
+      case Op.Request:
+        return this.request(frame);
       case Op.Cancel: {
         const job = this.requests.take(frame[1]);
         if (job) d.abandon(job, 'E_CANCELLED');
         return;
       }
-      case Op.Register: return this.register(frame[1], frame[2], frame[3]);
+      case Op.Register:
+        return this.register(frame[1], frame[2], frame[3]);
       case Op.Unregister: {
         const r = this.regs.get(frame[1]);
         if (r) {
@@ -163,8 +176,10 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
         }
         return;
       }
-      case Op.Drain: return this.startDraining();
-      case Op.Goodbye: return this.close(CloseCode.Normal, 'goodbye');
+      case Op.Drain:
+        return this.startDraining();
+      case Op.Goodbye:
+        return this.close(CloseCode.Normal, 'goodbye');
       default:
         return this.protocolError('E_PROTOCOL', `op ${frame[0]} is not sent to a hub`, null, true);
     }
@@ -181,10 +196,20 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     this.state = 'open';
     this.host.claimInstance(this);
     const o = this.host.options;
-    this.send(encodeFrame([Op.Welcome, {
-      version, hubId: this.host.hubId, sessionId: this.sessionId, instanceId: this.instanceId,
-      maxFrameBytes: o.maxFrameBytes, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
-    }]));
+    this.send(
+      encodeFrame([
+        Op.Welcome,
+        {
+          version,
+          hubId: this.host.hubId,
+          sessionId: this.sessionId,
+          instanceId: this.instanceId,
+          maxFrameBytes: o.maxFrameBytes,
+          pingIntervalMs: o.pingIntervalMs,
+          pongTimeoutMs: o.pongTimeoutMs,
+        },
+      ]),
+    );
   }
 
   private register(service: string, concurrency: number, weight: number): void {

@@ -6,8 +6,9 @@
  *
  * usage: node limit-hub.js [--unbatched]   (prints {"port": N})
  */
-import uWS from 'uWebSockets.js';
+
 import type { HttpResponse, WebSocket } from 'uWebSockets.js';
+import uWS from 'uWebSockets.js';
 import { pack, unpack } from 'msgpackr';
 
 const batched = !process.argv.includes('--unbatched');

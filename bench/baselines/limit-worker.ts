@@ -3,8 +3,8 @@
  * into one socket write. usage: node limit-worker.js ws://127.0.0.1:PORT/ws
  */
 import type { Socket } from 'node:net';
-import WebSocket from 'ws';
 import { pack, unpack } from 'msgpackr';
+import WebSocket from 'ws';
 
 const ws = new WebSocket(process.argv[2]!, { perMessageDeflate: false, maxPayload: 2 * 1024 * 1024 });
 let out: Buffer[] = [];

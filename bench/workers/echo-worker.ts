@@ -4,7 +4,7 @@
  * With sessions > 1 the process opens that many worker sessions; session 0 serves <service>,
  * the others each serve one idle service `<idleServicePrefix><n>` (the scale scenario).
  */
-import { Worker, type IncomingJob } from '../../client/worker.js';
+import { type IncomingJob, Worker } from '../../client/worker.js';
 
 const [url, service, concurrencyArg = '256', sessionsArg = '1', idlePrefix = 'idle-'] = process.argv.slice(2);
 const concurrency = Number(concurrencyArg);

@@ -18,7 +18,12 @@ async function loop(): Promise<void> {
       continue;
     }
     const env = (await r.body.json()) as { id: string; originalRequest: unknown };
-    const reply = await pool.request({ path: `/jobs/${env.id}`, method: 'POST', body: JSON.stringify(env.originalRequest), headers: { 'content-type': 'application/json' } });
+    const reply = await pool.request({
+      path: `/jobs/${env.id}`,
+      method: 'POST',
+      body: JSON.stringify(env.originalRequest),
+      headers: { 'content-type': 'application/json' },
+    });
     await reply.body.dump();
   }
 }

@@ -6,7 +6,7 @@
  *   node .build-proto/test/helpers/example-frames.js
  */
 import { fileURLToPath } from 'node:url';
-import { encodeFrame, Op, RequestMode, type Frame } from '../../client/protocol.js';
+import { encodeFrame, type Frame, Op, RequestMode } from '../../client/protocol.js';
 
 export const EXAMPLE_FRAMES: Record<string, Frame> = {
   hello: [Op.Hello, { versions: [1], role: 'worker', instanceId: 'w1' }],
@@ -20,7 +20,15 @@ export const EXAMPLE_FRAMES: Record<string, Frame> = {
   cancelAck: [Op.CancelAck, 1],
   request: [Op.Request, 3, RequestMode.Keyed, 'echo', 'k1', 5000, 'application/json', { 'x-request-id': 'r1' }, null, Buffer.from('{}')],
   response: [Op.Response, 3, 200, 'application/json', null, Buffer.from('{"ok":1}'), 'h1/w1'],
-  errorResponse: [Op.Response, 4, 503, 'application/json', { 'x-error-code': 'E_NO_WORKERS', 'retry-after': '1' }, Buffer.from('{"error":{"code":"E_NO_WORKERS","message":"no workers"}}'), 'h1'],
+  errorResponse: [
+    Op.Response,
+    4,
+    503,
+    'application/json',
+    { 'x-error-code': 'E_NO_WORKERS', 'retry-after': '1' },
+    Buffer.from('{"error":{"code":"E_NO_WORKERS","message":"no workers"}}'),
+    'h1',
+  ],
   drain: [Op.Drain],
   goodbye: [Op.Goodbye, null, 'bye'],
   protocolError: [Op.ProtocolError, 'E_BAD_NAME', 'bad name', 'a b', false],
@@ -112,24 +120,37 @@ export function annotate(bytes: Uint8Array): string {
     if (b >= 0x90 && b <= 0x9f) return array(b & 0x0f, 'fixarray');
     if (b >= 0xa0 && b <= 0xbf) return text(b & 0x1f, 'fixstr');
     switch (b) {
-      case 0xc0: return scalar(null, 'nil');
-      case 0xc2: return scalar(false, 'false');
-      case 0xc3: return scalar(true, 'true');
-      case 0xc4: return bin(u(1), 'bin 8');
-      case 0xc5: return bin(u(2), 'bin 16');
+      case 0xc0:
+        return scalar(null, 'nil');
+      case 0xc2:
+        return scalar(false, 'false');
+      case 0xc3:
+        return scalar(true, 'true');
+      case 0xc4:
+        return bin(u(1), 'bin 8');
+      case 0xc5:
+        return bin(u(2), 'bin 16');
       case 0xcb: {
         const v = Buffer.from(bytes.subarray(pos, pos + 8)).readDoubleBE(0);
         pos += 8;
         return scalar(v, 'float 64');
       }
-      case 0xcc: return scalar(u(1), 'uint 8');
-      case 0xcd: return scalar(u(2), 'uint 16');
-      case 0xce: return scalar(u(4), 'uint 32');
-      case 0xd9: return text(u(1), 'str 8');
-      case 0xda: return text(u(2), 'str 16');
-      case 0xdc: return array(u(2), 'array 16');
-      case 0xde: return map(u(2), 'map 16');
-      default: throw new Error(`byte 0x${b.toString(16)} at ${start}: not a msgpack type frames use`);
+      case 0xcc:
+        return scalar(u(1), 'uint 8');
+      case 0xcd:
+        return scalar(u(2), 'uint 16');
+      case 0xce:
+        return scalar(u(4), 'uint 32');
+      case 0xd9:
+        return text(u(1), 'str 8');
+      case 0xda:
+        return text(u(2), 'str 16');
+      case 0xdc:
+        return array(u(2), 'array 16');
+      case 0xde:
+        return map(u(2), 'map 16');
+      default:
+        throw new Error(`byte 0x${b.toString(16)} at ${start}: not a msgpack type frames use`);
     }
   };
 

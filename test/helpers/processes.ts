@@ -2,11 +2,11 @@
  * Real processes for tests: hubs and workers on 127.0.0.1, each started with --port 0 and
  * read back from its own output, and every one killed by PID when the test file ends.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/server/cli.js */
@@ -144,11 +144,15 @@ export async function startWorker(spec: WorkerSpec): Promise<Proc & { instanceId
   const proc = new Proc(child);
   const ready = await proc.waitFor((l) => l.event === 'ready', 10_000, 'worker to be ready');
   // Registered means the hub lists every service for this instance.
-  await waitUntil(async () => {
-    const st = await stats({ url: spec.url });
-    const w = st.workers.find((x: { instanceId: string }) => x.instanceId === ready.instanceId);
-    return w && w.services.length === spec.services.length;
-  }, 5000, 'worker registration');
+  await waitUntil(
+    async () => {
+      const st = await stats({ url: spec.url });
+      const w = st.workers.find((x: { instanceId: string }) => x.instanceId === ready.instanceId);
+      return w && w.services.length === spec.services.length;
+    },
+    5000,
+    'worker registration',
+  );
   (proc as Proc & { instanceId: string }).instanceId = ready.instanceId as string;
   return proc as Proc & { instanceId: string };
 }
@@ -169,6 +173,7 @@ export async function waitUntil<T>(fn: () => T | Promise<T>, timeoutMs = 5000, w
 }
 
 /** GET /stats of a hub. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read the /stats JSON field by field
 export async function stats(hub: { url: string }): Promise<any> {
   const r = await fetch(`${hub.url}/stats`);
   return r.json();

@@ -1,6 +1,6 @@
 /** A bare WebSocket to a hub for protocol tests: frames in, frames out, nothing else. */
 import WebSocket from 'ws';
-import { decodeFrame, encodeFrame, Op, type Frame } from '../../client/protocol.js';
+import { decodeFrame, encodeFrame, type Frame, Op } from '../../client/protocol.js';
 
 export class RawSocket {
   readonly frames: Frame[] = [];
@@ -12,16 +12,22 @@ export class RawSocket {
     ws.on('message', (data: Buffer) => {
       const f = decodeFrame(data, false);
       this.frames.push(f);
-      this.waiters = this.waiters.filter((w) => (w.pred(f) ? (w.resolve(f), false) : true));
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.pred(f)) return true;
+        w.resolve(f);
+        return false;
+      });
     });
-    this.closed = new Promise((r) => ws.on('close', (code) => {
-      this.closeCode = code;
-      r(code);
-    }));
+    this.closed = new Promise((r) =>
+      ws.on('close', (code) => {
+        this.closeCode = code;
+        r(code);
+      }),
+    );
   }
 
   static async open(hubUrl: string): Promise<RawSocket> {
-    const ws = new WebSocket(hubUrl.replace('http', 'ws') + '/ws', { maxPayload: 8 * 1024 * 1024 });
+    const ws = new WebSocket(`${hubUrl.replace('http', 'ws')}/ws`, { maxPayload: 8 * 1024 * 1024 });
     ws.on('error', () => {});
     await new Promise((resolve, reject) => {
       ws.once('open', resolve);
@@ -52,7 +58,13 @@ export class RawSocket {
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('timed out waiting for a frame')), timeoutMs);
-      this.waiters.push({ pred, resolve: (f) => { clearTimeout(t); resolve(f); } });
+      this.waiters.push({
+        pred,
+        resolve: (f) => {
+          clearTimeout(t);
+          resolve(f);
+        },
+      });
     });
   }
 

@@ -5,13 +5,19 @@
  *   node .build-proto/test/helpers/ring-examples.js
  */
 import { fileURLToPath } from 'node:url';
-import { memberSeed, murmur3, rank, score, type RingMember } from '../../server/ring.js';
+import { memberSeed, murmur3, type RingMember, rank, score } from '../../server/ring.js';
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** Reference inputs for murmur3_x86_32; the first four are the widely published vectors. */
 export const MURMUR_VECTORS: readonly [string, number][] = [
-  ['', 0], ['', 1], ['hello', 0], ['The quick brown fox jumps over the lazy dog', 0], ['abc', 0], ['abcd', 0], ['worker-a', 0],
+  ['', 0],
+  ['', 1],
+  ['hello', 0],
+  ['The quick brown fox jumps over the lazy dog', 0],
+  ['abc', 0],
+  ['abcd', 0],
+  ['worker-a', 0],
 ];
 
 export const EXAMPLE_WORKERS: readonly { instanceId: string; weight: number }[] = [
@@ -43,7 +49,9 @@ export function partitionExample(): string {
   }
   const rankings = EXAMPLE_KEYS.map((key) => {
     const bytes = [...utf8(key)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
-    return `- \`${key}\` (UTF-8 \`${bytes}\`): ${rank(key, members).map((m) => m.consumer.instanceId).join(' > ')}`;
+    return `- \`${key}\` (UTF-8 \`${bytes}\`): ${rank(key, members)
+      .map((m) => m.consumer.instanceId)
+      .join(' > ')}`;
   });
   return `${rows.join('\n')}\n\nThe rankings, owner first:\n\n${rankings.join('\n')}`;
 }

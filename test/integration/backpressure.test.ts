@@ -1,7 +1,7 @@
-import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { Op, type JobFrame } from '../../client/protocol.js';
+import { after, describe, it } from 'node:test';
+import { type JobFrame, Op } from '../../client/protocol.js';
 import { post, startHub, stats, stopAll, waitUntil } from '../helpers/processes.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 

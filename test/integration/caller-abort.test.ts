@@ -1,13 +1,18 @@
-import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
 import { Client } from '../../client/client.js';
 import { BusError } from '../../client/errors.js';
 import { Op, RequestMode } from '../../client/protocol.js';
-import { post, sleep, startHub, startWorker, stats, stopAll, waitUntil, type HubProc } from '../helpers/processes.js';
+import { type HubProc, post, sleep, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 
-interface ServiceStats { name: string; queued: number; inflight: number; workers: number }
+interface ServiceStats {
+  name: string;
+  queued: number;
+  inflight: number;
+  workers: number;
+}
 
 async function service(hub: HubProc, name: string): Promise<ServiceStats | undefined> {
   return (await stats(hub)).services.find((s: ServiceStats) => s.name === name);
@@ -33,7 +38,10 @@ describe('callers that abort mid-request', { timeout: 90_000 }, () => {
     const w = await startWorker({ url: hub.url, instanceId: 'fetch-abort', services: [{ name: 'abort-fetch', mode: 'sleep', sleepMs: 5000, concurrency: 1 }] });
     const before = (await stats(hub)).jobs.cancelled;
     const ac = new AbortController();
-    const gone = post(`${hub.url}/service/abort-fetch`, '{"n":1}', {}, ac.signal).then(() => null, (e: Error) => e);
+    const gone = post(`${hub.url}/service/abort-fetch`, '{"n":1}', {}, ac.signal).then(
+      () => null,
+      (e: Error) => e,
+    );
     const job = await w.waitFor((l) => l.event === 'job');
     ac.abort();
     assert.ok((await gone) instanceof Error);
@@ -47,7 +55,10 @@ describe('callers that abort mid-request', { timeout: 90_000 }, () => {
     const job2 = await w.waitFor((l) => l.event === 'job' && l.body === '{"n":2}', 1500, 'next job delivered');
     assert.equal(job2.running, 1);
     const ac2 = new AbortController();
-    const third = post(`${hub.url}/service/abort-fetch`, '{"n":3}', {}, ac2.signal).then(() => null, (e: Error) => e);
+    const third = post(`${hub.url}/service/abort-fetch`, '{"n":3}', {}, ac2.signal).then(
+      () => null,
+      (e: Error) => e,
+    );
     await waitUntil(async () => (await service(hub, 'abort-fetch'))?.queued === 1, 2000, 'third queued');
     ac2.abort();
     await third;
@@ -56,8 +67,12 @@ describe('callers that abort mid-request', { timeout: 90_000 }, () => {
     assert.ok(!w.events('job').some((j) => j.body === '{"n":3}'));
   });
 
-  it('cancels the job and frees the slot when the caller\'s socket is destroyed', { timeout: 10_000 }, async () => {
-    const w = await startWorker({ url: hub.url, instanceId: 'socket-abort', services: [{ name: 'abort-socket', mode: 'sleep', sleepMs: 5000, concurrency: 1 }] });
+  it("cancels the job and frees the slot when the caller's socket is destroyed", { timeout: 10_000 }, async () => {
+    const w = await startWorker({
+      url: hub.url,
+      instanceId: 'socket-abort',
+      services: [{ name: 'abort-socket', mode: 'sleep', sleepMs: 5000, concurrency: 1 }],
+    });
     const s = await rawRequest(hub.port, '/service/abort-socket', '{"raw":1}');
     const job = await w.waitFor((l) => l.event === 'job');
     s.destroy();
@@ -80,7 +95,10 @@ describe('callers that abort mid-request', { timeout: 90_000 }, () => {
     await w.waitFor((l) => l.event === 'job');
     const ghosts = await Promise.all([1, 2, 3].map((n) => rawRequest(hub.port, '/service/abort-queue', `{"ghost":${n}}`)));
     const ac = new AbortController();
-    const fetched = post(`${hub.url}/service/abort-queue`, '{"ghost":4}', {}, ac.signal).then(() => null, (e: Error) => e);
+    const fetched = post(`${hub.url}/service/abort-queue`, '{"ghost":4}', {}, ac.signal).then(
+      () => null,
+      (e: Error) => e,
+    );
     await waitUntil(async () => (await service(hub, 'abort-queue'))?.queued === 4, 2000, 'ghosts queued');
     for (const g of ghosts) g.destroy();
     ac.abort();
@@ -109,9 +127,16 @@ describe('callers that abort mid-request', { timeout: 90_000 }, () => {
   });
 
   it('keeps the credit of a handler that ignores the cancel until it finishes', { timeout: 10_000 }, async () => {
-    const w = await startWorker({ url: hub.url, instanceId: 'stubborn', services: [{ name: 'abort-stubborn', mode: 'sleep', sleepMs: 500, concurrency: 1, ignoreCancel: true }] });
+    const w = await startWorker({
+      url: hub.url,
+      instanceId: 'stubborn',
+      services: [{ name: 'abort-stubborn', mode: 'sleep', sleepMs: 500, concurrency: 1, ignoreCancel: true }],
+    });
     const ac = new AbortController();
-    const gone = post(`${hub.url}/service/abort-stubborn`, '{"s":1}', {}, ac.signal).then(() => null, (e: Error) => e);
+    const gone = post(`${hub.url}/service/abort-stubborn`, '{"s":1}', {}, ac.signal).then(
+      () => null,
+      (e: Error) => e,
+    );
     const job = await w.waitFor((l) => l.event === 'job');
     ac.abort();
     await gone;
@@ -126,9 +151,14 @@ describe('callers that abort mid-request', { timeout: 90_000 }, () => {
   });
 
   it('cancels every part of a broadcast whose caller aborts', { timeout: 10_000 }, async () => {
-    const ws = await Promise.all(['bc-a', 'bc-b'].map((instanceId) => startWorker({ url: hub.url, instanceId, services: [{ name: 'abort-broadcast', mode: 'hang', concurrency: 1 }] })));
+    const ws = await Promise.all(
+      ['bc-a', 'bc-b'].map((instanceId) => startWorker({ url: hub.url, instanceId, services: [{ name: 'abort-broadcast', mode: 'hang', concurrency: 1 }] })),
+    );
     const ac = new AbortController();
-    const gone = post(`${hub.url}/api/broadcast/abort-broadcast/k`, '{"b":1}', { 'x-timeout-ms': '4000' }, ac.signal).then(() => null, (e: Error) => e);
+    const gone = post(`${hub.url}/api/broadcast/abort-broadcast/k`, '{"b":1}', { 'x-timeout-ms': '4000' }, ac.signal).then(
+      () => null,
+      (e: Error) => e,
+    );
     await Promise.all(ws.map((w) => w.waitFor((l) => l.event === 'job')));
     ac.abort();
     await gone;
@@ -142,7 +172,10 @@ describe('callers that abort mid-request', { timeout: 90_000 }, () => {
     const client = new Client({ url: hub.url, transport: 'ws' });
     try {
       const ac = new AbortController();
-      const gone = client.request('abort-signal', { a: 1 }, { signal: ac.signal }).then(() => null, (e: Error) => e);
+      const gone = client.request('abort-signal', { a: 1 }, { signal: ac.signal }).then(
+        () => null,
+        (e: Error) => e,
+      );
       const job = await w.waitFor((l) => l.event === 'job');
       ac.abort();
       const err = await gone;

@@ -4,15 +4,22 @@
  * frame from the hub is decoded with an extension codec that throws, so any extension type in
  * any frame fails the test.
  */
-import { after, before, describe, it } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { decode, encode, ExtensionCodec } from '@msgpack/msgpack';
+import { after, before, describe, it } from 'node:test';
+import { decode, ExtensionCodec, encode } from '@msgpack/msgpack';
 import WebSocket from 'ws';
-import { sleep, startHub, stats, stopAll, waitUntil, type HubProc } from '../helpers/processes.js';
+import { type HubProc, sleep, startHub, stats, stopAll, waitUntil } from '../helpers/processes.js';
 
 const strict = new ExtensionCodec();
 for (let type = -128; type < 128; type++) {
-  strict.register({ type, encode: () => null, decode: () => { throw new Error(`extension type ${type} in a frame from the hub`); } });
+  strict.register({
+    type,
+    encode: () => null,
+    decode: () => {
+      throw new Error(`extension type ${type} in a frame from the hub`);
+    },
+  });
 }
 
 type Wire = unknown[];
@@ -36,7 +43,12 @@ class Peer {
         const f = decode(data, { extensionCodec: strict });
         assert.ok(Array.isArray(f) && f.length > 0, 'a frame is a non-empty array');
         this.frames.push(f);
-        this.waiters = this.waiters.filter((w) => (w.pred(f) ? (this.frames.splice(this.frames.indexOf(f), 1), w.resolve(f), false) : true));
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.pred(f)) return true;
+          this.frames.splice(this.frames.indexOf(f), 1);
+          w.resolve(f);
+          return false;
+        });
       } catch (err) {
         this.failure = err as Error;
       }
@@ -74,7 +86,13 @@ class Peer {
     }
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(this.failure ?? new Error('timed out waiting for a frame')), timeoutMs);
-      this.waiters.push({ pred, resolve: (f) => { clearTimeout(t); resolve(f); } });
+      this.waiters.push({
+        pred,
+        resolve: (f) => {
+          clearTimeout(t);
+          resolve(f);
+        },
+      });
     });
   }
 

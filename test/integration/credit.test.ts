@@ -1,10 +1,14 @@
-import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Op, type JobFrame } from '../../client/protocol.js';
-import { post, sleep, startHub, startWorker, stats, stopAll, waitUntil, type HubProc } from '../helpers/processes.js';
+import { after, before, describe, it } from 'node:test';
+import { type JobFrame, Op } from '../../client/protocol.js';
+import { type HubProc, post, sleep, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 
-interface RegStats { name: string; credit: number; inflight: number }
+interface RegStats {
+  name: string;
+  credit: number;
+  inflight: number;
+}
 
 /** The hub's view of one registration: credit granted and jobs it holds unanswered. */
 async function registration(hub: HubProc, instanceId: string, service: string): Promise<RegStats | undefined> {
@@ -39,8 +43,11 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
     const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => post(`${hub.url}/service/credit-three`, `{"i":${i}}`)));
     watching = false;
     await watcher;
-    assert.deepEqual(answers.map((a) => a.status), Array(30).fill(200));
-    answers.forEach((a, i) => assert.equal(a.text, `{"i":${i}}`));
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      Array(30).fill(200),
+    );
+    for (const [i, a] of answers.entries()) assert.equal(a.text, `{"i":${i}}`);
     const done = (await waitUntil(() => (w.events('done').length === 30 ? w.events('done') : null), 3000, '30 done events'))!;
     const maxRunning = Math.max(...done.map((d) => d.maxRunning as number));
     assert.equal(maxRunning, 3, `worker ran ${maxRunning} at once with credit 3`);
@@ -64,7 +71,10 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
     assert.equal((await registration(hub, 'hung', 'credit-hang'))?.inflight, 2);
     assert.equal(await queued(hub, 'credit-hang'), 0, 'expired queued jobs left the queue');
     const second = await Promise.all(Array.from({ length: 3 }, (_, i) => post(`${hub.url}/service/credit-hang`, `{"again":${i}}`, { 'x-timeout-ms': '200' })));
-    assert.deepEqual(second.map((a) => a.status), [504, 504, 504]);
+    assert.deepEqual(
+      second.map((a) => a.status),
+      [504, 504, 504],
+    );
     await sleep(100);
     assert.equal(w.events('job').length, 2, 'no job went to a worker whose credit is held by hung handlers');
     assert.ok(w.events('job').every((j) => (j.running as number) <= 2));
@@ -74,7 +84,11 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
   });
 
   it('gives credit back only when a handler that ignored cancel really finishes', { timeout: 15_000 }, async () => {
-    const w = await startWorker({ url: hub.url, instanceId: 'slow', services: [{ name: 'credit-slow', mode: 'sleep', sleepMs: 1000, ignoreCancel: true, concurrency: 2 }] });
+    const w = await startWorker({
+      url: hub.url,
+      instanceId: 'slow',
+      services: [{ name: 'credit-slow', mode: 'sleep', sleepMs: 1000, ignoreCancel: true, concurrency: 2 }],
+    });
     const lateRepliesBefore = (await stats(hub)).jobs.lateReplies;
     const t0 = Date.now();
     const expired = Promise.all(Array.from({ length: 6 }, (_, i) => post(`${hub.url}/service/credit-slow`, `{"late":${i}}`, { 'x-timeout-ms': '150' })));
@@ -83,14 +97,20 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
     // Sent while the two stubborn handlers still hold the credit: they wait for it.
     const patient = Promise.all(Array.from({ length: 4 }, (_, i) => post(`${hub.url}/service/credit-slow`, `{"patient":${i}}`, { 'x-timeout-ms': '8000' })));
     const late = await expired;
-    assert.deepEqual(late.map((a) => a.status), Array(6).fill(504));
+    assert.deepEqual(
+      late.map((a) => a.status),
+      Array(6).fill(504),
+    );
     assert.ok(late.every((a) => a.json().error.code === 'E_DEADLINE'));
     // The handlers take 1000 ms: the 504s come at the deadline, not when the credit comes back.
     const took = await expiredAfter;
     assert.ok(took < 1000, `504s after ${took} ms`);
     const served = await patient;
-    assert.deepEqual(served.map((a) => a.status), [200, 200, 200, 200]);
-    served.forEach((a, i) => assert.equal(a.text, `{"patient":${i}}`));
+    assert.deepEqual(
+      served.map((a) => a.status),
+      [200, 200, 200, 200],
+    );
+    for (const [i, a] of served.entries()) assert.equal(a.text, `{"patient":${i}}`);
     await waitUntil(() => w.events('done').length === 6, 3000, 'six handlers done');
     const maxRunning = Math.max(...w.events('done').map((d) => d.maxRunning as number));
     assert.equal(maxRunning, 2, `worker ran ${maxRunning} at once with credit 2`);
@@ -114,12 +134,24 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
     const short = Array.from({ length: 4 }, (_, i) => post(`${hub.url}/service/credit-raw`, `{"short":${i}}`, { 'x-timeout-ms': '200' }));
     const jobs = () => s.frames.filter((f): f is JobFrame => f[0] === Op.Job);
     await waitUntil(() => jobs().length === 2, 2000, 'two jobs at the raw worker');
-    assert.deepEqual((await Promise.all(short)).map((a) => a.status), [504, 504, 504, 504]);
-    const cancels = (await waitUntil(() => {
-      const c = s.frames.filter((f) => f[0] === Op.Cancel);
-      return c.length === 2 ? c : null;
-    }, 2000, 'two cancels'))!;
-    assert.deepEqual(cancels.map((c) => c[1]).sort(), jobs().map((j) => j[1]).sort());
+    assert.deepEqual(
+      (await Promise.all(short)).map((a) => a.status),
+      [504, 504, 504, 504],
+    );
+    const cancels = (await waitUntil(
+      () => {
+        const c = s.frames.filter((f) => f[0] === Op.Cancel);
+        return c.length === 2 ? c : null;
+      },
+      2000,
+      'two cancels',
+    ))!;
+    assert.deepEqual(
+      cancels.map((c) => c[1]).sort(),
+      jobs()
+        .map((j) => j[1])
+        .sort(),
+    );
     assert.ok(cancels.every((c) => c[2] === 'E_DEADLINE'));
     // A patient request waits: both credits are held by cancelled, unacknowledged jobs.
     const patient = post(`${hub.url}/service/credit-raw`, '{"patient":true}', { 'x-timeout-ms': '5000' });
@@ -139,7 +171,11 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
   });
 
   it('keeps a worker within its concurrency when it reconnects while handlers of the dropped session still run', { timeout: 15_000 }, async () => {
-    const w = await startWorker({ url: hub.url, instanceId: 'survivor', services: [{ name: 'credit-reconnect', mode: 'sleep', sleepMs: 1500, ignoreCancel: true, concurrency: 1 }] });
+    const w = await startWorker({
+      url: hub.url,
+      instanceId: 'survivor',
+      services: [{ name: 'credit-reconnect', mode: 'sleep', sleepMs: 1500, ignoreCancel: true, concurrency: 1 }],
+    });
     const old = post(`${hub.url}/service/credit-reconnect`, '{"old":1}');
     await w.waitFor((l) => l.event === 'job');
     // Another session claims the worker's instanceId: the hub drops the worker's session (4001)
@@ -156,7 +192,11 @@ describe('credit: the hub never has more unanswered jobs at a worker than its cr
   });
 
   it('registers only the free slots on the new session and raises them as the old handlers return', { timeout: 15_000 }, async () => {
-    const w = await startWorker({ url: hub.url, instanceId: 'halfway', services: [{ name: 'credit-slots', mode: 'sleep', sleepMs: 1200, ignoreCancel: true, concurrency: 2 }] });
+    const w = await startWorker({
+      url: hub.url,
+      instanceId: 'halfway',
+      services: [{ name: 'credit-slots', mode: 'sleep', sleepMs: 1200, ignoreCancel: true, concurrency: 2 }],
+    });
     const old = post(`${hub.url}/service/credit-slots`, '{"old":1}');
     await w.waitFor((l) => l.event === 'job');
     const usurper = await RawSocket.worker(hub.url, 'halfway');

@@ -1,7 +1,7 @@
-import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Op, type JobFrame } from '../../client/protocol.js';
-import { post, sleep, startHub, startWorker, stats, stopAll, waitUntil, type HubProc } from '../helpers/processes.js';
+import { after, before, describe, it } from 'node:test';
+import { type JobFrame, Op } from '../../client/protocol.js';
+import { type HubProc, post, sleep, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 
 function service(st: { services: { name: string; queued: number; workers: number; inflight: number }[] }, name: string) {
@@ -15,7 +15,9 @@ describe('deadlines', { timeout: 60_000 }, () => {
   });
   after(stopAll);
 
-  it('answers 504 E_DEADLINE when the worker does not answer in X-Timeout-Ms, never before it, and cancels the job at the worker', { timeout: 10_000 }, async () => {
+  it('answers 504 E_DEADLINE when the worker does not answer in X-Timeout-Ms, never before it, and cancels the job at the worker', {
+    timeout: 10_000,
+  }, async () => {
     const w = await startWorker({ url: hub.url, instanceId: 'hanger', services: [{ name: 'hang', mode: 'hang', concurrency: 1 }] });
     const before = (await stats(hub)).jobs;
     const t0 = Date.now();

@@ -1,11 +1,11 @@
-import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import WebSocket from 'ws';
+import { after, before, describe, it } from 'node:test';
 import { pack } from 'msgpackr';
 import { Agent, request } from 'undici';
-import { Op, type Frame, type JobFrame } from '../../client/protocol.js';
-import { post, startHub, startWorker, stats, stopAll, waitUntil, type HubProc } from '../helpers/processes.js';
+import WebSocket from 'ws';
+import { type Frame, type JobFrame, Op } from '../../client/protocol.js';
+import { type HubProc, post, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 
 /** msgpack ext type 0x74 with a Float64Array payload: msgpackr decodes it to a typed array, not bin. */
@@ -103,7 +103,10 @@ describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 
     const future = await RawSocket.open(hub.url);
     future.send([Op.Hello, { versions: [99], role: 'worker' }]);
     await refused(future, 'E_VERSION');
-    assert.ok(!(await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'healthy' && x.workers > 1), 'an early register took effect');
+    assert.ok(
+      !(await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'healthy' && x.workers > 1),
+      'an early register took effect',
+    );
     await stillServes('early frames');
   });
 
@@ -137,14 +140,22 @@ describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 
     assert.equal(err[3], 'bad name');
     assert.equal(err[4], false, 'not fatal');
     s.send([Op.Register, 'fine-name', 1, 1]);
-    await waitUntil(async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'fine-name' && x.workers === 1), 2000, 'registered');
+    await waitUntil(
+      async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'fine-name' && x.workers === 1),
+      2000,
+      'registered',
+    );
     assert.equal(s.closeCode, null);
     s.close();
   });
 
   it('redelivers the job held by a worker closed for a malformed frame', { timeout: 10_000 }, async () => {
     const s = await RawSocket.worker(hub.url, 'rude-holder', { held: 1 });
-    await waitUntil(async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'held' && x.workers === 1), 2000, 'registered');
+    await waitUntil(
+      async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'held' && x.workers === 1),
+      2000,
+      'registered',
+    );
     const answer = post(`${hub.url}/service/held`, '{"held":1}');
     await s.next((f) => f[0] === Op.Job);
     const heir = await startWorker({ url: hub.url, instanceId: 'held-heir', services: [{ name: 'held' }] });
@@ -158,7 +169,11 @@ describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 
 
   it('ignores and counts replies, errors and cancel acks for unknown job ids without closing the session', { timeout: 10_000 }, async () => {
     const s = await RawSocket.worker(hub.url, 'unknown-ids', { unknowns: 1 });
-    await waitUntil(async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'unknowns' && x.workers === 1), 2000, 'registered');
+    await waitUntil(
+      async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'unknowns' && x.workers === 1),
+      2000,
+      'registered',
+    );
     const base = (await stats(hub)).jobs;
     s.send([Op.Reply, 424242, 200, null, null, Buffer.from('"nobody asked"')]);
     s.send([Op.Error, 424243, 500, 'E_NOPE', 'nobody asked']);
@@ -178,7 +193,11 @@ describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 
 
   it('delivers the first reply to a job and drops a duplicate, counting it', { timeout: 10_000 }, async () => {
     const s = await RawSocket.worker(hub.url, 'dup', { dup: 1 });
-    await waitUntil(async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'dup' && x.workers === 1), 2000, 'registered');
+    await waitUntil(
+      async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'dup' && x.workers === 1),
+      2000,
+      'registered',
+    );
     const base = (await stats(hub)).jobs;
     const answer = post(`${hub.url}/service/dup`, '{"d":1}');
     const job = (await s.next((f) => f[0] === Op.Job)) as JobFrame;
@@ -202,16 +221,21 @@ describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 
     s.close();
   });
 
-  it('never lets a reply\'s content type or headers split the HTTP answer', { timeout: 10_000 }, async () => {
+  it("never lets a reply's content type or headers split the HTTP answer", { timeout: 10_000 }, async () => {
     const s = await RawSocket.worker(hub.url, 'splitter', { split: 4 });
-    await waitUntil(async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'split' && x.workers === 1), 2000, 'registered');
+    await waitUntil(
+      async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'split' && x.workers === 1),
+      2000,
+      'registered',
+    );
     // One keep-alive connection, two requests in turn: each must get exactly its own answer.
     const tcp = net.connect(hub.port, '127.0.0.1');
     await new Promise((r) => tcp.once('connect', r));
     let out = '';
     tcp.setEncoding('utf8');
     tcp.on('data', (d: string) => (out += d));
-    const ask = (body: string) => tcp.write(`POST /service/split HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    const ask = (body: string) =>
+      tcp.write(`POST /service/split HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
     ask('{"n":1}');
     const job = (await s.next((f) => f[0] === Op.Job)) as JobFrame;
     const injected = 'text/plain\r\nx-error-code: E_FORGED\r\nContent-Length: 5\r\n\r\nHELLOHTTP/1.1 200 OK\r\nx-injected: 1';
@@ -232,24 +256,35 @@ describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 
     s.close();
   });
 
-  it('drops the body of a 204 or 304 reply, so the caller\'s connection keeps working', { timeout: 10_000 }, async () => {
+  it("drops the body of a 204 or 304 reply, so the caller's connection keeps working", { timeout: 10_000 }, async () => {
     const s = await RawSocket.worker(hub.url, 'nobody', { bodiless: 4 });
-    await waitUntil(async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'bodiless' && x.workers === 1), 2000, 'registered');
+    await waitUntil(
+      async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'bodiless' && x.workers === 1),
+      2000,
+      'registered',
+    );
     const seen = new Set<number>();
-    s.ws.on('message', () => setImmediate(() => {
-      for (const f of s.frames) {
-        if (f[0] !== Op.Job || seen.has(f[1])) continue;
-        seen.add(f[1]);
-        const want = JSON.parse(Buffer.from(f[9]).toString()) as { status: number };
-        // A handler that returns json(null, 204) sends the body "null"; a hostile one sends an answer.
-        const body = want.status === 200 ? '"plain"' : 'HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged';
-        s.send([Op.Reply, f[1], want.status, 'application/json', null, Buffer.from(body)]);
-      }
-    }));
+    s.ws.on('message', () =>
+      setImmediate(() => {
+        for (const f of s.frames) {
+          if (f[0] !== Op.Job || seen.has(f[1])) continue;
+          seen.add(f[1]);
+          const want = JSON.parse(Buffer.from(f[9]).toString()) as { status: number };
+          // A handler that returns json(null, 204) sends the body "null"; a hostile one sends an answer.
+          const body = want.status === 200 ? '"plain"' : 'HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged';
+          s.send([Op.Reply, f[1], want.status, 'application/json', null, Buffer.from(body)]);
+        }
+      }),
+    );
     const agent = new Agent({ connections: 1 });
     try {
       for (const status of [204, 200, 304, 200, 204]) {
-        const r = await request(`${hub.url}/service/bodiless`, { method: 'POST', body: JSON.stringify({ status }), headers: { 'content-type': 'application/json' }, dispatcher: agent });
+        const r = await request(`${hub.url}/service/bodiless`, {
+          method: 'POST',
+          body: JSON.stringify({ status }),
+          headers: { 'content-type': 'application/json' },
+          dispatcher: agent,
+        });
         const text = await r.body.text();
         assert.equal(r.statusCode, status);
         assert.equal(text, status === 200 ? '"plain"' : '');
@@ -263,7 +298,11 @@ describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 
   it('never lets one session answer a job held by another', { timeout: 10_000 }, async () => {
     const a = await RawSocket.worker(hub.url, 'iso-a', { iso: 1 });
     const b = await RawSocket.worker(hub.url, 'iso-b', { iso: 1 });
-    await waitUntil(async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'iso' && x.workers === 2), 2000, 'both registered');
+    await waitUntil(
+      async () => (await stats(hub)).services.some((x: { name: string; workers: number }) => x.name === 'iso' && x.workers === 2),
+      2000,
+      'both registered',
+    );
     const base = (await stats(hub)).jobs.unknownReplies;
     const answer = post(`${hub.url}/service/iso`, '{"iso":1}');
     const holder = await Promise.race([a, b].map((s) => s.next((f) => f[0] === Op.Job).then((f) => ({ s, f: f as JobFrame }))));

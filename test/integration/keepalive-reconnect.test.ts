@@ -1,7 +1,7 @@
-import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { encodeFrame, Op, decodeFrame, type JobFrame } from '../../client/protocol.js';
+import { decodeFrame, encodeFrame, type JobFrame, Op } from '../../client/protocol.js';
 import { post, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 
 describe('keep-alive and reconnect', () => {
@@ -44,7 +44,11 @@ describe('keep-alive and reconnect', () => {
     const usurperClosed = new Promise<number>((r) => usurper.once('close', (code) => r(code)));
     await waitUntil(() => w.events('welcome').length === 2, 5000, 'worker reconnected');
     assert.equal(await usurperClosed, 4001, 'the returning worker replaced the usurper');
-    await waitUntil(async () => (await stats(hub)).workers.some((x: { instanceId: string; services: unknown[] }) => x.instanceId === 'comeback' && x.services.length === 1), 5000, 're-registered');
+    await waitUntil(
+      async () => (await stats(hub)).workers.some((x: { instanceId: string; services: unknown[] }) => x.instanceId === 'comeback' && x.services.length === 1),
+      5000,
+      're-registered',
+    );
     assert.equal((await post(`${hub.url}/service/phoenix`, '"again"')).text, '"again"');
   });
 });

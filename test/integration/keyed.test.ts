@@ -1,7 +1,7 @@
-import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { post, startHub, startWorker, stats, stopAll, waitUntil, type HubProc, type ServiceSpec } from '../helpers/processes.js';
+import { after, before, describe, it } from 'node:test';
+import { type HubProc, post, type ServiceSpec, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 
 const IDS = ['stick-a', 'stick-b', 'stick-c'];
 // Plain echo (not the meshage facade) so the fixture prints a job event, with its key, per request.
@@ -33,12 +33,14 @@ describe('keyed stickiness and broadcast', { timeout: 90_000 }, () => {
   async function ownersOf(list: string[]): Promise<Map<string, string>> {
     const m = new Map<string, string>();
     for (let i = 0; i < list.length; i += 16) {
-      await Promise.all(list.slice(i, i + 16).map(async (k) => {
-        const r = await post(`${hub.url}/api/echo/${encodeURIComponent(k)}`, '{"q":1}');
-        assert.equal(r.status, 200, `key ${k}`);
-        assert.equal(r.text, '{"q":1}');
-        m.set(k, (r.headers.get('x-served-by') ?? '').split('/')[1]!);
-      }));
+      await Promise.all(
+        list.slice(i, i + 16).map(async (k) => {
+          const r = await post(`${hub.url}/api/echo/${encodeURIComponent(k)}`, '{"q":1}');
+          assert.equal(r.status, 200, `key ${k}`);
+          assert.equal(r.text, '{"q":1}');
+          m.set(k, (r.headers.get('x-served-by') ?? '').split('/')[1]!);
+        }),
+      );
     }
     return m;
   }
@@ -59,9 +61,16 @@ describe('keyed stickiness and broadcast', { timeout: 90_000 }, () => {
   });
 
   it('keeps a key at its owner while the owner is busy, rather than spilling to a free worker', { timeout: 20_000 }, async () => {
-    await Promise.all(['busy-a', 'busy-b'].map((instanceId) => startWorker({ url: hub.url, instanceId, services: [{ name: 'busy', mode: 'sleep', sleepMs: 100, concurrency: 1 }] })));
+    await Promise.all(
+      ['busy-a', 'busy-b'].map((instanceId) =>
+        startWorker({ url: hub.url, instanceId, services: [{ name: 'busy', mode: 'sleep', sleepMs: 100, concurrency: 1 }] }),
+      ),
+    );
     const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => post(`${hub.url}/api/busy/the-one-key`, `{"i":${i}}`)));
-    assert.deepEqual(answers.map((a) => a.status), Array(6).fill(200));
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      Array(6).fill(200),
+    );
     assert.equal(new Set(answers.map((a) => a.headers.get('x-served-by'))).size, 1, 'one key, one instance');
   });
 
@@ -72,12 +81,24 @@ describe('keyed stickiness and broadcast', { timeout: 90_000 }, () => {
     let key = '';
     for (let i = 0; !key; i++) {
       const r = post(`${hub.url}/api/handoff/probe-${i}`, '{}');
-      const who = await Promise.race([r.then(() => 'next'), slow.waitFor((l) => l.event === 'job' && l.key === `probe-${i}`, 1000).then(() => 'slow', () => 'next')]);
+      const who = await Promise.race([
+        r.then(() => 'next'),
+        slow
+          .waitFor((l) => l.event === 'job' && l.key === `probe-${i}`, 1000)
+          .then(
+            () => 'slow',
+            () => 'next',
+          ),
+      ]);
       if (who === 'slow') key = `probe-${i}`;
       assert.ok(i < 50, 'no key owned by the slow worker among 50');
     }
     const waiting = Array.from({ length: 3 }, (_, i) => post(`${hub.url}/api/handoff/${key}`, `{"w":${i}}`));
-    await waitUntil(async () => (await stats(hub)).services.find((s: { name: string }) => s.name === 'handoff')?.queued === 3, 2000, 'three waiting for their owner');
+    await waitUntil(
+      async () => (await stats(hub)).services.find((s: { name: string }) => s.name === 'handoff')?.queued === 3,
+      2000,
+      'three waiting for their owner',
+    );
     assert.ok(!next.events('job').some((j) => j.key === key), 'a waiting job spilled to a worker that does not own its key');
     slow.kill('SIGKILL');
     const results = await Promise.all(waiting);
@@ -122,7 +143,10 @@ describe('keyed stickiness and broadcast', { timeout: 90_000 }, () => {
     assert.deepEqual(replies, [{ hello: 'world' }, { hello: 'world' }, { hello: 'world' }]);
     // Each instance got exactly one part.
     for (const id of IDS) {
-      const parts = procs.get(id)!.events('job').filter((j) => j.key === 'any key');
+      const parts = procs
+        .get(id)!
+        .events('job')
+        .filter((j) => j.key === 'any key');
       assert.equal(parts.length, 1, `${id} got ${parts.length} parts`);
     }
   });

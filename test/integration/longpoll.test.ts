@@ -1,9 +1,13 @@
-import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
-import { post, sleep, startHub, startWorker, stats, stopAll, waitUntil, type HubProc } from '../helpers/processes.js';
+import { type HubProc, post, sleep, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 
-interface Envelope { id: string; originalRequest: unknown; encoding?: string }
+interface Envelope {
+  id: string;
+  originalRequest: unknown;
+  encoding?: string;
+}
 
 /** One legacy long-poll: the envelope, or null on 204. */
 async function poll(hub: HubProc, service: string, query = '', signal?: AbortSignal): Promise<Envelope | null> {
@@ -154,7 +158,7 @@ describe('legacy HTTP long-poll workers', () => {
     assert.equal((await caller).text, '"from the first attempt"');
   });
 
-  it('answers 502 when every attempt\'s lease runs out', async () => {
+  it("answers 502 when every attempt's lease runs out", async () => {
     const caller = post(`${hub.url}/service/neglect`, '{}', { 'x-timeout-ms': '2900' });
     for (let attempt = 1; attempt <= 3; attempt++) assert.ok(await poll(hub, 'neglect', '?wait=2'));
     const r = await caller;
@@ -185,10 +189,12 @@ describe('legacy HTTP long-poll workers', () => {
 
   it('holds 1,000 idle long-polls and releases them cleanly', async () => {
     const agent = new Agent({ connections: 1100 });
-    const polls = Array.from({ length: 1000 }, () => request(`${hub.url}/service/crowd/jobs?wait=1.5`, { dispatcher: agent }).then(async (r) => {
-      await r.body.dump();
-      return r.statusCode;
-    }));
+    const polls = Array.from({ length: 1000 }, () =>
+      request(`${hub.url}/service/crowd/jobs?wait=1.5`, { dispatcher: agent }).then(async (r) => {
+        await r.body.dump();
+        return r.statusCode;
+      }),
+    );
     await waitUntil(async () => (await stats(hub)).longPoll.waiting === 1000, 8000, '1000 waiting');
     const codes = await Promise.all(polls);
     assert.ok(codes.every((c) => c === 204));

@@ -1,6 +1,6 @@
-import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { post, sleep, startHub, startWorker, stats, stopAll, waitUntil, type HubProc } from '../helpers/processes.js';
+import { after, before, describe, it } from 'node:test';
+import { type HubProc, post, sleep, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 
 const FAST = { 'default-timeout-ms': 5000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 };
 
@@ -36,7 +36,7 @@ describe('redelivery when a worker vanishes', { timeout: 90_000 }, () => {
     assert.equal(jobs.length, 5, 'each job ran once at the rescuer');
     for (const j of jobs) assert.equal(j.attempt, inFlight.has(j.body as string) ? 2 : 1, `attempt of ${j.body}`);
     assert.equal(jobs.filter((j) => j.attempt === 2).length, 3);
-    assert.ok(Math.max(...rescuer.events('done').map((d) => d.maxRunning as number)) <= 2, 'redelivery respects the rescuer\'s credit');
+    assert.ok(Math.max(...rescuer.events('done').map((d) => d.maxRunning as number)) <= 2, "redelivery respects the rescuer's credit");
     assert.equal((await stats(hub)).jobs.redelivered, base.redelivered + 3);
     assert.equal((await stats(hub)).openJobs, 0);
   });
@@ -70,10 +70,14 @@ describe('redelivery when a worker vanishes', { timeout: 90_000 }, () => {
     const answer = post(`${hub.url}/service/orphan`, '{"o":1}', { 'x-timeout-ms': '1500' });
     await only.waitFor((l) => l.event === 'job');
     only.kill('SIGKILL');
-    await waitUntil(async () => {
-      const s = await service(hub, 'orphan');
-      return s?.workers === 0 && s.queued === 1;
-    }, 1000, 'the job back in the queue with no worker');
+    await waitUntil(
+      async () => {
+        const s = await service(hub, 'orphan');
+        return s?.workers === 0 && s.queued === 1;
+      },
+      1000,
+      'the job back in the queue with no worker',
+    );
     const r = await answer;
     assert.equal(r.status, 504);
     assert.equal(r.json().error.code, 'E_DEADLINE');
@@ -108,7 +112,10 @@ describe('redelivery when a worker vanishes', { timeout: 90_000 }, () => {
     for (let attempt = 1; attempt <= 3; attempt++) {
       const job = await w.waitFor((l) => l.event === 'job', 3000, `attempt ${attempt}`);
       assert.equal(job.attempt, attempt);
-      const next = attempt < 3 ? await startWorker({ url: three.url, instanceId: `cursed-${attempt + 1}`, services: [{ name: 'cursed', mode: 'sleep', sleepMs: 20_000 }] }) : null;
+      const next =
+        attempt < 3
+          ? await startWorker({ url: three.url, instanceId: `cursed-${attempt + 1}`, services: [{ name: 'cursed', mode: 'sleep', sleepMs: 20_000 }] })
+          : null;
       w.kill('SIGKILL');
       await w.exited;
       if (next) w = next;
@@ -119,9 +126,11 @@ describe('redelivery when a worker vanishes', { timeout: 90_000 }, () => {
     assert.equal((await stats(three)).jobs.redelivered, 2);
   });
 
-  it('passes an error reply to the caller as final: 500 with the handler\'s code, never redelivered', { timeout: 15_000 }, async () => {
+  it("passes an error reply to the caller as final: 500 with the handler's code, never redelivered", { timeout: 15_000 }, async () => {
     const base = (await stats(hub)).jobs;
-    const ws = await Promise.all(['fail-a', 'fail-b'].map((instanceId) => startWorker({ url: hub.url, instanceId, services: [{ name: 'broken', mode: 'fail' }] })));
+    const ws = await Promise.all(
+      ['fail-a', 'fail-b'].map((instanceId) => startWorker({ url: hub.url, instanceId, services: [{ name: 'broken', mode: 'fail' }] })),
+    );
     for (let i = 0; i < 4; i++) {
       const r = await post(`${hub.url}/service/broken`, `{"f":${i}}`);
       assert.equal(r.status, 500);

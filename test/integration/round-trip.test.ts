@@ -1,8 +1,8 @@
-import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
 import { Client } from '../../client/client.js';
 import { Worker } from '../../client/worker.js';
-import { post, startHub, startWorker, stopAll, type HubProc } from '../helpers/processes.js';
+import { type HubProc, post, startHub, startWorker, stopAll } from '../helpers/processes.js';
 
 describe('round trips through one hub', () => {
   let hub: HubProc;
@@ -21,7 +21,11 @@ describe('round trips through one hub', () => {
 
   it('passes bodies, content type, query and allowed headers through untouched', async () => {
     const body = Buffer.from([0, 1, 2, 255, 254, 10, 13]);
-    const r = await fetch(`${hub.url}/service/raw?x=1&y=2`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', 'x-request-id': 'abc' } });
+    const r = await fetch(`${hub.url}/service/raw?x=1&y=2`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/octet-stream', 'x-request-id': 'abc' },
+    });
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('content-type'), 'application/octet-stream');
     assert.equal(r.headers.get('x-instance'), 'echo-1');
@@ -33,33 +37,36 @@ describe('round trips through one hub', () => {
     const { connect } = await import('node:net');
     const url = new URL(hub.url);
     /** Sends `body` over a raw socket in `pieces` writes, with Content-Length or chunked. */
-    const raw = (body: Buffer, pieces: number, chunked: boolean): Promise<Buffer> => new Promise((resolve, reject) => {
-      const sock = connect(Number(url.port), url.hostname);
-      const out: Buffer[] = [];
-      sock.on('data', (d) => out.push(d));
-      sock.on('error', reject);
-      sock.on('close', () => {
-        const all = Buffer.concat(out);
-        const split = all.indexOf('\r\n\r\n');
-        const head = all.subarray(0, split).toString();
-        if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(head));
-        resolve(all.subarray(split + 4));
+    const raw = (body: Buffer, pieces: number, chunked: boolean): Promise<Buffer> =>
+      new Promise((resolve, reject) => {
+        const sock = connect(Number(url.port), url.hostname);
+        const out: Buffer[] = [];
+        sock.on('data', (d) => out.push(d));
+        sock.on('error', reject);
+        sock.on('close', () => {
+          const all = Buffer.concat(out);
+          const split = all.indexOf('\r\n\r\n');
+          const head = all.subarray(0, split).toString();
+          if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(head));
+          resolve(all.subarray(split + 4));
+        });
+        sock.write(
+          `POST /service/raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n${chunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${body.length}`}\r\n\r\n`,
+        );
+        const step = Math.ceil(body.length / pieces);
+        let at = 0;
+        const next = (): void => {
+          if (at >= body.length) {
+            if (chunked) sock.write('0\r\n\r\n');
+            return;
+          }
+          const part = body.subarray(at, at + step);
+          at += part.length;
+          sock.write(chunked ? Buffer.concat([Buffer.from(`${part.length.toString(16)}\r\n`), part, Buffer.from('\r\n')]) : part);
+          setTimeout(next, 5); // separate TCP segments, so the hub sees several data events
+        };
+        next();
       });
-      sock.write(`POST /service/raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n${chunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${body.length}`}\r\n\r\n`);
-      const step = Math.ceil(body.length / pieces);
-      let at = 0;
-      const next = (): void => {
-        if (at >= body.length) {
-          if (chunked) sock.write('0\r\n\r\n');
-          return;
-        }
-        const part = body.subarray(at, at + step);
-        at += part.length;
-        sock.write(chunked ? Buffer.concat([Buffer.from(`${part.length.toString(16)}\r\n`), part, Buffer.from('\r\n')]) : part);
-        setTimeout(next, 5); // separate TCP segments, so the hub sees several data events
-      };
-      next();
-    });
     for (const size of [1, 100, 65_537, 300_000]) {
       const body = randomBytes(size);
       const whole = await fetch(`${hub.url}/service/raw`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
@@ -76,7 +83,7 @@ describe('round trips through one hub', () => {
       const client = new Client({ url: hub.url, transport });
       try {
         const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => client.requestKeyed('echo', `k${i}`, { i })));
-        answers.forEach((a, i) => assert.deepEqual(a.json(), { echoed: { stream: 'echo', partitionKey: `k${i}`, i } }));
+        for (const [i, a] of answers.entries()) assert.deepEqual(a.json(), { echoed: { stream: 'echo', partitionKey: `k${i}`, i } });
         const plain = await client.request('echo', { a: 1 });
         assert.deepEqual(plain.json(), { echoed: { stream: 'echo', a: 1 } });
         const b = await client.broadcast('echo', 'k', { b: 2 });

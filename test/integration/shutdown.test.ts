@@ -1,5 +1,5 @@
-import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { post, sleep, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 
@@ -18,13 +18,17 @@ describe('graceful shutdown', () => {
       while (!stop) {
         const n = sent++;
         try {
-          const r = await request(`${hub.url}/service/steady`, { method: 'POST', body: `{"n":${n}}`, headers: { 'content-type': 'application/json' }, dispatcher: agent });
+          const r = await request(`${hub.url}/service/steady`, {
+            method: 'POST',
+            body: `{"n":${n}}`,
+            headers: { 'content-type': 'application/json' },
+            dispatcher: agent,
+          });
           const text = await r.body.text();
           if (r.statusCode === 200) {
             assert.equal(text, `{"n":${n}}`);
             served.add(text);
-          }
-          else assert.equal(JSON.parse(text).error.code, 'E_SHUTTING_DOWN');
+          } else assert.equal(JSON.parse(text).error.code, 'E_SHUTTING_DOWN');
           outcomes.push(r.statusCode);
         } catch (err) {
           // After the hub closed its port, a new connection is refused: that is not an answer to count.
@@ -47,7 +51,10 @@ describe('graceful shutdown', () => {
     assert.ok(ok > 100, `only ${ok} requests served`);
     // Connection-level failures are allowed only for requests sent after the port closed;
     // never a reset for a request the hub had accepted: every accepted one got 200 or 503.
-    assert.ok(other.every((o) => o === 'ECONNREFUSED' || o === 'UND_ERR_SOCKET' || o === 'ECONNRESET'), `unexpected: ${other.join(',')}`);
+    assert.ok(
+      other.every((o) => o === 'ECONNREFUSED' || o === 'UND_ERR_SOCKET' || o === 'ECONNRESET'),
+      `unexpected: ${other.join(',')}`,
+    );
     // Every job a worker received was answered to its caller with the worker's reply.
     const received = w.events('job').map((j) => j.body as string);
     assert.ok(received.length >= ok);
@@ -58,8 +65,11 @@ describe('graceful shutdown', () => {
     const hub = await startHub({ 'shutdown-grace-ms': 2000, 'default-timeout-ms': 10_000, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
     const w = await startWorker({ url: hub.url, services: [{ name: 'drain-load', mode: 'sleep', sleepMs: 50, concurrency: 10 }] });
     const agent = new Agent({ connections: 256 });
-    const send = (body: string) => request(`${hub.url}/service/drain-load`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent })
-      .then(async (r) => ({ status: r.statusCode, text: await r.body.text() }), (err: NodeJS.ErrnoException) => ({ status: -1, text: String(err.code ?? err) }));
+    const send = (body: string) =>
+      request(`${hub.url}/service/drain-load`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent }).then(
+        async (r) => ({ status: r.statusCode, text: await r.body.text() }),
+        (err: NodeJS.ErrnoException) => ({ status: -1, text: String(err.code ?? err) }),
+      );
     try {
       assert.equal((await fetch(`${hub.url}/readyz`)).status, 200);
       // 200 requests in flight: ten run at the worker, the rest wait in the hub's queue (about a second of work).
@@ -71,7 +81,7 @@ describe('graceful shutdown', () => {
       const exit = await hub.exited;
       const answers = await Promise.all(inFlight);
       assert.equal(exit.code, 0, `hub exit ${JSON.stringify(exit)}`);
-      answers.forEach((a, i) => assert.deepEqual(a, { status: 200, text: `{"n":${i}}` }, `request ${i}`));
+      for (const [i, a] of answers.entries()) assert.deepEqual(a, { status: 200, text: `{"n":${i}}` }, `request ${i}`);
       for (const a of late) {
         assert.equal(a.status, 503, a.text);
         assert.equal(JSON.parse(a.text).error.code, 'E_SHUTTING_DOWN');
@@ -104,7 +114,10 @@ describe('graceful shutdown', () => {
   it('answers 503 E_SHUTTING_DOWN for jobs still open when the grace period ends', async () => {
     const hub = await startHub({ 'shutdown-grace-ms': 300 });
     await startWorker({ url: hub.url, services: [{ name: 'forever', mode: 'hang' }] });
-    const answer = fetch(`${hub.url}/service/forever`, { method: 'POST', body: '{}' }).then(async (r) => [r.status, ((await r.json()) as { error: { code: string } }).error.code]);
+    const answer = fetch(`${hub.url}/service/forever`, { method: 'POST', body: '{}' }).then(async (r) => [
+      r.status,
+      ((await r.json()) as { error: { code: string } }).error.code,
+    ]);
     await sleep(100);
     hub.kill('SIGTERM');
     assert.deepEqual(await answer, [503, 'E_SHUTTING_DOWN']);

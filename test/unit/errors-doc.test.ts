@@ -3,10 +3,11 @@
  * table of statuses. Both must list every code with its status and name no code that does
  * not exist.
  */
-import { describe, it } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ERRORS } from '../../client/errors.js';
 
@@ -23,7 +24,12 @@ function tableRows(doc: string, header: string): string[][] {
   const rows: string[][] = [];
   for (const line of lines.slice(start + 2)) {
     if (!line.startsWith('|')) break;
-    rows.push(line.split('|').slice(1, -1).map((c) => c.trim()));
+    rows.push(
+      line
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim()),
+    );
   }
   return rows;
 }
@@ -50,7 +56,10 @@ describe('the error catalogue and its documentation agree', () => {
   });
 
   it('names no E_ code that is not in the catalogue', () => {
-    for (const [file, doc] of [['PROTOCOL.md', protocolMd], ['README.md', readme]] as const) {
+    for (const [file, doc] of [
+      ['PROTOCOL.md', protocolMd],
+      ['README.md', readme],
+    ] as const) {
       for (const [code] of doc.matchAll(/\bE_[A-Z0-9_]+\b/g)) assert.ok(code in ERRORS, `${file} names ${code}, which is not in client/errors.ts`);
     }
   });

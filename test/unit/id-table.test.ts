@@ -1,5 +1,5 @@
-import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { IdTable } from '../../server/id-table.js';
 
@@ -7,7 +7,11 @@ describe('id table', () => {
   it('holds exactly what a Map would, whatever the order jobs are answered in', () => {
     // Each step either sends a new job (next sequential id) or answers the held job at a
     // position; some jobs are held for thousands of ids, as a hung handler's would be.
-    const step = fc.oneof(fc.constant({ op: 'add' as const }), fc.nat().map((n) => ({ op: 'take' as const, n })), fc.nat().map((n) => ({ op: 'ghost' as const, n })));
+    const step = fc.oneof(
+      fc.constant({ op: 'add' as const }),
+      fc.nat().map((n) => ({ op: 'take' as const, n })),
+      fc.nat().map((n) => ({ op: 'ghost' as const, n })),
+    );
     fc.assert(
       fc.property(fc.array(step, { maxLength: 3000 }), fc.integer({ min: 1, max: 40 }), (steps, holdEvery) => {
         const table = new IdTable<{ wireId: number }>();
@@ -32,8 +36,14 @@ describe('id table', () => {
           assert.equal(table.size, model.size);
         }
         for (const [id, job] of model) assert.equal(table.get(id), job);
-        const drained = table.drain().map((j) => j.wireId).sort((a, b) => a - b);
-        assert.deepEqual(drained, [...model.keys()].sort((a, b) => a - b));
+        const drained = table
+          .drain()
+          .map((j) => j.wireId)
+          .sort((a, b) => a - b);
+        assert.deepEqual(
+          drained,
+          [...model.keys()].sort((a, b) => a - b),
+        );
         assert.equal(table.size, 0);
         assert.equal(table.get(1), undefined);
       }),
@@ -57,12 +67,15 @@ describe('id table', () => {
   it('stays exact for ids that all land on one slot, as a hostile caller may choose them', () => {
     const table = new IdTable<number>();
     const ids = Array.from({ length: 500 }, (_, i) => i * 65_536 + 7);
-    ids.forEach((id) => table.add(id, id));
+    for (const id of ids) table.add(id, id);
     assert.equal(table.size, 500);
     for (const id of ids) assert.equal(table.get(id), id);
     assert.equal(table.get(7 + 64), undefined);
     for (const id of ids.filter((_, i) => i % 2)) assert.equal(table.take(id), id);
     assert.equal(table.size, 250);
-    assert.deepEqual(table.drain().sort((a, b) => a - b), ids.filter((_, i) => i % 2 === 0));
+    assert.deepEqual(
+      table.drain().sort((a, b) => a - b),
+      ids.filter((_, i) => i % 2 === 0),
+    );
   });
 });

@@ -1,7 +1,7 @@
-import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fc from 'fast-check';
+import { describe, it } from 'node:test';
 import { decode, encode } from '@msgpack/msgpack';
+import fc from 'fast-check';
 import { pack } from '../../client/msgpack-writer.js';
 
 /** The values a frame can hold: what the writer must encode exactly like a reference encoder. */
@@ -47,12 +47,33 @@ describe('msgpack writer', () => {
 
   it('picks the shortest header at every size boundary', () => {
     const cases: [unknown, string][] = [
-      [127, '7f'], [128, 'cc80'], [255, 'ccff'], [256, 'cd0100'], [65535, 'cdffff'], [65536, 'ce00010000'],
-      [2 ** 32 - 1, 'ceffffffff'], [2 ** 32, 'cf0000000100000000'], [-1, 'ff'], [-32, 'e0'], [-33, 'd0df'],
-      [-128, 'd080'], [-129, 'd1ff7f'], [-32768, 'd18000'], [-32769, 'd2ffff7fff'], [1.5, 'cb3ff8000000000000'],
-      ['', 'a0'], ['a'.repeat(31), 'bf' + '61'.repeat(31)], ['a'.repeat(32), 'd920' + '61'.repeat(32)],
-      ['é', 'a2c3a9'], [new Uint8Array([1, 2]), 'c4020102'], [[], '90'], [{}, '80'], [null, 'c0'], [undefined, 'c0'],
-      [true, 'c3'], [false, 'c2'],
+      [127, '7f'],
+      [128, 'cc80'],
+      [255, 'ccff'],
+      [256, 'cd0100'],
+      [65535, 'cdffff'],
+      [65536, 'ce00010000'],
+      [2 ** 32 - 1, 'ceffffffff'],
+      [2 ** 32, 'cf0000000100000000'],
+      [-1, 'ff'],
+      [-32, 'e0'],
+      [-33, 'd0df'],
+      [-128, 'd080'],
+      [-129, 'd1ff7f'],
+      [-32768, 'd18000'],
+      [-32769, 'd2ffff7fff'],
+      [1.5, 'cb3ff8000000000000'],
+      ['', 'a0'],
+      ['a'.repeat(31), `bf${'61'.repeat(31)}`],
+      ['a'.repeat(32), `d920${'61'.repeat(32)}`],
+      ['é', 'a2c3a9'],
+      [new Uint8Array([1, 2]), 'c4020102'],
+      [[], '90'],
+      [{}, '80'],
+      [null, 'c0'],
+      [undefined, 'c0'],
+      [true, 'c3'],
+      [false, 'c2'],
     ];
     for (const [v, hex] of cases) assert.equal(pack(v).toString('hex'), hex, `encoding of ${String(v)}`);
     assert.equal(pack('x'.repeat(256)).subarray(0, 3).toString('hex'), 'da0100');

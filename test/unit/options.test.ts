@@ -1,8 +1,8 @@
-import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { describe, it } from 'node:test';
 import { HUB_DEFAULTS, InvalidOptionError, optionsFromSources, resolveHubOptions } from '../../server/options.js';
 
 describe('hub options', () => {
@@ -27,7 +27,11 @@ describe('hub options', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'astromesh-'));
     const file = path.join(dir, 'hub.json');
     writeFileSync(file, JSON.stringify({ maxAttempts: 7, defaultTimeoutMs: 1000, serviceLingerMs: 5 }));
-    const o = optionsFromSources(['--config', file, '--default-timeout-ms', '2000', '--port=0'], { ASTROMESH_DEFAULT_TIMEOUT_MS: '3000', ASTROMESH_SERVICE_LINGER_MS: '9', ASTROMESH_FORWARD_HEADERS: 'x-a, X-B' });
+    const o = optionsFromSources(['--config', file, '--default-timeout-ms', '2000', '--port=0'], {
+      ASTROMESH_DEFAULT_TIMEOUT_MS: '3000',
+      ASTROMESH_SERVICE_LINGER_MS: '9',
+      ASTROMESH_FORWARD_HEADERS: 'x-a, X-B',
+    });
     assert.equal(o.defaultTimeoutMs, 2000);
     assert.equal(o.serviceLingerMs, 9);
     assert.equal(o.maxAttempts, 7);

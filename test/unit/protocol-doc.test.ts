@@ -3,10 +3,11 @@
  * encodeFrame writes, every op and close code is documented, and the partitioning tables are
  * what the hub's ring computes.
  */
-import { describe, it } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CloseCode, encodeFrame, Op } from '../../client/protocol.js';
 import { EXAMPLE_FRAMES, exampleListing } from '../helpers/example-frames.js';
@@ -23,7 +24,11 @@ function listingInDoc(name: string): string | null {
 
 /** The bytes of a listing: the hex pairs at the start of each line. */
 function bytesOf(listing: string): string {
-  return listing.split('\n').map((line) => /^((?:[0-9a-f]{2} ?)+)/.exec(line)?.[1]?.trim() ?? '').filter(Boolean).join(' ');
+  return listing
+    .split('\n')
+    .map((line) => /^((?:[0-9a-f]{2} ?)+)/.exec(line)?.[1]?.trim() ?? '')
+    .filter(Boolean)
+    .join(' ');
 }
 
 describe('PROTOCOL.md agrees with the code', () => {

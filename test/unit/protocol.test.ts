@@ -1,17 +1,30 @@
-import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { pack, Packr } from 'msgpackr';
+import { describe, it } from 'node:test';
 import { encode } from '@msgpack/msgpack';
+import { Packr, pack } from 'msgpackr';
 import {
-  decodeFrame, encodeFrame, isValidInstanceId, isValidKey, isValidName, negotiateVersion, Op, ProtocolError, SUPPORTED_VERSIONS, type Frame,
+  decodeFrame,
+  encodeFrame,
+  type Frame,
+  isValidInstanceId,
+  isValidKey,
+  isValidName,
+  negotiateVersion,
+  Op,
+  ProtocolError,
+  SUPPORTED_VERSIONS,
 } from '../../client/protocol.js';
 import { EXAMPLE_FRAMES } from '../helpers/example-frames.js';
 
 /** Frames with bodies as hex strings, so Buffer and Uint8Array compare equal. */
 const norm = (f: unknown): unknown =>
-  f instanceof Uint8Array ? `bin:${Buffer.from(f).toString('hex')}`
-    : Array.isArray(f) ? f.map(norm)
-      : f && typeof f === 'object' ? Object.fromEntries(Object.entries(f).map(([k, v]) => [k, norm(v)])) : f;
+  f instanceof Uint8Array
+    ? `bin:${Buffer.from(f).toString('hex')}`
+    : Array.isArray(f)
+      ? f.map(norm)
+      : f && typeof f === 'object'
+        ? Object.fromEntries(Object.entries(f).map(([k, v]) => [k, norm(v)]))
+        : f;
 
 /** msgpackr with its own extension types on (Set, Error, RegExp...), to write frames a hub must refuse. */
 const withExtensions = new Packr({ useRecords: false, moreTypes: true });

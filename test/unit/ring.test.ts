@@ -1,7 +1,7 @@
-import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { memberSeed, murmur3, ownerOf, rank, type RingMember } from '../../server/ring.js';
+import { memberSeed, murmur3, ownerOf, type RingMember, rank } from '../../server/ring.js';
 
 const enc = new TextEncoder();
 const member = (id: string, weight = 1): RingMember => ({ consumer: { instanceId: id }, weight, seed: memberSeed(id) });
@@ -17,29 +17,34 @@ describe('ring: murmur3 and weighted rendezvous hashing', () => {
   });
 
   it('gives the same owner for the same key and members, in any member order', () => {
-    fc.assert(fc.property(fc.string({ minLength: 1, maxLength: 64 }), fc.integer({ min: 1, max: 12 }), (key, n) => {
-      const ms = members(n);
-      const a = ownerOf(key, ms);
-      const b = ownerOf(key, [...ms].reverse());
-      assert.equal(a, b);
-      assert.equal(rank(key, ms)[0], a);
-    }));
+    fc.assert(
+      fc.property(fc.string({ minLength: 1, maxLength: 64 }), fc.integer({ min: 1, max: 12 }), (key, n) => {
+        const ms = members(n);
+        const a = ownerOf(key, ms);
+        const b = ownerOf(key, [...ms].reverse());
+        assert.equal(a, b);
+        assert.equal(rank(key, ms)[0], a);
+      }),
+    );
   });
 
   it('moves only the keys the new member wins when a member joins', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 10 }), fc.array(fc.string({ minLength: 1, maxLength: 32 }), { minLength: 50, maxLength: 200 }), (n, keys) => {
-      const before = members(n);
-      const joined = member('newcomer');
-      const after = [...before, joined];
-      for (const k of keys) {
-        const o1 = ownerOf(k, before)!;
-        const o2 = ownerOf(k, after)!;
-        assert.ok(o2 === o1 || o2 === joined, `key ${k} moved between old members`);
-      }
-    }), { numRuns: 50 });
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 10 }), fc.array(fc.string({ minLength: 1, maxLength: 32 }), { minLength: 50, maxLength: 200 }), (n, keys) => {
+        const before = members(n);
+        const joined = member('newcomer');
+        const after = [...before, joined];
+        for (const k of keys) {
+          const o1 = ownerOf(k, before)!;
+          const o2 = ownerOf(k, after)!;
+          assert.ok(o2 === o1 || o2 === joined, `key ${k} moved between old members`);
+        }
+      }),
+      { numRuns: 50 },
+    );
   });
 
-  it('moves only the leaving member\'s keys, to the next in its ranking', () => {
+  it("moves only the leaving member's keys, to the next in its ranking", () => {
     const ms = members(8);
     const gone = ms[3]!;
     const rest = ms.filter((m) => m !== gone);
@@ -60,7 +65,7 @@ describe('ring: murmur3 and weighted rendezvous hashing', () => {
       const o = ownerOf(`user:${i}`, ms)!;
       counts.set(o, (counts.get(o) ?? 0) + 1);
     }
-    for (const c of counts.values()) assert.ok(Math.abs(c - N / 10) < N / 10 * 0.08, `share ${c} far from ${N / 10}`);
+    for (const c of counts.values()) assert.ok(Math.abs(c - N / 10) < (N / 10) * 0.08, `share ${c} far from ${N / 10}`);
     const heavy = member('heavy', 3);
     const light = member('light', 1);
     let h = 0;

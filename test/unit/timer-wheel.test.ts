@@ -1,6 +1,6 @@
-import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { now, TimerWheel, type Timed } from '../../server/timer-wheel.js';
+import { describe, it } from 'node:test';
+import { now, type Timed, TimerWheel } from '../../server/timer-wheel.js';
 
 class Item implements Timed {
   due = 0;
@@ -55,7 +55,9 @@ describe('timer wheel', () => {
     await sleep(50);
     assert.deepEqual(fired.sort(), ['a', 'c']);
     let visited = 0;
-    wheel.forEach(() => visited++);
+    wheel.forEach(() => {
+      visited++;
+    });
     assert.equal(visited, 0);
     wheel.stop();
   });
