@@ -7,8 +7,9 @@
 import type { HttpResponse, RecognizedString } from 'uWebSockets.js';
 import { STATUS_CODES } from 'node:http';
 import { ERRORS, type ErrorCode, errorBody, isErrorCode } from '../client/errors.js';
-import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, type Headers, SERVED_BY_HEADER } from '../client/protocol.js';
+import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, SERVED_BY_HEADER } from '../client/protocol.js';
 import type { Job, JobWaiter } from './job.js';
+import { isPassableHeader, isSafeHeaderValue } from './reply-headers.js';
 
 const statusLines = new Map<number, string>();
 /** "200 OK" for 200, cached. */
@@ -19,48 +20,6 @@ export function statusLine(status: number): string {
     if (statusLines.size < 512) statusLines.set(status, line);
   }
   return line;
-}
-
-/** Headers a worker may not set: framing, hop-by-hop, and the ones the hub writes itself. */
-const RESERVED = new Set([
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'upgrade',
-  'te',
-  'trailer',
-  'date',
-  'proxy-authenticate',
-  'proxy-connection',
-  'content-type',
-  SERVED_BY_HEADER,
-  ERROR_CODE_HEADER,
-  'retry-after',
-]);
-const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
-const VALUE_RE = /^[\t\x20-\x7e\x80-\xff]{0,8192}$/;
-
-/** Whether a worker-supplied header may reach an HTTP caller. */
-export function isPassableHeader(name: string, value: string): boolean {
-  return TOKEN_RE.test(name) && !RESERVED.has(name.toLowerCase()) && VALUE_RE.test(value);
-}
-
-/**
- * Headers of a WebSocket Response frame: the error code for an error, else the reply's own
- * headers with the same filter HTTP answers get (a worker cannot forge `x-error-code`).
- */
-export function answerHeaders(job: Job): Headers | null {
-  if (job.errorCode !== null) {
-    const h: Headers = { [ERROR_CODE_HEADER]: String(job.errorCode) };
-    if (job.status === 503) h['retry-after'] = '1';
-    return h;
-  }
-  const own = job.replyHeaders;
-  if (!own) return null;
-  let passed: Headers | null = null;
-  for (const name in own) if (isPassableHeader(name, own[name]!)) (passed ??= {})[name] = own[name]!;
-  return passed;
 }
 
 /** Writes a hub error as the whole answer. Call inside a cork (or a uWS handler). */
@@ -87,7 +46,7 @@ export function writeJobAnswer(res: HttpResponse, job: Job, hubId: string): void
   // A content type with CR/LF would let a worker split the response (forge headers, answer
   // the next request on a keep-alive connection): such a value falls back to the default.
   const ct = job.replyContentType;
-  res.writeHeader('content-type', ct !== null && VALUE_RE.test(ct) ? ct : DEFAULT_CONTENT_TYPE);
+  res.writeHeader('content-type', ct !== null && isSafeHeaderValue(ct) ? ct : DEFAULT_CONTENT_TYPE);
   res.writeHeader(SERVED_BY_HEADER, job.servedBy ?? hubId);
   const h = job.replyHeaders;
   if (h) for (const name in h) if (isPassableHeader(name, h[name]!)) res.writeHeader(name, h[name]!);

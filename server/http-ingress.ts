@@ -11,6 +11,7 @@ import type { Dispatcher } from './dispatcher.js';
 import { Job, JobState } from './job.js';
 import type { HubOptions } from './options.js';
 import { now } from './timer-wheel.js';
+import { decodeParam } from './url-params.js';
 
 export class HttpIngress {
   readonly answers: HttpAnswerQueue;
@@ -109,16 +110,6 @@ export class HttpIngress {
 }
 
 const EMPTY = new Uint8Array(0);
-
-/** URL parameters arrive percent-encoded; a malformed escape yields an invalid name. */
-export function decodeParam(raw: string): string {
-  if (raw.indexOf('%') === -1) return raw;
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return '';
-  }
-}
 
 /** X-Timeout-Ms: absent → default; a positive integer, clamped to the maximum; else -1. */
 function parseTimeout(raw: string, o: HubOptions): number {

@@ -14,7 +14,8 @@ import { LongPoll } from './longpoll.js';
 import { type HubOptions, resolveHubOptions } from './options.js';
 import { buildStats } from './stats.js';
 import { now } from './timer-wheel.js';
-import { type SessionData, type SessionHost, WorkerSession } from './worker-session.js';
+import { UwsSessionSocket } from './uws-session-socket.js';
+import { type SessionHost, WorkerSession } from './worker-session.js';
 
 export type HubState = 'new' | 'listening' | 'draining' | 'closed';
 
@@ -149,18 +150,17 @@ export class Hub implements SessionHost {
       },
       open: (ws: WebSocket<SessionData>) => {
         const session = ws.getUserData().session;
-        session.attach(ws);
+        session.attach(new UwsSessionSocket(ws));
         this.sessions.add(session);
       },
-      message: (ws, message, isBinary) => ws.getUserData().session.onMessage(message, isBinary),
+      // The message's bytes are lent by uWS for this call only.
+      message: (ws, message, isBinary) => ws.getUserData().session.onMessage(new Uint8Array(message), isBinary, true),
       drain: (ws) => ws.getUserData().session.onDrain(),
-      pong: (ws) => {
-        ws.getUserData().session.lastSeen = now();
-      },
+      pong: (ws) => ws.getUserData().session.onPong(),
       close: (ws) => {
         // The socket can no longer be used here: only our own state is touched.
         const session = ws.getUserData().session;
-        session.teardown();
+        session.onClose();
         this.forget(session);
       },
     });
@@ -206,6 +206,11 @@ export class Hub implements SessionHost {
       this.dispatcher.sweepServices();
     }
   }
+}
+
+/** What uWS keeps with each accepted WebSocket. */
+interface SessionData {
+  session: WorkerSession;
 }
 
 function json(res: HttpResponse, status: string, value: unknown): void {

@@ -11,10 +11,10 @@ import { ownCopy } from '../client/bytes.js';
 import { isValidName } from '../client/protocol.js';
 import { writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
-import { decodeParam } from './http-ingress.js';
 import { type Consumer, type Job, JobState, type Registration } from './job.js';
 import type { HubOptions } from './options.js';
 import { now, type Timed, TimerWheel } from './timer-wheel.js';
+import { decodeParam } from './url-params.js';
 
 /** Something the long-poll wheel fires: a poll whose wait ended, or a lease. */
 interface PollTimer extends Timed {

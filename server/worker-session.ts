@@ -1,9 +1,9 @@
 /**
- * One WebSocket connection: a worker that serves services, a client that sends requests, or
+ * One WebSocket session: a worker that serves services, a client that sends requests, or
  * both. It turns frames into dispatcher calls and jobs into frames, keeps the credit the
- * worker granted, and stops sending while its socket is backed up.
+ * worker granted, and stops sending while its socket is backed up. The socket itself is an
+ * adapter (uWebSockets.js for accepted connections, `ws` for dialled ones).
  */
-import type { WebSocket } from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import { ERRORS, type ErrorCode, errorBody } from '../client/errors.js';
 import {
@@ -21,12 +21,13 @@ import {
   type RequestFrame,
   RequestMode,
 } from '../client/protocol.js';
-import { answerHeaders } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
 import { type Flushable, scheduleFlush } from './frame-flusher.js';
 import { IdTable } from './id-table.js';
 import { type Consumer, Job, JobState, type JobWaiter, type Registration } from './job.js';
 import type { HubOptions } from './options.js';
+import { answerHeaders } from './reply-headers.js';
+import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
 import { now } from './timer-wheel.js';
 
 /** What the hub gives every session. */
@@ -45,11 +46,7 @@ export type SessionState = 'hello' | 'open' | 'draining' | 'closed';
 const MAX_CONCURRENCY = 100_000;
 const MAX_WEIGHT = 1_000_000;
 
-export interface SessionData {
-  session: WorkerSession;
-}
-
-export class WorkerSession implements Consumer, JobWaiter, Flushable {
+export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSocketEvents {
   state: SessionState = 'hello';
   instanceId = '';
   role: 'worker' | 'client' = 'client';
@@ -69,7 +66,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   readonly inflight = new IdTable<Job>();
   /** This session's own requests by request id. */
   readonly requests = new IdTable<Job>();
-  private ws: WebSocket<SessionData> | null = null;
+  private socket: SessionSocket | null = null;
   private outbox: Uint8Array[] = [];
   private nextWireId = 1;
 
@@ -81,8 +78,8 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     this.nextPingAt = this.createdAt + Math.random() * host.options.pingIntervalMs;
   }
 
-  attach(ws: WebSocket<SessionData>): void {
-    this.ws = ws;
+  attach(socket: SessionSocket): void {
+    this.socket = socket;
   }
 
   // ---- Consumer ----
@@ -120,13 +117,13 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
 
   // ---- frames in ----
 
-  onMessage(data: ArrayBuffer, isBinary: boolean): void {
+  onMessage(data: Uint8Array, isBinary: boolean, borrowed: boolean): void {
     this.lastSeen = now();
     this.host.counters.framesIn++;
     if (!isBinary) return this.protocolError('E_PROTOCOL', 'frames must be binary msgpack messages', null, true);
     let frame: Frame;
     try {
-      frame = decodeFrame(new Uint8Array(data), true);
+      frame = decodeFrame(data, borrowed);
     } catch (err) {
       return this.protocolError('E_PROTOCOL', (err as Error).message, null, true);
     }
@@ -271,39 +268,35 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   }
 
   flush(): void {
-    const ws = this.ws;
-    if (!ws || this.state === 'closed' || this.outbox.length === 0) return;
+    const socket = this.socket;
+    if (!socket || this.state === 'closed' || this.outbox.length === 0) return;
     const limit = this.host.options.maxBackpressureBytes;
     const out = this.outbox;
-    // One native call for the buffer level, then count what we add: uWS buffers only what
-    // the socket refuses, so this estimate never undercounts.
-    let level = ws.getBufferedAmount();
-    let i = 0;
-    const sendSome = (): void => {
-      while (i < out.length && level < limit) {
-        const f = out[i++]!;
-        ws.send(f, true, false);
-        level += f.byteLength;
-      }
-    };
-    ws.cork(sendSome);
-    // The estimate overcounts what the socket took at once when the cork ended. Frames left
-    // over with the socket not really backed up would wait for a drain event that never comes.
-    while (i < out.length && (level = ws.getBufferedAmount()) < limit) ws.cork(sendSome);
+    const i = socket.writeFrames(out, 0, limit);
     this.host.counters.framesOut += i;
     this.outbox = i === out.length ? [] : out.slice(i);
     const wasBlocked = this.blocked;
-    this.blocked = this.outbox.length > 0 || (level >= limit && ws.getBufferedAmount() >= limit);
+    // Only an estimate at the limit costs a second native call to confirm it.
+    this.blocked = this.outbox.length > 0 || (socket.level >= limit && socket.bufferedAmount() >= limit);
     if (wasBlocked && !this.blocked) this.reoffer();
   }
 
-  /** uWS says the socket drained: send what waited and take work again. */
+  /** The socket drained: send what waited and take work again. */
   onDrain(): void {
     if (this.outbox.length > 0) this.flush();
-    else if (this.blocked && this.ws && this.ws.getBufferedAmount() < this.host.options.maxBackpressureBytes) {
+    else if (this.blocked && this.socket && this.socket.bufferedAmount() < this.host.options.maxBackpressureBytes) {
       this.blocked = false;
       this.reoffer();
     }
+  }
+
+  onPong(): void {
+    this.lastSeen = now();
+  }
+
+  /** The socket is gone (closed by either side). */
+  onClose(): void {
+    this.teardown();
   }
 
   private reoffer(): void {
@@ -329,29 +322,25 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
   /** Closes the socket; teardown runs now, not when uWS gets round to the close event. */
   close(code: number, reason: string): void {
     if (this.state === 'closed') return;
-    const ws = this.ws;
+    const socket = this.socket;
     if (code === CloseCode.GoingAway || code === CloseCode.Normal) {
       this.send(encodeFrame([Op.Goodbye, null, reason]));
       this.flush();
     }
     this.teardown();
-    try {
-      ws?.end(code, reason);
-    } catch {
-      // Already closed by the peer: nothing to end.
-    }
+    socket?.end(code, reason);
   }
 
   /** Sends a ping, or closes a session that stayed silent too long. Called by the hub's sweep. */
   keepAlive(at: number): void {
-    if (this.state === 'closed' || !this.ws) return;
+    if (this.state === 'closed' || !this.socket) return;
     this.nextPingAt = at + this.host.options.pingIntervalMs;
     if (at - this.lastSeen > this.host.options.pongTimeoutMs) {
       this.close(CloseCode.Unresponsive, 'no pong');
       return;
     }
     if (this.blocked) this.onDrain();
-    this.ws.ping();
+    this.socket.ping();
   }
 
   /** The socket is gone: hand back everything this session held. Idempotent. */
@@ -364,7 +353,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable {
     this.regs.clear();
     for (const job of this.inflight.drain()) d.lost(job);
     for (const job of this.requests.drain()) d.abandon(job, 'E_CANCELLED');
-    this.ws = null;
+    this.socket = null;
   }
 }
 
