@@ -1,5 +1,5 @@
 /**
- * The bench harness: `npm run bench [-- --quick] [-- --scenario NAME[,NAME]]`.
+ * The bench harness: `npm run bench -- [--quick] [--scenario NAME[,NAME]] [--reps N] [--duration S] [--warmup S]`.
  * Runs every scenario once per round (fresh processes, warm-up, one measured window), the load generator on one core and
  * everything under test on the other, and prints a table with the ratios to the baselines
  * measured in the same run. Writes bench/out/results-*.json and an SVG chart; a full run
@@ -10,6 +10,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exitOnInvalidOption, parseCount, parseFlags } from '../server/args.js';
 import { renderChart } from './chart.js';
 import { CLOCK_TICKS, cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
 import { describe, RESULTS_HEADER, resultsSection, table } from './report.js';
@@ -17,23 +18,32 @@ import { available, LOAD_CPU, SCENARIOS, type Scenario, SERVER_CPU, type Target 
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
-const args = process.argv.slice(2);
-const quick = args.includes('--quick');
-const pick = argValue('--scenario')?.split(',');
-const reps = Number(argValue('--reps') ?? (quick ? 1 : 3));
-const durationS = Number(argValue('--duration') ?? (quick ? 3 : 10));
-const warmupS = Number(argValue('--warmup') ?? (quick ? 1 : 3));
+const { quick, pick, reps, durationS, warmupS } = exitOnInvalidOption('bench', () => {
+  const { values } = parseFlags(process.argv.slice(2), [
+    { flag: '--quick', kind: 'boolean' },
+    { flag: '--scenario', kind: 'string' },
+    { flag: '--reps', kind: 'int' },
+    { flag: '--duration', kind: 'int' },
+    { flag: '--warmup', kind: 'int' },
+  ]);
+  const quick = values.has('--quick');
+  // Zero rounds or a zero-second window measure nothing; a zero-second warm-up is allowed, as before.
+  const num = (flag: string, min: number, fallback: number) => {
+    const raw = values.get(flag) as string | undefined;
+    return raw === undefined ? fallback : parseCount(flag, raw, min);
+  };
+  return {
+    quick,
+    pick: (values.get('--scenario') as string | undefined)?.split(','),
+    reps: num('--reps', 1, quick ? 1 : 3),
+    durationS: num('--duration', 1, quick ? 3 : 10),
+    warmupS: num('--warmup', 0, quick ? 1 : 3),
+  };
+});
 const QUICK_SET = ['http-1w', 'limit-batched', 'ws-caller'];
 /** Steal above this share of one core makes a window count as disturbed. */
 const STEAL_LIMIT_PCT = 10;
 const MAX_REMEASURE = quick ? 0 : 3;
-
-function argValue(name: string): string | undefined {
-  const i = args.findIndex((a) => a === name || a.startsWith(`${name}=`));
-  if (i === -1) return undefined;
-  const a = args[i]!;
-  return a.includes('=') ? a.slice(a.indexOf('=') + 1) : args[i + 1];
-}
 
 interface Rep {
   rps: number;

@@ -5,9 +5,10 @@
  * astromesh request <service> [json] send one request and print the answer
  */
 import { BusError } from '../client/errors.js';
+import { type ArgSpec, InvalidOptionError, type ParsedArgs, parseCount, parseFlags } from './args.js';
 import { Hub } from './hub.js';
 import { createLogger } from './log.js';
-import { InvalidOptionError, OPTION_SPECS, optionsFromSources, resolveHubOptions } from './options.js';
+import { hubOptionsFromSources, OPTION_SPECS } from './options.js';
 
 const USAGE = `usage:
   astromesh hub [options]                         start a hub (default command)
@@ -18,9 +19,16 @@ hub options (flag, then environment variable, then --config file.json, then defa
 ${OPTION_SPECS.map((s) => `  ${(`${s.flag} <${s.kind}>`).padEnd(34)} ${s.env.padEnd(36)} ${s.help}`).join('\n')}
   --config <file>                    ASTROMESH_CONFIG                     JSON file with any of the options above`;
 
+const URL_FLAG: ArgSpec = { flag: '--url', kind: 'string' };
+const ECHO_FLAGS: ArgSpec[] = [URL_FLAG, { flag: '--concurrency', kind: 'int' }, { flag: '--instance-id', kind: 'string' }];
+const REQUEST_FLAGS: ArgSpec[] = [URL_FLAG, { flag: '--key', kind: 'string' }, { flag: '--broadcast', kind: 'boolean' }, { flag: '--timeout-ms', kind: 'int' }];
+
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
-  if (first === 'help' || first === '--help' || first === '-h') {
+  // `astromesh <command> --help` shows the usage too, before the command rejects --help as unknown.
+  const end = argv.indexOf('--');
+  const beforeValues = end === -1 ? argv : argv.slice(0, end);
+  if (first === 'help' || beforeValues.some((a) => a === '--help' || a === '-h')) {
     console.log(USAGE);
     return 0;
   }
@@ -33,22 +41,12 @@ async function main(argv: string[]): Promise<number> {
     case 'request':
       return runRequest(rest);
     default:
-      console.error(`unknown command ${first}\n${USAGE}`);
-      return 2;
+      throw new InvalidOptionError(`unknown command ${JSON.stringify(first)} (astromesh help lists the commands)`);
   }
 }
 
 async function runHub(args: string[]): Promise<number> {
-  let hub: Hub;
-  try {
-    hub = new Hub(resolveHubOptions(optionsFromSources(args, process.env)));
-  } catch (err) {
-    if (err instanceof InvalidOptionError) {
-      console.error(`astromesh: ${err.message}`);
-      return 2;
-    }
-    throw err;
-  }
+  const hub = new Hub(hubOptionsFromSources(args, process.env));
   const log = hub.log;
   const port = await hub.listen();
   const host = hub.options.host;
@@ -76,41 +74,27 @@ async function runHub(args: string[]): Promise<number> {
   return -1; // keep running
 }
 
-function flags(args: string[]): { positional: string[]; named: Map<string, string> } {
-  const positional: string[] = [];
-  const named = new Map<string, string>();
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (!a.startsWith('--')) {
-      positional.push(a);
-      continue;
-    }
-    const eq = a.indexOf('=');
-    if (eq !== -1) named.set(a.slice(2, eq), a.slice(eq + 1));
-    else if (a === '--broadcast') named.set('broadcast', 'true');
-    else named.set(a.slice(2), args[++i] ?? '');
-  }
-  return { positional, named };
+function hubUrl(values: ParsedArgs['values']): string {
+  return (values.get('--url') as string | undefined) ?? process.env.ASTROMESH_URL ?? 'http://127.0.0.1:3000';
 }
 
-function hubUrl(named: Map<string, string>): string {
-  return named.get('url') ?? process.env.ASTROMESH_URL ?? 'http://127.0.0.1:3000';
+/** A numeric flag's value, if given. At least 1: a worker with --concurrency 0 never takes a job, and the hub refuses X-Timeout-Ms: 0. */
+function count(values: ParsedArgs['values'], flag: string): number | undefined {
+  const raw = values.get(flag) as string | undefined;
+  return raw === undefined ? undefined : parseCount(flag, raw, 1);
 }
 
 async function runEcho(args: string[]): Promise<number> {
-  const { positional, named } = flags(args);
-  if (positional.length === 0) {
-    console.error('astromesh echo: name at least one service');
-    return 2;
-  }
+  const { positionals, values } = parseFlags(args, ECHO_FLAGS, { positionals: true });
+  if (positionals.length === 0) throw new InvalidOptionError('echo: name at least one service');
+  const concurrency = count(values, '--concurrency') ?? 64;
+  const instanceId = values.get('--instance-id') as string | undefined;
   const log = createLogger(process.env.ASTROMESH_LOG_LEVEL ?? 'info', 'astromesh-echo');
-  const concurrency = Number(named.get('concurrency') ?? 64);
-  const instanceId = named.get('instance-id');
   // The client library (and its HTTP stack) is loaded only by the commands that use it.
   const { meshage } = await import('../client/meshage.js');
-  const node = meshage({ url: hubUrl(named), ...(instanceId ? { instanceId } : {}) });
-  for (const s of positional) node.register(s, (m) => ({ echoed: m }), { concurrency });
-  node.worker.connection.on('welcome', (w) => log.info({ hubId: w.hubId, instanceId: w.instanceId, services: positional }, 'serving'));
+  const node = meshage({ url: hubUrl(values), ...(instanceId ? { instanceId } : {}) });
+  for (const s of positionals) node.register(s, (m) => ({ echoed: m }), { concurrency });
+  node.worker.connection.on('welcome', (w) => log.info({ hubId: w.hubId, instanceId: w.instanceId, services: positionals }, 'serving'));
   node.worker.connection.on('protocolError', (err: Error, ref: unknown) => log.error({ ref, err: err.message }, 'hub refused'));
   await node.start();
   const stop = () => {
@@ -125,19 +109,17 @@ async function runEcho(args: string[]): Promise<number> {
 }
 
 async function runRequest(args: string[]): Promise<number> {
-  const { positional, named } = flags(args);
-  const [service, body = '{}'] = positional;
-  if (!service) {
-    console.error('astromesh request: name a service');
-    return 2;
-  }
+  const { positionals, values } = parseFlags(args, REQUEST_FLAGS, { positionals: true });
+  const [service, body = '{}', ...extra] = positionals;
+  if (!service) throw new InvalidOptionError('request: name a service');
+  if (extra.length) throw new InvalidOptionError(`request: unexpected argument ${JSON.stringify(extra[0])} (the body is one argument)`);
+  const key = values.get('--key') as string | undefined;
+  const timeoutMs = count(values, '--timeout-ms');
   const { Client } = await import('../client/client.js');
-  const client = new Client({ url: hubUrl(named) });
-  const key = named.get('key');
-  const timeout = named.get('timeout-ms');
+  const client = new Client({ url: hubUrl(values) });
   try {
-    const opts = { ...(timeout ? { timeoutMs: Number(timeout) } : {}) };
-    const res = named.has('broadcast')
+    const opts = { ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+    const res = values.has('--broadcast')
       ? (await client.broadcast(service, key ?? '-', body, opts)).response
       : key !== undefined
         ? await client.requestKeyed(service, key, body, opts)
@@ -162,6 +144,11 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
+    // A usage mistake gets one line and exit code 2; anything else is a bug worth its stack trace.
+    if (err instanceof InvalidOptionError) {
+      console.error(`astromesh: ${err.message}`);
+      process.exit(2);
+    }
     console.error(err);
     process.exit(1);
   },

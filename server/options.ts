@@ -4,6 +4,7 @@
  * ASTROMESH_* environment variables, then a JSON config file, then these defaults.
  */
 import { readFileSync } from 'node:fs';
+import { type ArgKind, type ArgSpec, InvalidOptionError, parseCount, parseFlags, parseList } from './args.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -96,15 +97,9 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
 /** Room a frame needs beyond its body for ids, names and headers. */
 export const FRAME_OVERHEAD_BYTES = 64 * KiB;
 
-/** An option that is missing, malformed or contradicts another. */
-export class InvalidOptionError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'InvalidOptionError';
-  }
-}
+export { InvalidOptionError };
 
-type Kind = 'int' | 'string' | 'list';
+type Kind = Exclude<ArgKind, 'boolean'>;
 /** How each option is spelled on the command line and in the environment. */
 export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; env: string; kind: Kind; help: string }> = [
   spec('port', 'int', 'TCP port (0 picks a free one)'),
@@ -141,20 +136,36 @@ function spec(key: keyof HubOptions, kind: Kind, help: string, kebab = key.repla
   return { key, flag: `--${kebab}`, env, kind, help };
 }
 
-/** Merges input over the defaults, derives dependent values and rejects contradictions. */
-export function resolveHubOptions(input: Partial<HubOptions> = {}): HubOptions {
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** How an error names an option: the field for code that passes options, the flag, variable or file key for the CLI. */
+export type OptionNamer = (key: keyof HubOptions) => string;
+const fieldName: OptionNamer = (key) => `"${key}"`;
+
+/**
+ * Merges input over the defaults, derives dependent values and rejects contradictions. Errors
+ * name options with `nameOf`: field names by default, whatever the user typed when the CLI
+ * passes the namer from optionsFromSources.
+ */
+export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: OptionNamer = fieldName): HubOptions {
+  const n = nameOf;
   const o: HubOptions = { ...HUB_DEFAULTS, forwardHeaders: [...HUB_DEFAULTS.forwardHeaders] };
   for (const [k, v] of Object.entries(input)) if (v !== undefined) (o as unknown as Record<string, unknown>)[k] = v;
-  if (!o.maxFrameBytes) o.maxFrameBytes = o.maxBodyBytes + FRAME_OVERHEAD_BYTES;
-  if (!o.maxBackpressureBytes) o.maxBackpressureBytes = 4 * o.maxFrameBytes;
-  o.forwardHeaders = o.forwardHeaders.map((h) => h.trim().toLowerCase()).filter(Boolean);
+  // Types first: a config file can hold anything, and the derivations below assume numbers.
   for (const s of OPTION_SPECS) {
     const v = o[s.key];
     if (s.kind === 'int' && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) {
-      throw new InvalidOptionError(`"${s.key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
+      throw new InvalidOptionError(`${n(s.key)} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    }
+    if (s.kind === 'string' && typeof v !== 'string') throw new InvalidOptionError(`${n(s.key)} must be a string, got ${JSON.stringify(v)}`);
+    if (s.kind === 'list' && (!Array.isArray(v) || v.some((x) => typeof x !== 'string'))) {
+      throw new InvalidOptionError(`${n(s.key)} must be a list of strings, got ${JSON.stringify(v)}`);
     }
   }
-  if (o.port > 65535) throw new InvalidOptionError('"port" must be at most 65535');
+  if (!o.maxFrameBytes) o.maxFrameBytes = o.maxBodyBytes + FRAME_OVERHEAD_BYTES;
+  if (!o.maxBackpressureBytes) o.maxBackpressureBytes = 4 * o.maxFrameBytes;
+  o.forwardHeaders = o.forwardHeaders.map((h) => h.trim().toLowerCase()).filter(Boolean);
+  if (o.port > 65535) throw new InvalidOptionError(`${n('port')} must be at most 65535, got ${o.port}`);
   const positive: (keyof HubOptions)[] = [
     'maxBodyBytes',
     'defaultTimeoutMs',
@@ -166,49 +177,56 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}): HubOptions {
     'pongTimeoutMs',
     'maxConnections',
     'maxRequestsPerSession',
+    'longPollWaitMs',
+    'longPollMaxWaitMs',
+    'longPollLeaseMs',
+    'maxPollersPerService',
+    'maxPollers',
   ];
-  for (const k of positive) if ((o[k] as number) <= 0) throw new InvalidOptionError(`"${k}" must be greater than 0`);
-  for (const k of ['longPollWaitMs', 'longPollMaxWaitMs', 'longPollLeaseMs', 'maxPollersPerService', 'maxPollers'] as const) {
-    if (o[k] <= 0) throw new InvalidOptionError(`"${k}" must be greater than 0`);
+  for (const k of positive) if ((o[k] as number) <= 0) throw new InvalidOptionError(`${n(k)} must be greater than 0`);
+  const notAbove = (a: keyof HubOptions, b: keyof HubOptions) => {
+    if ((o[a] as number) > (o[b] as number)) throw new InvalidOptionError(`${n(a)} must not exceed ${n(b)} (${o[a]} > ${o[b]})`);
+  };
+  notAbove('longPollWaitMs', 'longPollMaxWaitMs');
+  if (o.longPollEncoding !== 'json' && o.longPollEncoding !== 'base64') {
+    throw new InvalidOptionError(`${n('longPollEncoding')} must be "json" or "base64", got ${JSON.stringify(o.longPollEncoding)}`);
   }
-  if (o.longPollWaitMs > o.longPollMaxWaitMs) throw new InvalidOptionError('"longPollWaitMs" must not exceed "longPollMaxWaitMs"');
-  if (o.longPollEncoding !== 'json' && o.longPollEncoding !== 'base64') throw new InvalidOptionError('"longPollEncoding" must be "json" or "base64"');
-  if (o.defaultTimeoutMs > o.maxTimeoutMs) throw new InvalidOptionError('"defaultTimeoutMs" must not exceed "maxTimeoutMs"');
-  if (o.maxFrameBytes < o.maxBodyBytes + 1024) throw new InvalidOptionError('"maxFrameBytes" must exceed "maxBodyBytes" by at least 1 KiB');
-  if (o.maxBodyBytes > o.maxQueuedBytes) throw new InvalidOptionError('"maxBodyBytes" must not exceed "maxQueuedBytes"');
-  if (o.maxBackpressureBytes < o.maxFrameBytes) throw new InvalidOptionError('"maxBackpressureBytes" must be at least "maxFrameBytes"');
-  if (o.pongTimeoutMs < o.pingIntervalMs) throw new InvalidOptionError('"pongTimeoutMs" must be at least "pingIntervalMs"');
+  notAbove('defaultTimeoutMs', 'maxTimeoutMs');
+  if (o.maxFrameBytes < o.maxBodyBytes + 1024) {
+    throw new InvalidOptionError(`${n('maxFrameBytes')} must exceed ${n('maxBodyBytes')} by at least 1 KiB (${o.maxFrameBytes} vs ${o.maxBodyBytes})`);
+  }
+  notAbove('maxBodyBytes', 'maxQueuedBytes');
+  if (o.maxBackpressureBytes < o.maxFrameBytes) {
+    throw new InvalidOptionError(`${n('maxBackpressureBytes')} must be at least ${n('maxFrameBytes')} (${o.maxBackpressureBytes} < ${o.maxFrameBytes})`);
+  }
+  if (o.pongTimeoutMs < o.pingIntervalMs) {
+    throw new InvalidOptionError(`${n('pongTimeoutMs')} must be at least ${n('pingIntervalMs')} (${o.pongTimeoutMs} < ${o.pingIntervalMs})`);
+  }
   if (o.forwardHeaders.some((h) => h === 'authorization' || h === 'cookie' || h === 'proxy-authorization')) {
-    throw new InvalidOptionError('"forwardHeaders" may not include authorization or cookie headers');
+    throw new InvalidOptionError(`${n('forwardHeaders')} may not include authorization or cookie headers`);
   }
+  // pino throws on an unknown level, and later, from inside the hub, with a stack trace.
+  if (!LOG_LEVELS.includes(o.logLevel))
+    throw new InvalidOptionError(`${n('logLevel')} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(o.logLevel)}`);
   return o;
+}
+
+const CONFIG: ArgSpec = { flag: '--config', kind: 'string' };
+
+/** Options as read from the sources, and how to name each in an error: where its value came from. */
+export interface OptionSources {
+  values: Partial<HubOptions>;
+  nameOf: OptionNamer;
 }
 
 /**
  * Reads options from argv flags (`--max-body-bytes 100` or `--max-body-bytes=100`), then the
- * environment, then the JSON file named by `--config` or ASTROMESH_CONFIG. Unknown flags throw.
+ * environment, then the JSON file named by `--config` or ASTROMESH_CONFIG. Unknown flags and
+ * unknown keys in the file throw.
  */
-export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessEnv): Partial<HubOptions> {
-  const fromFlags = new Map<keyof HubOptions, string>();
-  let configPath = env.ASTROMESH_CONFIG;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.indexOf('=');
-    const name = eq === -1 ? arg : arg.slice(0, eq);
-    const take = (): string => {
-      if (eq !== -1) return arg.slice(eq + 1);
-      const next = argv[++i];
-      if (next === undefined) throw new InvalidOptionError(`${name} needs a value`);
-      return next;
-    };
-    if (name === '--config') {
-      configPath = take();
-      continue;
-    }
-    const s = OPTION_SPECS.find((x) => x.flag === name);
-    if (!s) throw new InvalidOptionError(`unknown option ${name}`);
-    fromFlags.set(s.key, take());
-  }
+export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessEnv): OptionSources {
+  const { values: flags } = parseFlags(argv, [...OPTION_SPECS, CONFIG]);
+  const configPath = (flags.get(CONFIG.flag) as string | undefined) ?? env.ASTROMESH_CONFIG;
   let file: Record<string, unknown> = {};
   if (configPath) {
     try {
@@ -217,26 +235,27 @@ export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessE
       throw new InvalidOptionError(`cannot read config file ${configPath}: ${(err as Error).message}`);
     }
     if (file === null || typeof file !== 'object' || Array.isArray(file)) throw new InvalidOptionError(`config file ${configPath} must hold a JSON object`);
+    for (const k of Object.keys(file)) if (!OPTION_SPECS.some((s) => s.key === k)) throw new InvalidOptionError(`unknown option "${k}" in ${configPath}`);
   }
-  const out: Partial<HubOptions> = {};
+  const values: Partial<HubOptions> = {};
+  const origin = new Map<keyof HubOptions, string>();
   for (const s of OPTION_SPECS) {
-    const raw = fromFlags.get(s.key) ?? env[s.env];
-    const v = raw !== undefined ? parseValue(s.key, s.kind, raw) : file[s.key];
-    if (v !== undefined) (out as Record<string, unknown>)[s.key] = v;
+    const flag = flags.get(s.flag) as string | undefined;
+    const [name, raw] = flag !== undefined ? [s.flag, flag] : [s.env, env[s.env]];
+    let v: unknown;
+    if (raw !== undefined) v = s.kind === 'int' ? parseCount(name, raw) : s.kind === 'list' ? parseList(raw) : raw;
+    else if (Object.hasOwn(file, s.key)) v = file[s.key];
+    else continue;
+    (values as Record<string, unknown>)[s.key] = v;
+    origin.set(s.key, raw !== undefined ? name : `"${s.key}" in ${configPath}`);
   }
-  for (const k of Object.keys(file)) if (!OPTION_SPECS.some((s) => s.key === k)) throw new InvalidOptionError(`unknown option "${k}" in ${configPath}`);
-  return out;
+  // An option set nowhere is named by its flag, the way to change it from the command line.
+  const flagOf = new Map(OPTION_SPECS.map((s) => [s.key, s.flag]));
+  return { values, nameOf: (key) => origin.get(key) ?? flagOf.get(key) ?? `"${key}"` };
 }
 
-function parseValue(key: string, kind: Kind, raw: string): unknown {
-  if (kind === 'string') return raw;
-  if (kind === 'list')
-    return raw
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-  const n = Number(raw.replace(/_/g, ''));
-  if (!/^\d[\d_]*$/.test(raw.trim()) || !Number.isSafeInteger(n))
-    throw new InvalidOptionError(`"${key}" must be a non-negative integer, got ${JSON.stringify(raw)}`);
-  return n;
+/** optionsFromSources then resolveHubOptions, errors naming flags, variables and file keys. */
+export function hubOptionsFromSources(argv: readonly string[], env: NodeJS.ProcessEnv): HubOptions {
+  const { values, nameOf } = optionsFromSources(argv, env);
+  return resolveHubOptions(values, nameOf);
 }
