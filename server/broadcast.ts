@@ -1,6 +1,6 @@
 /**
  * A broadcast waits for one part per worker instance and answers its caller once, with a JSON
- * array of every part's reply (in registration order) and headers counting what went wrong.
+ * array of every part's reply (in ring order) and headers counting what went wrong.
  */
 import { errorBody, isErrorCode } from '../client/errors.js';
 import { isJsonContentType } from '../client/protocol.js';

@@ -5,9 +5,8 @@
 import { ERRORS, type ErrorCode } from '../client/errors.js';
 import { type Headers, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { BroadcastGather } from './broadcast.js';
-import { type Consumer, Job, type JobList, JobState, Registration } from './job.js';
+import { type Consumer, Job, type JobList, JobState, type Membership, Registration } from './job.js';
 import type { HubOptions } from './options.js';
-import { memberSeed } from './ring.js';
 import { ServiceState } from './service-queue.js';
 import { now, TimerWheel } from './timer-wheel.js';
 
@@ -149,18 +148,14 @@ export class Dispatcher {
     this.route(svc, job, true);
   }
 
-  /** Adds (or updates) `consumer` as a server of `name`. */
-  register(
-    consumer: Consumer,
-    name: string,
-    concurrency: number,
-    weight: number,
-    existing: Registration | undefined,
-    unkeyedOnly = false,
-  ): Registration | ErrorCode {
+  /**
+   * Adds `consumer` as a server of `name` with `concurrency` credit, known by `membership`;
+   * with an open `existing` registration, updates its credit and weight instead.
+   */
+  register(consumer: Consumer, name: string, concurrency: number, membership: Membership, existing?: Registration): Registration | ErrorCode {
     if (existing && !existing.closed) {
       existing.concurrency = concurrency;
-      existing.weight = weight;
+      this.services.get(name)?.reweigh(existing, membership.weight);
       this.offer(existing);
       return existing;
     }
@@ -170,7 +165,7 @@ export class Dispatcher {
       svc = new ServiceState(name);
       this.services.set(name, svc);
     }
-    const r = new Registration(consumer, name, concurrency, weight, unkeyedOnly ? 0 : memberSeed(consumer.instanceId), unkeyedOnly);
+    const r = new Registration(consumer, name, concurrency, membership);
     svc.add(r);
     this.offer(r);
     return r;
@@ -201,7 +196,7 @@ export class Dispatcher {
       this.take(svc, r.ownerQueue, job);
       this.assign(r, job);
     }
-    if (!r.unkeyedOnly) {
+    if (r.ownsKeys()) {
       // Keyed jobs that waited for any key owner now have one: each goes to its owner.
       while ((job = svc.keyedQueue.head)) {
         this.take(svc, svc.keyedQueue, job);
@@ -210,7 +205,7 @@ export class Dispatcher {
         else this.enqueue(svc, owner.ownerQueue, job);
       }
     }
-    while (r.canTake() && (job = svc.queue.head)) {
+    while (r.takesUnkeyed() && r.canTake() && (job = svc.queue.head)) {
       this.take(svc, svc.queue, job);
       this.assign(r, job);
     }

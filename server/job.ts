@@ -18,8 +18,6 @@ export interface JobWaiter {
 
 /** Somewhere a job can run: a WebSocket worker session, a long-poll waiter, a peer hub. */
 export interface Consumer {
-  /** Stable worker identity; partition keys hash over it. */
-  readonly instanceId: string;
   /** False while the consumer's socket is backed up or it is draining. */
   canSend(): boolean;
   /** Hand the job over; `job.reg` is already set. */
@@ -28,27 +26,62 @@ export interface Consumer {
   cancel(job: Job, code: ErrorCode): void;
 }
 
+/** What a registration may take. */
+export const Takes = {
+  /** Keyed, broadcast and unkeyed jobs: a ring member on this hub (a WebSocket worker). */
+  Ring: 1,
+  /** Unkeyed jobs only, owning no keys: capacity (a legacy long-poller). */
+  Capacity: 2,
+  /** Keyed and broadcast jobs for a ring member on another hub, reached through a peer link. */
+  Remote: 3,
+} as const;
+export type TakesCode = (typeof Takes)[keyof typeof Takes];
+
+/** Who serves: the identity a registration is known by in rings, /stats and X-Served-By. */
+export interface Membership {
+  /** Stable worker identity; partition keys hash over it. */
+  readonly instanceId: string;
+  /** The hub that holds the worker's session. */
+  readonly hubId: string;
+  /** Share of the keys relative to the other ring members. */
+  weight: number;
+  readonly takes: TakesCode;
+}
+
 /** One consumer serving one service, with its credit. */
-export class Registration {
+export class Registration implements Membership {
   inflight = 0;
   /** In the service's ready queue. */
   inReady = false;
   closed = false;
   /** Keyed or broadcast jobs waiting for this owner's credit. */
   readonly ownerQueue = new JobList();
+  readonly instanceId: string;
+  readonly hubId: string;
+  weight: number;
+  readonly takes: TakesCode;
   constructor(
     readonly consumer: Consumer,
     readonly service: string,
     public concurrency: number,
-    public weight: number,
-    /** Ring hash seed derived from the consumer's instanceId. */
-    readonly seed: number,
-    /** Takes unkeyed jobs only and owns no partition keys (a legacy long-poller). */
-    readonly unkeyedOnly = false,
-  ) {}
+    membership: Membership,
+  ) {
+    this.instanceId = membership.instanceId;
+    this.hubId = membership.hubId;
+    this.weight = membership.weight;
+    this.takes = membership.takes;
+  }
   /** Free credit and a writable consumer. */
   canTake(): boolean {
     return !this.closed && this.inflight < this.concurrency && this.consumer.canSend();
+  }
+  /** Owns partition keys: a member of the stream's ring. */
+  ownsKeys(): boolean {
+    return this.takes !== Takes.Capacity;
+  }
+  /** Takes unkeyed work from the service queue (a remote member gets it by granted credit). */
+  takesUnkeyed(): boolean {
+    return this.takes !== Takes.Remote;
   }
 }
 

@@ -11,7 +11,7 @@ import { ownCopy } from '../client/bytes.js';
 import { isValidName } from '../client/protocol.js';
 import { writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
-import { type Consumer, type Job, JobState, type Registration } from './job.js';
+import { type Consumer, type Job, JobState, type Membership, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
 import { now, type Timed, TimerWheel } from './timer-wheel.js';
 import { decodeParam } from './url-params.js';
@@ -32,6 +32,8 @@ export class LongPoll {
   totalWaiting = 0;
   readonly wheel = new TimerWheel<PollTimer>((t) => t.fire());
   readonly servedBy: string;
+  /** Every poll is capacity for one unkeyed job, owning no keys. */
+  private readonly membership: Membership;
 
   constructor(
     readonly o: HubOptions,
@@ -39,6 +41,7 @@ export class LongPoll {
     readonly hubId: string,
   ) {
     this.servedBy = `${hubId}/longpoll`;
+    this.membership = Object.freeze({ instanceId: 'longpoll', hubId, weight: 1, takes: Takes.Capacity });
   }
 
   routes(app: TemplatedApp): void {
@@ -83,7 +86,7 @@ export class LongPoll {
     }
     const poller = new Poller(this, res, service, enc === 'base64');
     res.onAborted(() => poller.aborted());
-    const r = this.dispatcher.register(poller, service, 1, 1, undefined, true);
+    const r = this.dispatcher.register(poller, service, 1, this.membership);
     if (typeof r === 'string') {
       poller.res = null;
       return writeError(res, r, this.hubId, r === 'E_OVERLOADED' ? 'the hub serves too many services' : undefined);
@@ -147,7 +150,6 @@ export class LongPoll {
 
 /** One waiting `GET /service/{name}/jobs`. */
 class Poller implements Consumer, PollTimer {
-  readonly instanceId = 'longpoll';
   reg: Registration | null = null;
   counted = false;
   due = 0;

@@ -14,7 +14,7 @@
 
 /** A ring member: anything with an instance id, a weight and its precomputed seed. */
 export interface RingMember {
-  readonly consumer: { readonly instanceId: string };
+  readonly instanceId: string;
   readonly weight: number;
   readonly seed: number;
 }
@@ -75,7 +75,7 @@ export function ownerOf<M extends RingMember>(key: string, members: readonly M[]
   for (const m of members) {
     if (eligible && !eligible(m)) continue;
     const s = score(bytes, m.seed, m.weight);
-    if (s > bestScore || (s === bestScore && best !== null && m.consumer.instanceId < best.consumer.instanceId)) {
+    if (s > bestScore || (s === bestScore && best !== null && m.instanceId < best.instanceId)) {
       best = m;
       bestScore = s;
     }
@@ -88,6 +88,26 @@ export function rank<M extends RingMember>(key: string, members: readonly M[]): 
   const bytes = encoder.encode(key);
   return members
     .map((m) => ({ m, s: score(bytes, m.seed, m.weight) }))
-    .sort((a, b) => b.s - a.s || (a.m.consumer.instanceId < b.m.consumer.instanceId ? -1 : 1))
+    .sort((a, b) => b.s - a.s || (a.m.instanceId < b.m.instanceId ? -1 : 1))
     .map((x) => x.m);
+}
+
+/**
+ * A digest of a ring's membership that two hubs can compare: murmur3 (seed 0) over the members
+ * sorted by instanceId, each written as its UTF-8 instanceId, a zero byte and its weight as a
+ * big-endian IEEE-754 double. Equal digests mean equal rings (barring a 32-bit collision).
+ */
+export function ringDigest(members: readonly { readonly instanceId: string; readonly weight: number }[]): number {
+  const sorted = [...members].sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0));
+  const parts = sorted.map((m) => encoder.encode(m.instanceId));
+  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length + 9, 0));
+  const view = new DataView(bytes.buffer);
+  let at = 0;
+  sorted.forEach((m, i) => {
+    bytes.set(parts[i]!, at);
+    at += parts[i]!.length + 1; // the zero byte is already there
+    view.setFloat64(at, m.weight, false);
+    at += 8;
+  });
+  return murmur3(bytes, 0);
 }

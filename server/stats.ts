@@ -10,7 +10,7 @@ export function buildStats(hub: Hub) {
     let workers = 0;
     for (const r of svc.regs) {
       inflight += r.inflight;
-      if (!r.unkeyedOnly) workers++;
+      if (r.ownsKeys()) workers++;
     }
     return {
       name: svc.name,
@@ -20,6 +20,11 @@ export function buildStats(hub: Hub) {
       longPollWaiting: hub.longPoll.waiting.get(svc.name) ?? 0,
       longPollLeased: leased.get(svc.name) ?? 0,
       served: svc.isServed(o.serviceLingerMs),
+      ring: {
+        epoch: svc.ring.epoch,
+        digest: svc.ring.digest().toString(16).padStart(8, '0'),
+        members: svc.ring.members().map((m) => ({ instanceId: m.instanceId, hubId: m.hubId, weight: m.weight })),
+      },
     };
   });
   const workers = [...hub.sessions].map((s) => ({

@@ -24,7 +24,7 @@ import {
 import type { Dispatcher } from './dispatcher.js';
 import { type Flushable, scheduleFlush } from './frame-flusher.js';
 import { IdTable } from './id-table.js';
-import { type Consumer, Job, JobState, type JobWaiter, type Registration } from './job.js';
+import { type Consumer, Job, JobState, type JobWaiter, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
 import { answerHeaders } from './reply-headers.js';
 import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
@@ -214,7 +214,8 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
     if (concurrency < 1 || concurrency > MAX_CONCURRENCY) return this.protocolError('E_PROTOCOL', `concurrency must be 1-${MAX_CONCURRENCY}`, service, false);
     if (weight > MAX_WEIGHT) return this.protocolError('E_PROTOCOL', `weight must be at most ${MAX_WEIGHT}`, service, false);
     if (this.state === 'draining') return this.protocolError('E_SHUTTING_DOWN', 'this session is draining', service, false);
-    const r = this.host.dispatcher.register(this, service, concurrency, weight, this.regs.get(service));
+    const membership = { instanceId: this.instanceId, hubId: this.host.hubId, weight, takes: Takes.Ring };
+    const r = this.host.dispatcher.register(this, service, concurrency, membership, this.regs.get(service));
     if (typeof r === 'string') return this.protocolError(r, ERRORS[r].message, service, false);
     this.regs.set(service, r);
   }

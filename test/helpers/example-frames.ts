@@ -3,7 +3,7 @@
  * The doc test regenerates every listing from encodeFrame and compares it with PROTOCOL.md, so
  * a change to the encoder that moves a byte fails the test. Run this file to print the listings:
  *
- *   node .build-proto/test/helpers/example-frames.js
+ *   node dist/test/helpers/example-frames.js
  */
 import { fileURLToPath } from 'node:url';
 import { encodeFrame, type Frame, Op, RequestMode } from '../../client/protocol.js';

@@ -2,10 +2,10 @@
  * The partitioning examples PROTOCOL.md shows, computed with the hub's own ring code. The doc
  * test checks that PROTOCOL.md holds exactly these tables. Run this file to print them:
  *
- *   node .build-proto/test/helpers/ring-examples.js
+ *   node dist/test/helpers/ring-examples.js
  */
 import { fileURLToPath } from 'node:url';
-import { memberSeed, murmur3, type RingMember, rank, score } from '../../server/ring.js';
+import { memberSeed, murmur3, type RingMember, rank, ringDigest, score } from '../../server/ring.js';
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -37,7 +37,7 @@ export function murmurRows(): string {
 
 /** The worked example: seeds, hashes and scores per key, then each key's ranking. */
 export function partitionExample(): string {
-  const members: RingMember[] = EXAMPLE_WORKERS.map((w) => ({ consumer: { instanceId: w.instanceId }, weight: w.weight, seed: memberSeed(w.instanceId) }));
+  const members: RingMember[] = EXAMPLE_WORKERS.map((w) => ({ instanceId: w.instanceId, weight: w.weight, seed: memberSeed(w.instanceId) }));
   const rows: string[] = [
     `| | ${EXAMPLE_WORKERS.map((w) => `${w.instanceId} (weight ${w.weight})`).join(' | ')} |`,
     `|---|${EXAMPLE_WORKERS.map(() => '---').join('|')}|`,
@@ -50,12 +50,32 @@ export function partitionExample(): string {
   const rankings = EXAMPLE_KEYS.map((key) => {
     const bytes = [...utf8(key)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
     return `- \`${key}\` (UTF-8 \`${bytes}\`): ${rank(key, members)
-      .map((m) => m.consumer.instanceId)
+      .map((m) => m.instanceId)
       .join(' > ')}`;
   });
   return `${rows.join('\n')}\n\nThe rankings, owner first:\n\n${rankings.join('\n')}`;
 }
 
+/** Memberships whose digests PROTOCOL.md lists. */
+export const DIGEST_EXAMPLES: readonly (readonly { instanceId: string; weight: number }[])[] = [
+  [],
+  [{ instanceId: 'worker-a', weight: 1 }],
+  EXAMPLE_WORKERS,
+  [{ instanceId: 'worker-a', weight: 1.5 }],
+];
+
+/** The digest table, and the bytes hashed for the one-member ring. */
+export function digestExample(): string {
+  const rows = DIGEST_EXAMPLES.map((ms) => {
+    const d = ringDigest(ms);
+    const label = ms.length === 0 ? '(empty)' : ms.map((m) => `${m.instanceId} ${m.weight}`).join(', ');
+    return `| ${label} | ${d} (0x${d.toString(16).padStart(8, '0')}) |`;
+  });
+  const one = [...utf8('worker-a'), 0, ...new Uint8Array(new Float64Array([1]).buffer).reverse()];
+  const bytes = one.map((b) => b.toString(16).padStart(2, '0')).join(' ');
+  return `| members (instanceId weight) | digest |\n|---|---|\n${rows.join('\n')}\n\nThe bytes hashed for \`worker-a 1\`: \`${bytes}\`.`;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.stdout.write(`${murmurRows()}\n\n${partitionExample()}\n`);
+  process.stdout.write(`${murmurRows()}\n\n${partitionExample()}\n\n${digestExample()}\n`);
 }

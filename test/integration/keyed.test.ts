@@ -165,3 +165,26 @@ describe('keyed stickiness and broadcast', { timeout: 90_000 }, () => {
     assert.ok(replies.some((x) => (x.error as { code?: string } | undefined)?.code === 'E_DEADLINE'));
   });
 });
+
+describe('the ring of a stream in /stats', { timeout: 30_000 }, () => {
+  after(stopAll);
+
+  it('lists the key owners in ring order with the PROTOCOL.md digest; long-pollers add capacity but are not members', async () => {
+    const hub = await startHub({ 'default-timeout-ms': 5000 });
+    await startWorker({ url: hub.url, instanceId: 'worker-c', services: [{ name: 'ringed', weight: 2 }] });
+    await startWorker({ url: hub.url, instanceId: 'worker-a', services: [{ name: 'ringed', weight: 1 }] });
+    await startWorker({ url: hub.url, instanceId: 'worker-b', services: [{ name: 'ringed', weight: 1 }] });
+    const poll = fetch(`${hub.url}/service/ringed/jobs?wait=1`);
+    await waitUntil(async () => (await stats(hub)).longPoll.waiting === 1, 3000, 'the long-poll to wait');
+    const svc = (await stats(hub)).services.find((s: { name: string }) => s.name === 'ringed');
+    assert.deepEqual(svc.ring.members, [
+      { instanceId: 'worker-a', hubId: (await stats(hub)).hubId, weight: 1 },
+      { instanceId: 'worker-b', hubId: (await stats(hub)).hubId, weight: 1 },
+      { instanceId: 'worker-c', hubId: (await stats(hub)).hubId, weight: 2 },
+    ]);
+    // The digest PROTOCOL.md gives for worker-a 1, worker-b 1, worker-c 2.
+    assert.equal(svc.ring.digest, '223aa4bd');
+    assert.equal(svc.workers, 3);
+    assert.equal((await poll).status, 204);
+  });
+});

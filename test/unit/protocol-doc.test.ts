@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CloseCode, encodeFrame, Op } from '../../client/protocol.js';
 import { EXAMPLE_FRAMES, exampleListing } from '../helpers/example-frames.js';
-import { murmurRows, partitionExample } from '../helpers/ring-examples.js';
+import { digestExample, murmurRows, partitionExample } from '../helpers/ring-examples.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const protocolMd = readFileSync(path.join(root, 'PROTOCOL.md'), 'utf8');
@@ -35,7 +35,7 @@ describe('PROTOCOL.md agrees with the code', () => {
   for (const [name, frame] of Object.entries(EXAMPLE_FRAMES)) {
     it(`shows the ${name} example with the exact bytes encodeFrame writes, annotated`, () => {
       const shown = listingInDoc(name);
-      assert.ok(shown !== null, `PROTOCOL.md has no listing for ${name} (run node .build-proto/test/helpers/example-frames.js)`);
+      assert.ok(shown !== null, `PROTOCOL.md has no listing for ${name} (run node dist/test/helpers/example-frames.js)`);
       const actual = [...encodeFrame(frame)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
       assert.equal(bytesOf(shown), actual, `bytes of ${name}`);
       assert.equal(shown, exampleListing(name), `annotations of ${name}`);
@@ -56,7 +56,8 @@ describe('PROTOCOL.md agrees with the code', () => {
   });
 
   it('gives the murmur3 reference values and worked partitioning example the ring computes', () => {
-    assert.ok(protocolMd.includes(murmurRows()), 'murmur3 table (run node .build-proto/test/helpers/ring-examples.js)');
-    assert.ok(protocolMd.includes(partitionExample()), 'worked example (run node .build-proto/test/helpers/ring-examples.js)');
+    assert.ok(protocolMd.includes(murmurRows()), 'murmur3 table (run node dist/test/helpers/ring-examples.js)');
+    assert.ok(protocolMd.includes(partitionExample()), 'worked example (run node dist/test/helpers/ring-examples.js)');
+    assert.ok(protocolMd.includes(digestExample()), 'ring digest examples (run node dist/test/helpers/ring-examples.js)');
   });
 });

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { memberSeed, murmur3, ownerOf, type RingMember, rank } from '../../server/ring.js';
 
 const enc = new TextEncoder();
-const member = (id: string, weight = 1): RingMember => ({ consumer: { instanceId: id }, weight, seed: memberSeed(id) });
+const member = (id: string, weight = 1): RingMember => ({ instanceId: id, weight, seed: memberSeed(id) });
 const members = (n: number, prefix = 'w') => Array.from({ length: n }, (_, i) => member(`${prefix}${i}`));
 
 describe('ring: murmur3 and weighted rendezvous hashing', () => {
