@@ -1,5 +1,5 @@
 /** A small SVG chart: one bar per scenario for requests/s, with its p99 latency written beside it. */
-import type { Result } from './run.js';
+import type { Result } from './result.js';
 
 export function renderChart(results: Pick<Result, 'name' | 'rps' | 'p99us' | 'kind'>[]): string {
   const rowH = 26;

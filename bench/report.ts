@@ -1,5 +1,5 @@
 /** Turning bench results into the printed table and the bench/RESULTS.md section. */
-import type { Result } from './run.js';
+import type { Result } from './result.js';
 
 export interface RunRecord {
   date: string;

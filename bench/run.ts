@@ -14,6 +14,7 @@ import { exitOnInvalidOption, parseCount, parseFlags } from '../server/args.js';
 import { renderChart } from './chart.js';
 import { CLOCK_TICKS, cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
 import { describe, RESULTS_HEADER, resultsSection, table } from './report.js';
+import type { Rep, Result } from './result.js';
 import { available, LOAD_CPU, SCENARIOS, type Scenario, SERVER_CPU, type Target } from './scenarios.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -44,39 +45,6 @@ const QUICK_SET = ['http-1w', 'limit-batched', 'ws-caller'];
 /** Steal above this share of one core makes a window count as disturbed. */
 const STEAL_LIMIT_PCT = 10;
 const MAX_REMEASURE = quick ? 0 : 3;
-
-interface Rep {
-  rps: number;
-  p50us: number;
-  p99us: number;
-  p999us: number;
-  errors: number;
-  cpuUsPerReq: number;
-  serverCpuUsPerReq: number;
-  stealPct: number;
-  /** CPU of a Node load driver (WebSocket or NATS caller) per request; null for wrk. */
-  loadCpuUsPerReq: number | null;
-}
-export interface Result {
-  name: string;
-  description: string;
-  kind: string;
-  bodyBytes: number;
-  connections: number;
-  reps: Rep[];
-  remeasured?: number;
-  rps: number;
-  p50us: number;
-  p99us: number;
-  p999us: number;
-  cpuUsPerReq: number;
-  serverCpuUsPerReq: number;
-  stealPct: number;
-  loadCpuUsPerReq: number | null;
-  peakRssMB: number;
-  errors: number;
-  ratios: Record<string, number>;
-}
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
