@@ -3,8 +3,8 @@
  * array of every part's reply (in ring order) and headers counting what went wrong.
  */
 import { errorBody, isErrorCode } from '../client/errors.js';
-import { isJsonContentType } from '../client/protocol.js';
-import { type Job, JobState, type JobWaiter } from './job.js';
+import { type Headers, isJsonContentType } from '../client/protocol.js';
+import type { Job, JobWaiter } from './job.js';
 
 /** Response headers of a broadcast answer. */
 export const BROADCAST_HEADERS = {
@@ -18,10 +18,16 @@ const COMMA = Buffer.from(',');
 const CLOSE = Buffer.from(']');
 const NULL = Buffer.from('null');
 
+/** Where a gathered answer goes: the dispatcher, which settles the parent like any job. */
+export interface GatherSink {
+  resolveGathered(parent: Job, headers: Headers, body: Uint8Array): void;
+}
+
 export class BroadcastGather implements JobWaiter {
   private remaining: number;
 
   constructor(
+    private readonly sink: GatherSink,
     private readonly parent: Job,
     private readonly asked: number,
   ) {
@@ -50,16 +56,15 @@ export class BroadcastGather implements JobWaiter {
       part.replyBody = null;
     });
     chunks.push(CLOSE);
-    parent.state = JobState.Settled;
-    parent.status = 200;
-    parent.replyContentType = 'application/json';
-    parent.replyHeaders = {
-      [BROADCAST_HEADERS.asked]: String(this.asked),
-      [BROADCAST_HEADERS.failed]: String(failed),
-      [BROADCAST_HEADERS.timedOut]: String(timedOut),
-    };
-    parent.replyBody = Buffer.concat(chunks);
-    parent.waiter.settled(parent);
+    this.sink.resolveGathered(
+      parent,
+      {
+        [BROADCAST_HEADERS.asked]: String(this.asked),
+        [BROADCAST_HEADERS.failed]: String(failed),
+        [BROADCAST_HEADERS.timedOut]: String(timedOut),
+      },
+      Buffer.concat(chunks),
+    );
   }
 }
 

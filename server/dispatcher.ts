@@ -5,49 +5,29 @@
 import { ERRORS, type ErrorCode } from '../client/errors.js';
 import { type Headers, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { BroadcastGather } from './broadcast.js';
+import { Counters, type JobCounters } from './counters.js';
 import { type Consumer, Job, type JobList, JobState, type Membership, Registration } from './job.js';
 import type { HubOptions } from './options.js';
 import { ServiceState } from './service-queue.js';
 import { now, TimerWheel } from './timer-wheel.js';
 
-/** Things worth counting; /stats shows them. */
-export interface DispatchCounters {
-  accepted: number;
-  replied: number;
-  errorReplies: number;
-  failed: number;
-  expired: number;
-  cancelled: number;
-  redelivered: number;
-  lateReplies: number;
-  unknownReplies: number;
-  rejectedNoWorkers: number;
-  rejectedQueueFull: number;
-}
-
 export class Dispatcher {
   readonly services = new Map<string, ServiceState>();
-  readonly wheel = new TimerWheel<Job>((job) => this.abandon(job, 'E_DEADLINE'));
-  readonly counters: DispatchCounters = {
-    accepted: 0,
-    replied: 0,
-    errorReplies: 0,
-    failed: 0,
-    expired: 0,
-    cancelled: 0,
-    redelivered: 0,
-    lateReplies: 0,
-    unknownReplies: 0,
-    rejectedNoWorkers: 0,
-    rejectedQueueFull: 0,
-  };
+  /** Every accepted job's deadline, and the lease of a job at a consumer that leases. */
+  readonly wheel = new TimerWheel<Job>((job) => this.due(job));
+  readonly counters: JobCounters;
   /** Bytes of bodies sitting in queues. */
   queuedBytes = 0;
   /** Accepted jobs not yet settled (broadcast parts count, their parent does not). */
   open = 0;
   draining = false;
 
-  constructor(private readonly o: HubOptions) {}
+  constructor(
+    private readonly o: HubOptions,
+    counters: Counters = new Counters(),
+  ) {
+    this.counters = counters.jobs;
+  }
 
   /**
    * Answers at once whether a request for `service` can be accepted, before its body is read:
@@ -63,18 +43,30 @@ export class Dispatcher {
     return null;
   }
 
-  /** Accepts a job: routes it to a consumer or queues it. Returns the error to answer with, or null. */
-  submit(job: Job): ErrorCode | null {
+  /**
+   * Accepts a job: routes it to a consumer or queues it. A job that cannot be accepted is
+   * settled at once with the error (through its waiter, like every other outcome).
+   */
+  submit(job: Job): boolean {
     const err = this.precheck(job.service, job.mode);
-    if (err) return err;
+    if (err) return this.reject(job, err);
     const svc = this.services.get(job.service)!;
     if (job.mode === RequestMode.Broadcast) return this.broadcast(svc, job);
     if (!this.route(svc, job, false)) {
       this.counters.rejectedQueueFull++;
-      return 'E_QUEUE_FULL';
+      return this.reject(job, 'E_QUEUE_FULL');
     }
     this.accept(job);
-    return null;
+    return true;
+  }
+
+  /** Settles a job that was never accepted (refused by the ingress, a session or the dispatcher). */
+  reject(job: Job, code: ErrorCode): false {
+    if (job.state === JobState.Settled) return false;
+    this.counters.rejected++;
+    this.setError(job, code);
+    this.settle(job);
+    return false;
   }
 
   /** A consumer's reply to `job`. False when the job had already settled (late or duplicate). */
@@ -91,6 +83,16 @@ export class Dispatcher {
     this.counters.replied++;
     this.settle(job);
     return true;
+  }
+
+  /** A broadcast's parts are all settled: its parent settles with the gathered answer. */
+  resolveGathered(parent: Job, headers: Headers, body: Uint8Array): void {
+    if (parent.state === JobState.Settled) return;
+    parent.status = 200;
+    parent.replyContentType = 'application/json';
+    parent.replyHeaders = headers;
+    parent.replyBody = body;
+    this.settle(parent);
   }
 
   /** A handler's error reply: final, never redelivered. */
@@ -134,10 +136,15 @@ export class Dispatcher {
     if (held) held.consumer.cancel(job, code);
   }
 
-  /** The consumer holding `job` vanished: run it again elsewhere while attempts remain. */
+  /**
+   * The consumer holding `job` vanished or its lease ran out: run it again elsewhere while
+   * attempts remain. Credit stays with the consumer until it gives it back.
+   */
   lost(job: Job): void {
     if (job.state === JobState.Settled) return;
     job.reg = null;
+    // A lease was armed in the deadline's place: the deadline is what is left to watch.
+    if (job.due !== job.deadline) this.wheel.add(job, job.deadline);
     const svc = this.services.get(job.service);
     if (!svc || job.pinned || job.attempt >= this.o.maxAttempts) {
       this.fail(job, 'E_WORKER_GONE');
@@ -229,13 +236,23 @@ export class Dispatcher {
     }
   }
 
-  private broadcast(svc: ServiceState, parent: Job): ErrorCode | null {
+  /** A job's time on the wheel came: its deadline, or the lease of the attempt it is on. */
+  private due(job: Job): void {
+    if (job.due < job.deadline && job.state === JobState.Assigned) {
+      this.counters.leasesExpired++;
+      this.lost(job);
+    } else {
+      this.abandon(job, 'E_DEADLINE');
+    }
+  }
+
+  private broadcast(svc: ServiceState, parent: Job): boolean {
     const members = svc.keyed();
     if (members.length === 0) {
       this.counters.rejectedNoWorkers++;
-      return 'E_NO_WORKERS';
+      return this.reject(parent, 'E_NO_WORKERS');
     }
-    const gather = new BroadcastGather(parent, members.length);
+    const gather = new BroadcastGather(this, parent, members.length);
     parent.parts = [];
     for (const r of members) {
       const part = new Job(
@@ -260,14 +277,15 @@ export class Dispatcher {
       this.wheel.add(part, part.deadline);
       if (!this.route(svc, part, false)) this.fail(part, 'E_QUEUE_FULL');
     }
-    return null;
+    return true;
   }
 
   private accept(job: Job): void {
     job.accepted = true;
     this.counters.accepted++;
     this.open++;
-    this.wheel.add(job, job.deadline);
+    // Routed straight to a consumer that leases, the job already waits for its lease.
+    if (job.tSlot === -1) this.wheel.add(job, job.deadline);
   }
 
   /** Assigns or queues `job`. False when it would go over a queue limit and `force` is off. */
@@ -301,6 +319,9 @@ export class Dispatcher {
     job.reg = r;
     job.attempt++;
     r.inflight++;
+    const lease = r.consumer.leaseMs;
+    // Without a reply within the lease, the attempt is lost and the job runs again (long-poll).
+    if (lease > 0 && now() + lease < job.deadline) this.wheel.add(job, now() + lease);
     r.consumer.deliver(job);
     const svc = this.services.get(r.service);
     if (svc && r.canTake()) svc.markReady(r);
@@ -327,13 +348,18 @@ export class Dispatcher {
 
   private fail(job: Job, code: ErrorCode): void {
     if (job.state === JobState.Settled) return;
-    job.errorCode = code;
-    job.errorMessage = ERRORS[code].message;
-    job.status = ERRORS[code].status;
     this.counters.failed++;
+    this.setError(job, code);
     this.settle(job);
   }
 
+  private setError(job: Job, code: ErrorCode): void {
+    job.errorCode = code;
+    job.errorMessage = ERRORS[code].message;
+    job.status = ERRORS[code].status;
+  }
+
+  /** The one place a job settles: its waiter hears of it exactly once. */
   private settle(job: Job): void {
     if (job.state === JobState.Queued && job.queue) {
       const svc = this.services.get(job.service);

@@ -4,7 +4,6 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { ownCopy } from '../client/bytes.js';
-import type { ErrorCode } from '../client/errors.js';
 import { type Headers, isValidKey, isValidName, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { HttpAnswerQueue, writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -60,10 +59,9 @@ export class HttpIngress {
       // The caller went away: the response must never be touched again.
       if (job.callerRef === null) return;
       job.callerRef = null;
-      // A broadcast's parent stays New while its parts run: those parts must be cancelled.
-      if (job.state === JobState.New && job.parts === null)
-        job.state = JobState.Settled; // body was still arriving
-      else this.dispatcher.abandon(job, 'E_CANCELLED');
+      // Whatever stage it reached (body still arriving, queued, at a worker, a broadcast's
+      // parts running), the dispatcher settles it and tells whoever holds it.
+      this.dispatcher.abandon(job, 'E_CANCELLED');
     });
     this.readBody(res, job, Number.isSafeInteger(declared) ? declared : -1);
   }
@@ -79,33 +77,24 @@ export class HttpIngress {
       if (job.callerRef === null || job.state !== JobState.New) return; // answered early or aborted
       const at = size;
       size += chunk.byteLength;
-      if (size > this.o.maxBodyBytes || (declared >= 0 && size > declared)) return this.finishEarly(res, job, 'E_BODY_TOO_LARGE');
+      if (size > this.o.maxBodyBytes || (declared >= 0 && size > declared)) {
+        this.dispatcher.reject(job, 'E_BODY_TOO_LARGE');
+        return;
+      }
       if (isLast && at === 0) {
         // The common case: the whole body in one chunk; copy it out of the borrowed buffer.
         if (chunk.byteLength > 0) job.body = ownCopy(chunk);
-        return this.submit(res, job);
+        this.dispatcher.submit(job);
+        return;
       }
       if (declared >= 0) (whole ??= Buffer.allocUnsafe(declared)).set(new Uint8Array(chunk), at);
       else (chunks ??= []).push(ownCopy(chunk));
       if (isLast) {
         job.body = whole !== null ? whole.subarray(0, size) : Buffer.concat(chunks!, size);
         whole = chunks = null;
-        this.submit(res, job);
+        this.dispatcher.submit(job);
       }
     });
-  }
-
-  private submit(res: HttpResponse, job: Job): void {
-    const err = this.dispatcher.submit(job);
-    if (err) this.finishEarly(res, job, err);
-  }
-
-  /** Answers `job` at once with an error, before or instead of dispatching it. */
-  private finishEarly(res: HttpResponse, job: Job, code: ErrorCode): void {
-    job.state = JobState.Settled;
-    job.callerRef = null;
-    job.body = EMPTY;
-    res.cork(() => writeError(res, code, this.hubId));
   }
 }
 

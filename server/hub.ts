@@ -7,6 +7,7 @@ import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import { CloseCode, ERROR_CODE_HEADER } from '../client/protocol.js';
 import { writeError } from './answer.js';
+import { Counters } from './counters.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
 import { createLogger, type Logger } from './log.js';
@@ -23,7 +24,7 @@ export class Hub implements SessionHost {
   readonly options: HubOptions;
   readonly hubId: string;
   readonly dispatcher: Dispatcher;
-  readonly counters = { protocolErrors: 0, framesIn: 0, framesOut: 0, connectionsRefused: 0 };
+  readonly counters = new Counters();
   readonly sessions = new Set<WorkerSession>();
   readonly instances = new Map<string, WorkerSession>();
   readonly startedAt = Date.now();
@@ -42,7 +43,7 @@ export class Hub implements SessionHost {
     this.options = resolveHubOptions(input);
     this.hubId = this.options.hubId || `hub-${nanoid(8)}`;
     this.log = log ?? createLogger(this.options.logLevel);
-    this.dispatcher = new Dispatcher(this.options);
+    this.dispatcher = new Dispatcher(this.options, this.counters);
     this.ingress = new HttpIngress(this.options, this.dispatcher, this.hubId);
     this.longPoll = new LongPoll(this.options, this.dispatcher, this.hubId);
   }
@@ -136,7 +137,7 @@ export class Hub implements SessionHost {
       upgrade: (res, req, context) => {
         if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.hubId);
         if (this.sessions.size >= o.maxConnections) {
-          this.counters.connectionsRefused++;
+          this.counters.sockets.connectionsRefused++;
           return writeError(res, 'E_OVERLOADED', this.hubId, 'too many WebSocket connections');
         }
         const session = new WorkerSession(this, this.nextSessionId++, remoteAddress(res));

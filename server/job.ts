@@ -18,6 +18,11 @@ export interface JobWaiter {
 
 /** Somewhere a job can run: a WebSocket worker session, a long-poll waiter, a peer hub. */
 export interface Consumer {
+  /**
+   * How long an attempt may stay here without a reply before it runs again elsewhere; 0 for
+   * none (a WebSocket worker is watched by its keep-alive instead).
+   */
+  readonly leaseMs: number;
   /** False while the consumer's socket is backed up or it is draining. */
   canSend(): boolean;
   /** Hand the job over; `job.reg` is already set. */

@@ -164,6 +164,10 @@ class Poller implements Consumer, PollTimer {
     private readonly base64: boolean,
   ) {}
 
+  get leaseMs(): number {
+    return this.lp.o.longPollLeaseMs;
+  }
+
   canSend(): boolean {
     return this.res !== null;
   }
@@ -218,13 +222,16 @@ class Poller implements Consumer, PollTimer {
   }
 }
 
-/** One attempt of a job at a poller. */
+/**
+ * One attempt of a job at a poller, answerable by its id while the job is open. Whether the
+ * attempt ran out (its lease) is the dispatcher's call; this only forgets the id once the job's
+ * deadline has passed.
+ */
 class Lease implements PollTimer {
   due = 0;
   tPrev: Timed | null = null;
   tNext: Timed | null = null;
   tSlot = -1;
-  private expired = false;
   private readonly reg: Registration | null;
 
   constructor(
@@ -237,26 +244,15 @@ class Lease implements PollTimer {
 
   /** This attempt is the one the job is currently leased on. */
   isCurrent(): boolean {
-    return !this.expired && this.job.state === JobState.Assigned && this.job.reg === this.reg;
+    return this.job.state === JobState.Assigned && this.job.reg === this.reg;
   }
 
   arm(): void {
-    this.lp.wheel.add(this, Math.min(now() + this.lp.o.longPollLeaseMs, this.job.deadline));
+    this.lp.wheel.add(this, this.job.deadline + 1);
   }
 
   fire(): void {
-    if (this.job.state === JobState.Settled) {
-      this.lp.leases.delete(this.id);
-      return;
-    }
-    if (!this.expired) {
-      this.expired = true;
-      // No reply in time: run it again elsewhere (or 502 when attempts are used up).
-      if (this.job.reg === this.reg) this.lp.dispatcher.lost(this.job);
-    }
-    // Keep the id answerable while the job is open; forget it after the deadline.
-    if ((this.job.state as number) !== JobState.Settled) this.lp.wheel.add(this, this.job.deadline + 1);
-    else this.lp.leases.delete(this.id);
+    this.lp.leases.delete(this.id);
   }
 }
 

@@ -1,7 +1,23 @@
-/** The JSON behind GET /stats: services, their queues, and every connected session. */
-import type { Hub } from './hub.js';
+/** The JSON behind GET /stats: services, their rings and queues, every connected session, counters. */
+import type { Counters } from './counters.js';
+import type { Dispatcher } from './dispatcher.js';
+import type { LongPoll } from './longpoll.js';
+import type { HubOptions } from './options.js';
+import type { WorkerSession } from './worker-session.js';
 
-export function buildStats(hub: Hub) {
+/** What /stats reads; the hub provides it. */
+export interface StatsSource {
+  readonly hubId: string;
+  readonly state: string;
+  readonly startedAt: number;
+  readonly options: HubOptions;
+  readonly dispatcher: Dispatcher;
+  readonly longPoll: LongPoll;
+  readonly sessions: ReadonlySet<WorkerSession>;
+  readonly counters: Counters;
+}
+
+export function buildStats(hub: StatsSource) {
   const d = hub.dispatcher;
   const o = hub.options;
   const leased = hub.longPoll.leasedByService();
@@ -40,6 +56,7 @@ export function buildStats(hub: Hub) {
     requests: s.requests.size,
     services: [...s.regs.values()].map((r) => ({ name: r.service, credit: r.concurrency, inflight: r.inflight, weight: r.weight })),
   }));
+  const counted = hub.counters.snapshot();
   return {
     hubId: hub.hubId,
     state: hub.state,
@@ -47,8 +64,8 @@ export function buildStats(hub: Hub) {
     openJobs: d.open,
     longPoll: { waiting: hub.longPoll.totalWaiting, openAttempts: hub.longPoll.leases.size },
     queuedBytes: d.queuedBytes,
-    jobs: d.counters,
-    sockets: { connections: hub.sessions.size, ...hub.counters },
+    jobs: counted.jobs,
+    sockets: { connections: hub.sessions.size, ...counted.sockets },
     services,
     workers,
   };

@@ -21,6 +21,7 @@ import {
   type RequestFrame,
   RequestMode,
 } from '../client/protocol.js';
+import type { Counters } from './counters.js';
 import type { Dispatcher } from './dispatcher.js';
 import { type Flushable, scheduleFlush } from './frame-flusher.js';
 import { IdTable } from './id-table.js';
@@ -37,8 +38,7 @@ export interface SessionHost {
   readonly hubId: string;
   /** Binds an instance id to this session, closing an older session of the same instance. */
   claimInstance(session: WorkerSession): void;
-  /** Session counters shown in /stats. */
-  readonly counters: { protocolErrors: number; framesIn: number; framesOut: number };
+  readonly counters: Counters;
 }
 
 export type SessionState = 'hello' | 'open' | 'draining' | 'closed';
@@ -47,6 +47,7 @@ const MAX_CONCURRENCY = 100_000;
 const MAX_WEIGHT = 1_000_000;
 
 export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSocketEvents {
+  readonly leaseMs = 0;
   state: SessionState = 'hello';
   instanceId = '';
   role: 'worker' | 'client' = 'client';
@@ -119,7 +120,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
 
   onMessage(data: Uint8Array, isBinary: boolean, borrowed: boolean): void {
     this.lastSeen = now();
-    this.host.counters.framesIn++;
+    this.host.counters.sockets.framesIn++;
     if (!isBinary) return this.protocolError('E_PROTOCOL', 'frames must be binary msgpack messages', null, true);
     let frame: Frame;
     try {
@@ -234,14 +235,9 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
     const job = new Job(service, mode, mode === RequestMode.Any ? null : key, body, contentType, headers, query, deadline, this);
     job.callerId = id;
     this.requests.add(id, job);
-    if (!err) err = this.host.dispatcher.submit(job);
-    if (err) {
-      job.errorCode = err;
-      job.errorMessage = ERRORS[err].message;
-      job.status = ERRORS[err].status;
-      job.state = JobState.Settled;
-      this.settled(job);
-    }
+    // Either way the answer comes back through settled(): refused jobs settle like any other.
+    if (err) this.host.dispatcher.reject(job, err);
+    else this.host.dispatcher.submit(job);
   }
 
   private startDraining(): void {
@@ -254,7 +250,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
   private takeInflight(id: number): Job | null {
     const job = this.inflight.take(id);
     if (!job) {
-      this.host.dispatcher.counters.unknownReplies++;
+      this.host.counters.jobs.unknownReplies++;
       return null;
     }
     return job;
@@ -274,7 +270,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
     const limit = this.host.options.maxBackpressureBytes;
     const out = this.outbox;
     const i = socket.writeFrames(out, 0, limit);
-    this.host.counters.framesOut += i;
+    this.host.counters.sockets.framesOut += i;
     this.outbox = i === out.length ? [] : out.slice(i);
     const wasBlocked = this.blocked;
     // Only an estimate at the limit costs a second native call to confirm it.
@@ -306,7 +302,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
 
   /** Sends a protocol error; a fatal one closes the socket after it is written. */
   protocolError(code: ErrorCode, message: string, ref: string | number | null, fatal: boolean): void {
-    this.host.counters.protocolErrors++;
+    this.host.counters.sockets.protocolErrors++;
     if (this.state === 'closed') return;
     this.send(encodeFrame([Op.ProtocolError, code, message, ref, fatal]));
     if (fatal) {

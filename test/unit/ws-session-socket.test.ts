@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
 import { decodeFrame, encodeFrame, type Frame, Op, RequestMode } from '../../client/protocol.js';
+import { Counters } from '../../server/counters.js';
 import { Dispatcher } from '../../server/dispatcher.js';
 import { Job, type JobWaiter } from '../../server/job.js';
 import { resolveHubOptions } from '../../server/options.js';
@@ -60,8 +61,8 @@ async function until(pred: () => boolean, ms = 3000, what = 'condition'): Promis
 
 function hubSide(maxBackpressureBytes = 0) {
   const options = resolveHubOptions({ maxBodyBytes: 64 * 1024, ...(maxBackpressureBytes ? { maxBackpressureBytes } : {}) });
-  const dispatcher = new Dispatcher(options);
-  const counters = { protocolErrors: 0, framesIn: 0, framesOut: 0 };
+  const counters = new Counters();
+  const dispatcher = new Dispatcher(options, counters);
   const host = { options, dispatcher, hubId: 'hub-test', counters, claimInstance: () => {} };
   return { options, dispatcher, counters, session: new WorkerSession(host, 1, 'test') };
 }
@@ -91,8 +92,8 @@ describe('a session over the ws adapter', () => {
     await until(() => dispatcher.services.get('svc')?.regs.length === 1, 3000, 'registration');
 
     const waiter = new Waiter();
-    assert.equal(dispatcher.submit(job(waiter, Buffer.from('one'))), null);
-    assert.equal(dispatcher.submit(job(waiter, Buffer.from('two'))), null);
+    assert.equal(dispatcher.submit(job(waiter, Buffer.from('one'))), true);
+    assert.equal(dispatcher.submit(job(waiter, Buffer.from('two'))), true);
     await until(() => far.frames.some((f) => f[0] === Op.Job), 3000, 'first job');
     // Credit 1: the second job waits in the hub until the first is answered.
     await new Promise((r) => setTimeout(r, 50));
@@ -131,10 +132,10 @@ describe('a session over the ws adapter', () => {
     const waiter = new Waiter();
     const body = Buffer.alloc(60 * 1024, 7);
     const n = 300; // 18 MB: far beyond what the kernel buffers
-    for (let i = 0; i < n / 2; i++) assert.equal(dispatcher.submit(job(waiter, body, 20_000)), null);
+    for (let i = 0; i < n / 2; i++) assert.equal(dispatcher.submit(job(waiter, body, 20_000)), true);
     await until(() => session.blocked, 5000, 'the session to block');
     // Blocked: later jobs wait in the hub's queue, not in the socket.
-    for (let i = n / 2; i < n; i++) assert.equal(dispatcher.submit(job(waiter, body, 20_000)), null);
+    for (let i = n / 2; i < n; i++) assert.equal(dispatcher.submit(job(waiter, body, 20_000)), true);
     assert.equal(dispatcher.services.get('svc')!.queued, n / 2, 'jobs wait in the hub queue');
     assert.ok(ws.bufferedAmount < options.maxBackpressureBytes * 2 + options.maxFrameBytes);
     far.resume();

@@ -1,0 +1,41 @@
+/**
+ * Everything the hub counts, in one place. The hot path increments plain fields; `/stats` (and
+ * later metrics) read a snapshot, so no module that counts needs to know who reads.
+ */
+
+/** Job outcomes and routing events. */
+export class JobCounters {
+  accepted = 0;
+  replied = 0;
+  errorReplies = 0;
+  failed = 0;
+  /** Refused before they were accepted (bad input, no workers, full queue, shutdown). */
+  rejected = 0;
+  expired = 0;
+  cancelled = 0;
+  redelivered = 0;
+  /** Attempts whose lease ran out without a reply (long-poll). */
+  leasesExpired = 0;
+  lateReplies = 0;
+  unknownReplies = 0;
+  rejectedNoWorkers = 0;
+  rejectedQueueFull = 0;
+}
+
+/** WebSocket traffic and connection limits. */
+export class SocketCounters {
+  protocolErrors = 0;
+  framesIn = 0;
+  framesOut = 0;
+  connectionsRefused = 0;
+}
+
+export class Counters {
+  readonly jobs = new JobCounters();
+  readonly sockets = new SocketCounters();
+
+  /** A copy that later increments do not change. */
+  snapshot(): { jobs: JobCounters; sockets: SocketCounters } {
+    return { jobs: { ...this.jobs }, sockets: { ...this.sockets } };
+  }
+}
