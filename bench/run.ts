@@ -15,17 +15,18 @@ import { renderChart } from './chart.js';
 import { CLOCK_TICKS, cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
 import { describe, RESULTS_HEADER, resultsSection, table } from './report.js';
 import type { Rep, Result } from './result.js';
-import { available, LOAD_CPU, SCENARIOS, type Scenario, SERVER_CPU, type Target } from './scenarios.js';
+import { available, LOAD_CPU, referenceTwin, SCENARIOS, type Scenario, SERVER_CPU, type Target } from './scenarios.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
-const { quick, pick, reps, durationS, warmupS } = exitOnInvalidOption('bench', () => {
+const { quick, pick, reps, durationS, warmupS, reference } = exitOnInvalidOption('bench', () => {
   const { values } = parseFlags(process.argv.slice(2), [
     { flag: '--quick', kind: 'boolean' },
     { flag: '--scenario', kind: 'string' },
     { flag: '--reps', kind: 'int' },
     { flag: '--duration', kind: 'int' },
     { flag: '--warmup', kind: 'int' },
+    { flag: '--reference', kind: 'string' },
   ]);
   const quick = values.has('--quick');
   // Zero rounds or a zero-second window measure nothing; a zero-second warm-up is allowed, as before.
@@ -39,6 +40,7 @@ const { quick, pick, reps, durationS, warmupS } = exitOnInvalidOption('bench', (
     reps: num('--reps', 1, quick ? 1 : 3),
     durationS: num('--duration', 1, quick ? 3 : 10),
     warmupS: num('--warmup', 0, quick ? 1 : 3),
+    reference: values.get('--reference') as string | undefined,
   };
 });
 const QUICK_SET = ['http-1w', 'limit-batched', 'ws-caller'];
@@ -188,14 +190,45 @@ function summarize(s: Scenario, repsOut: Rep[], peakRssMB: number): Result {
   };
 }
 
+/**
+ * This build against the reference build, scenario by scenario: hub CPU per request (the most
+ * stable figure here) and requests/s, each as the median of the per-round ratios.
+ */
+function compareWithReference(results: Result[], dir: string) {
+  const refCommit = commitOf(path.resolve(dir));
+  const rows = results
+    .filter((r) => r.kind === 'astromesh' && !r.name.endsWith('@ref'))
+    .flatMap((r) => {
+      const ref = results.find((x) => x.name === `${r.name}@ref`);
+      if (!ref) return [];
+      const perRound = (f: (rep: Rep) => number) => median(r.reps.map((rep, i) => f(rep) / f(ref.reps[i]!)).filter((x) => Number.isFinite(x)));
+      return [
+        { scenario: r.name, hubCpu: r.cpuUsPerReq, refHubCpu: ref.cpuUsPerReq, cpuRatio: perRound((x) => x.cpuUsPerReq), rpsRatio: perRound((x) => x.rps) },
+      ];
+    });
+  const table = [
+    `this build (${commit()}) against the reference build (${refCommit}), medians of per-round ratios:`,
+    '| scenario | hub CPU µs/req | reference µs/req | CPU ratio | req/s ratio |',
+    '|---|---|---|---|---|',
+    ...rows.map((x) => `| ${x.scenario} | ${x.hubCpu.toFixed(1)} | ${x.refHubCpu.toFixed(1)} | ${x.cpuRatio.toFixed(3)} | ${x.rpsRatio.toFixed(3)} |`),
+  ].join('\n');
+  return { rows: { dir, commit: refCommit, scenarios: rows }, table };
+}
+
 function machine(): string {
   const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
   return `${cpu}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.type()} ${os.release()}`;
 }
 
 function commit(): string {
+  return commitOf(repoRoot);
+}
+
+function commitOf(dir: string): string {
   try {
-    return execSync('git rev-parse --short HEAD', { cwd: repoRoot }).toString().trim();
+    return execSync('git rev-parse --short HEAD', { cwd: dir, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
   } catch {
     return 'unknown';
   }
@@ -221,9 +254,16 @@ async function main(): Promise<void> {
   );
   const skipped: string[] = [];
   const runnable: Scenario[] = [];
+  if (reference && !existsSync(path.resolve(reference, 'dist/server/cli.js'))) {
+    console.error(`bench: --reference ${reference} holds no dist/server/cli.js (build it there first)`);
+    process.exit(2);
+  }
   for (const s of wanted) {
-    if (available(s)) runnable.push(s);
-    else {
+    if (available(s)) {
+      runnable.push(s);
+      // The reference build's twin runs right after, in the same round.
+      if (reference && s.kind === 'astromesh') runnable.push(referenceTwin(s, reference));
+    } else {
       skipped.push(`${s.name} (needs ${s.requires}, not installed)`);
       console.log(`skipping ${s.name}: ${s.requires} is not installed`);
     }
@@ -253,7 +293,7 @@ async function main(): Promise<void> {
   }
   const results = runnable.map((s) => ({ ...summarize(s, repsOf.get(s.name)!, peak.get(s.name) ?? 0), remeasured: remeasured.get(s.name) ?? 0 }));
   for (const r of results) {
-    const s = SCENARIOS.find((x) => x.name === r.name)!;
+    const s = runnable.find((x) => x.name === r.name)!;
     for (const b of s.compareWith ?? []) {
       const base = results.find((x) => x.name === b);
       if (!base) continue;
@@ -265,8 +305,22 @@ async function main(): Promise<void> {
   console.log(`\n${summary}\n`);
   for (const r of results) console.log(`${r.name}: ${describe(r)}`);
   if (skipped.length) console.log(`skipped: ${skipped.join('; ')}`);
+  const againstReference = reference ? compareWithReference(results, reference) : null;
+  if (againstReference) console.log(`\n${againstReference.table}\n`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const json = { date: new Date().toISOString(), commit: commit(), machine: machine(), layout, reps, durationS, warmupS, quick, skipped, results };
+  const json = {
+    date: new Date().toISOString(),
+    commit: commit(),
+    machine: machine(),
+    layout,
+    reps,
+    durationS,
+    warmupS,
+    quick,
+    skipped,
+    results,
+    ...(againstReference ? { reference: againstReference.rows } : {}),
+  };
   writeFileSync(path.join(dir, `results-${stamp}.json`), JSON.stringify(json, null, 2));
   writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(json, null, 2));
   const svg = renderChart(results);

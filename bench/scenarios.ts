@@ -34,11 +34,15 @@ export interface Scenario {
   requires?: string;
   /** Baselines this scenario's throughput is divided by, when measured in the same run. */
   compareWith?: string[];
-  start(): Promise<Target>;
+  /** Starts the processes; astromesh scenarios run the hub at `hubCli` when given (a reference build). */
+  start(hubCli?: string): Promise<Target>;
 }
 
-async function startHub(extra: string[] = []): Promise<{ hub: BenchProc; url: string }> {
-  const hub = start(SERVER_CPU, node, [js('../server/cli.js'), 'hub', '--port', '0', '--log-level', 'warn', ...extra]);
+/** This build's hub. */
+const HUB_CLI = js('../server/cli.js');
+
+async function startHub(hubCli = HUB_CLI): Promise<{ hub: BenchProc; url: string }> {
+  const hub = start(SERVER_CPU, node, [hubCli, 'hub', '--port', '0', '--log-level', 'warn']);
   // The hub logs "listening" at info; at warn it is silent, so read the port from /proc instead.
   const port = await listeningPort(hub.pid);
   return { hub, url: `http://127.0.0.1:${port}` };
@@ -78,8 +82,8 @@ async function workers(url: string, n: number, service = 'echo', concurrency = 2
   return ps;
 }
 
-async function astromesh(nWorkers: number): Promise<Target> {
-  const { hub, url } = await startHub();
+async function astromesh(nWorkers: number, hubCli?: string): Promise<Target> {
+  const { hub, url } = await startHub(hubCli);
   const ws = await workers(url, nWorkers);
   return { measured: hub, url, procs: [hub, ...ws] };
 }
@@ -186,7 +190,7 @@ export const SCENARIOS: Scenario[] = [
     path: '/service/echo',
     compareWith: HTTP_BASELINES,
     description: 'HTTP caller → hub → 1 WS worker (client library), 100 B',
-    start: () => astromesh(1),
+    start: (hubCli) => astromesh(1, hubCli),
   },
   {
     name: 'http-4w',
@@ -197,7 +201,7 @@ export const SCENARIOS: Scenario[] = [
     path: '/service/echo',
     compareWith: HTTP_BASELINES,
     description: 'HTTP caller → hub → 4 WS workers, 100 B',
-    start: () => astromesh(4),
+    start: (hubCli) => astromesh(4, hubCli),
   },
   {
     name: 'ws-caller',
@@ -208,7 +212,7 @@ export const SCENARIOS: Scenario[] = [
     path: 'echo',
     compareWith: ['nats-reqrep'],
     description: 'WS caller (one multiplexed socket) → hub → 1 WS worker, 100 B',
-    start: () => astromesh(1),
+    start: (hubCli) => astromesh(1, hubCli),
   },
   {
     name: 'http-1k',
@@ -219,7 +223,7 @@ export const SCENARIOS: Scenario[] = [
     path: '/service/echo',
     compareWith: ['limit-batched-1k', 'raw-1k'],
     description: 'HTTP caller → hub → 1 WS worker, 1 KiB',
-    start: () => astromesh(1),
+    start: (hubCli) => astromesh(1, hubCli),
   },
   {
     name: 'http-64k',
@@ -230,7 +234,7 @@ export const SCENARIOS: Scenario[] = [
     path: '/service/echo',
     compareWith: ['limit-batched-64k', 'raw-64k'],
     description: 'HTTP caller → hub → 1 WS worker, 64 KiB',
-    start: () => astromesh(1),
+    start: (hubCli) => astromesh(1, hubCli),
   },
   {
     name: 'keyed',
@@ -241,7 +245,7 @@ export const SCENARIOS: Scenario[] = [
     path: 'keyed',
     compareWith: HTTP_BASELINES,
     description: 'HTTP POST /api/echo/{random key} → owner among 4 WS workers, 100 B',
-    start: () => astromesh(4),
+    start: (hubCli) => astromesh(4, hubCli),
   },
   {
     name: 'longpoll',
@@ -252,8 +256,8 @@ export const SCENARIOS: Scenario[] = [
     path: '/service/echo',
     compareWith: ['http-1w', ...HTTP_BASELINES],
     description: 'HTTP caller → hub → legacy long-poll worker (64 poll loops: GET /service/echo/jobs, POST /jobs/{id}), 100 B',
-    async start() {
-      const { hub, url } = await startHub();
+    async start(hubCli) {
+      const { hub, url } = await startHub(hubCli);
       const w = start(SERVER_CPU, node, [js('workers/longpoll-worker.js'), url, 'echo', '64']);
       await w.line((l) => l.event === 'ready');
       // The service exists once the first poll waits.
@@ -270,8 +274,8 @@ export const SCENARIOS: Scenario[] = [
     path: '/service/echo',
     compareWith: ['http-1w', ...HTTP_BASELINES],
     description: '1 loaded worker + 1,000 idle worker sessions on 1,000 services (from 4 processes)',
-    async start() {
-      const { hub, url } = await startHub();
+    async start(hubCli) {
+      const { hub, url } = await startHub(hubCli);
       const loaded = await workers(url, 1);
       const idle = [0, 1, 2, 3].map((i) =>
         start(SERVER_CPU, node, [js('workers/echo-worker.js'), url, 'unused', '16', '250', 'idle-'], { BENCH_IDLE_OFFSET: String(1 + i * 250) }),
@@ -281,6 +285,15 @@ export const SCENARIOS: Scenario[] = [
     },
   },
 ];
+
+/**
+ * The same scenario with the hub of another build (`dir` holds its compiled `dist/`), so a
+ * change is measured against an earlier commit in the same rounds, on the same machine state.
+ */
+export function referenceTwin(s: Scenario, dir: string): Scenario {
+  const hubCli = path.resolve(dir, 'dist/server/cli.js');
+  return { ...s, name: `${s.name}@ref`, description: `${s.description} — reference build`, compareWith: [], start: () => s.start(hubCli) };
+}
 
 export function available(s: Scenario): boolean {
   return !s.requires || which(s.requires);
