@@ -69,6 +69,21 @@ export function parseFlags(argv: readonly string[], specs: readonly ArgSpec[], o
 }
 
 /**
+ * Whether `--help` or `-h` stands in an option position of `argv`: not as the value of a flag
+ * that takes one (`--hub-id -h` names a hub), and not after `--`.
+ */
+export function wantsHelp(argv: readonly string[], specs: readonly ArgSpec[]): boolean {
+  const valued = new Set(specs.filter((s) => s.kind !== 'boolean').map((s) => s.flag));
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+    if (valued.has(a)) i++;
+  }
+  return false;
+}
+
+/**
  * A non-negative integer (underscores allowed as digit separators: 1_048_576), at least `min`.
  * `name` is where the value came from, for the message: a flag, an environment variable.
  */

@@ -5,10 +5,10 @@
  * astromesh request <service> [json] send one request and print the answer
  */
 import { BusError } from '../client/errors.js';
-import { type ArgSpec, InvalidOptionError, type ParsedArgs, parseCount, parseFlags } from './args.js';
+import { type ArgSpec, InvalidOptionError, type ParsedArgs, parseCount, parseFlags, wantsHelp } from './args.js';
 import { Hub } from './hub.js';
 import { createLogger } from './log.js';
-import { hubOptionsFromSources, OPTION_SPECS } from './options.js';
+import { CONFIG_FLAG, hubOptionsFromSources, OPTION_SPECS } from './options.js';
 
 const USAGE = `usage:
   astromesh hub [options]                         start a hub (default command)
@@ -26,9 +26,8 @@ const REQUEST_FLAGS: ArgSpec[] = [URL_FLAG, { flag: '--key', kind: 'string' }, {
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
   // `astromesh <command> --help` shows the usage too, before the command rejects --help as unknown.
-  const end = argv.indexOf('--');
-  const beforeValues = end === -1 ? argv : argv.slice(0, end);
-  if (first === 'help' || beforeValues.some((a) => a === '--help' || a === '-h')) {
+  const specs = first === 'echo' ? ECHO_FLAGS : first === 'request' ? REQUEST_FLAGS : [...OPTION_SPECS, CONFIG_FLAG];
+  if (first === 'help' || wantsHelp(first === 'echo' || first === 'request' || first === 'hub' ? rest : argv, specs)) {
     console.log(USAGE);
     return 0;
   }

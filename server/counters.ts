@@ -9,7 +9,11 @@ export class JobCounters {
   replied = 0;
   errorReplies = 0;
   failed = 0;
-  /** Refused before they were accepted (bad input, no workers, full queue, shutdown). */
+  /**
+   * Jobs settled without being accepted: refused after the job existed (a body over the limit,
+   * no workers or a full queue at submit, a WebSocket Request with bad fields). Refusals before
+   * a body is read create no job and are not counted here.
+   */
   rejected = 0;
   expired = 0;
   cancelled = 0;

@@ -206,8 +206,10 @@ export class Dispatcher {
     if (r.ownsKeys()) {
       // Keyed jobs that waited for any key owner now have one: each goes to its owner.
       while ((job = svc.keyedQueue.head)) {
+        const owner = svc.owner(job.key!);
+        // No owner with a registration here (none, or only members this hub cannot reach): keep waiting.
+        if (!owner) break;
         this.take(svc, svc.keyedQueue, job);
-        const owner = svc.owner(job.key!)!;
         if (owner.canTake()) this.assign(owner, job);
         else this.enqueue(svc, owner.ownerQueue, job);
       }
@@ -232,14 +234,19 @@ export class Dispatcher {
   sweepServices(): void {
     const at = now();
     for (const [name, svc] of this.services) {
-      if (svc.regs.length === 0 && svc.queued === 0 && !svc.isServed(this.o.serviceLingerMs, false, at)) this.services.delete(name);
+      if (svc.regs.length === 0 && svc.queued === 0 && !svc.isServed(this.o.serviceLingerMs, false, at)) {
+        svc.ring.forget();
+        this.services.delete(name);
+      }
     }
   }
 
   /** A job's time on the wheel came: its deadline, or the lease of the attempt it is on. */
   private due(job: Job): void {
-    if (job.due < job.deadline && job.state === JobState.Assigned) {
+    if (job.due < job.deadline && job.state === JobState.Assigned && now() < job.deadline) {
       this.counters.leasesExpired++;
+      // The lease was the consumer's credit for this attempt: an expired lease gives it back.
+      this.release(job);
       this.lost(job);
     } else {
       this.abandon(job, 'E_DEADLINE');

@@ -211,7 +211,8 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
   return o;
 }
 
-const CONFIG: ArgSpec = { flag: '--config', kind: 'string' };
+/** `--config FILE`: a JSON file with any hub option. */
+export const CONFIG_FLAG: ArgSpec = { flag: '--config', kind: 'string' };
 
 /** Options as read from the sources, and how to name each in an error: where its value came from. */
 export interface OptionSources {
@@ -225,8 +226,8 @@ export interface OptionSources {
  * unknown keys in the file throw.
  */
 export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessEnv): OptionSources {
-  const { values: flags } = parseFlags(argv, [...OPTION_SPECS, CONFIG]);
-  const configPath = (flags.get(CONFIG.flag) as string | undefined) ?? env.ASTROMESH_CONFIG;
+  const { values: flags } = parseFlags(argv, [...OPTION_SPECS, CONFIG_FLAG]);
+  const configPath = (flags.get(CONFIG_FLAG.flag) as string | undefined) ?? env.ASTROMESH_CONFIG;
   let file: Record<string, unknown> = {};
   if (configPath) {
     try {

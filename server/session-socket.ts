@@ -15,6 +15,8 @@ export interface SessionSocketEvents {
   onPong(): void;
   /** The socket is gone; it must not be used from here on. */
   onClose(): void;
+  /** Why the socket failed (a refused dial, a reset); `onClose` follows. */
+  onError?(err: Error): void;
 }
 
 export interface SessionSocket {

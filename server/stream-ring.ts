@@ -1,13 +1,21 @@
 /**
  * The ring of one stream: every worker instance that owns partition keys, on this hub or
  * another, with an epoch that moves on every change. Owners are memoised per epoch in a
- * bounded LRU, since keys repeat; keyed routing, broadcast and admission all read this.
+ * bounded two-generation LRU, since keys repeat; keyed routing, broadcast and admission all
+ * read this.
  */
 import type { Registration } from './job.js';
 import { memberSeed, ownerOf, type RingMember, rank, ringDigest } from './ring.js';
 
-/** Owners remembered per stream; a change of membership forgets them all. */
-export const OWNER_MEMO_SIZE = 4096;
+/**
+ * Owners remembered per stream, in two generations of this many keys: when the young one is
+ * full it becomes the old one and the old one is dropped whole, which costs far less than
+ * evicting one key at a time (a Map's oldest-key lookup slows down as deletes pile up).
+ */
+export const OWNER_MEMO_GENERATION = 2048;
+/** Owners remembered across every stream of the process: past it no memo takes new keys. */
+export const OWNER_MEMO_BUDGET = 65_536;
+let memoEntries = 0;
 
 /** One worker instance in a ring. */
 export class RingEntry implements RingMember {
@@ -30,7 +38,8 @@ export class StreamRing {
   private readonly byInstance = new Map<string, RingEntry>();
   /** Members sorted by instanceId: the ring order every hub shares. */
   private ordered: RingEntry[] = [];
-  private readonly memo = new Map<string, RingEntry>();
+  private young = new Map<string, RingEntry>();
+  private old = new Map<string, RingEntry>();
   private digestValue = ringDigest([]);
 
   get size(): number {
@@ -39,7 +48,7 @@ export class StreamRing {
 
   /** Owners remembered for the current epoch. */
   get memoSize(): number {
-    return this.memo.size;
+    return this.young.size + this.old.size;
   }
 
   /** Members in ring order (by instanceId). */
@@ -67,18 +76,37 @@ export class StreamRing {
 
   /** The member that owns `key`, or null for an empty ring. */
   owner(key: string): RingEntry | null {
-    const hit = this.memo.get(key);
-    if (hit !== undefined) {
-      // Refresh its place: the least recently used key is the one forgotten first.
-      this.memo.delete(key);
-      this.memo.set(key, hit);
-      return hit;
+    // With one member or none there is nothing to rank.
+    if (this.ordered.length < 2) return this.ordered[0] ?? null;
+    const hit = this.young.get(key);
+    if (hit !== undefined) return hit;
+    const old = this.old.get(key);
+    if (old !== undefined) {
+      // Used again: it moves to the young generation, so it outlives the next rotation.
+      this.remember(key, old);
+      return old;
     }
-    const owner = ownerOf(key, this.ordered);
-    if (owner === null) return null;
-    if (this.memo.size >= OWNER_MEMO_SIZE) this.memo.delete(this.memo.keys().next().value!);
-    this.memo.set(key, owner);
+    const owner = ownerOf(key, this.ordered)!;
+    this.remember(key, owner);
     return owner;
+  }
+
+  /** Forgets every remembered owner (the stream is gone, or its membership changed). */
+  forget(): void {
+    memoEntries -= this.young.size + this.old.size;
+    if (this.young.size > 0) this.young = new Map();
+    if (this.old.size > 0) this.old = new Map();
+  }
+
+  private remember(key: string, owner: RingEntry): void {
+    if (this.young.size >= OWNER_MEMO_GENERATION) {
+      memoEntries -= this.old.size;
+      this.old = this.young;
+      this.young = new Map();
+    }
+    if (memoEntries >= OWNER_MEMO_BUDGET) return;
+    this.young.set(key, owner);
+    memoEntries++;
   }
 
   /** Every member ranked for `key`, owner first: the failover order. */
@@ -93,7 +121,7 @@ export class StreamRing {
 
   private changed(): void {
     this.epoch++;
-    this.memo.clear();
+    this.forget();
     this.ordered = [...this.byInstance.values()].sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0));
     this.digestValue = ringDigest(this.ordered);
   }

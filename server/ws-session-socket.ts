@@ -1,10 +1,12 @@
 /**
  * The session socket over `ws`, for links the hub dials. `ws` has no drain event: every send
- * carries one shared callback, and when the last write outstanding completes after the session
- * asked to be told, the session hears `onDrain`.
+ * carries one shared callback, and when the last write outstanding completes, the session hears
+ * `onDrain`.
  */
 import type WebSocket from 'ws';
 import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
+
+const BINARY = { binary: true } as const;
 
 export class WsSessionSocket implements SessionSocket {
   level = 0;
@@ -21,23 +23,31 @@ export class WsSessionSocket implements SessionSocket {
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: Buffer, isBinary: boolean) => events.onMessage(data, isBinary, false));
     ws.on('pong', () => events.onPong());
-    ws.on('close', () => {
-      this.closed = true;
-      events.onClose();
-    });
-    // A socket error is followed by 'close'; without a listener it would be thrown.
-    ws.on('error', () => {});
+    // Frames written before the socket opened waited in the session's outbox.
+    ws.on('open', () => events.onDrain());
+    ws.on('close', () => this.gone());
+    // An error is always followed by 'close'; the session hears why, if it wants to.
+    ws.on('error', (err: Error) => events.onError?.(err));
   }
 
   writeFrames(frames: readonly Uint8Array[], from: number, limit: number): number {
-    if (this.closed || this.ws.readyState !== this.ws.OPEN) return frames.length;
+    if (this.closed) return frames.length;
+    const state = this.ws.readyState;
+    // Still connecting: nothing is written, the frames wait for 'open'.
+    if (state === this.ws.CONNECTING) return from;
+    if (state !== this.ws.OPEN) {
+      // Closing: what is not sent now never will be. The session is torn down now rather than
+      // when 'close' comes (up to ws's close timeout later), so its jobs run elsewhere at once.
+      setImmediate(() => this.gone());
+      return frames.length;
+    }
     let level = this.ws.bufferedAmount;
     let i = from;
     // Node batches writes queued while one is in progress (writev), so no cork is needed.
     while (i < frames.length && level < limit) {
       const f = frames[i++]!;
       this.pendingWrites++;
-      this.ws.send(f, { binary: true }, this.written);
+      this.ws.send(f, BINARY, this.written);
       level += f.byteLength;
     }
     this.level = level;
@@ -59,5 +69,11 @@ export class WsSessionSocket implements SessionSocket {
     } catch {
       this.ws.terminate();
     }
+  }
+
+  private gone(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.events.onClose();
   }
 }

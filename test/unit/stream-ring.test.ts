@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ownerOf, ringDigest } from '../../server/ring.js';
-import { OWNER_MEMO_SIZE, RingEntry, StreamRing } from '../../server/stream-ring.js';
+import { OWNER_MEMO_GENERATION, RingEntry, StreamRing } from '../../server/stream-ring.js';
 
 const entry = (id: string, weight = 1, hubId = 'hub-a') => new RingEntry(id, hubId, weight, null);
 const hex = (n: number) => n.toString(16).padStart(8, '0');
@@ -59,13 +59,29 @@ describe('stream ring: membership, epoch, memoised owners, digest', () => {
     assert.equal(ring.get('b'), b2);
   });
 
-  it('remembers at most OWNER_MEMO_SIZE owners and forgets them on every change', () => {
+  it('remembers at most two generations of owners, keeps keys in use, and forgets them all on every change', () => {
     const ring = new StreamRing();
     ring.set(entry('x'));
     ring.set(entry('y'));
-    for (let i = 0; i < OWNER_MEMO_SIZE + 500; i++) ring.owner(`key-${i}`);
-    assert.equal(ring.memoSize, OWNER_MEMO_SIZE);
+    for (let i = 0; i < OWNER_MEMO_GENERATION * 5 + 7; i++) {
+      ring.owner(`key-${i}`);
+      // One key asked all along stays remembered through every rotation, and stays right.
+      assert.equal(ring.owner('hot'), ownerOf('hot', ring.members()));
+    }
+    assert.ok(ring.memoSize <= OWNER_MEMO_GENERATION * 2, `${ring.memoSize} remembered`);
     ring.set(entry('z'));
+    assert.equal(ring.memoSize, 0);
+    assert.equal(ring.owner('hot'), ownerOf('hot', ring.members()));
+    ring.forget();
+    assert.equal(ring.memoSize, 0);
+  });
+
+  it('answers a ring of one member without ranking or remembering', () => {
+    const ring = new StreamRing();
+    assert.equal(ring.owner('k'), null);
+    const only = entry('only');
+    ring.set(only);
+    assert.equal(ring.owner('k'), only);
     assert.equal(ring.memoSize, 0);
   });
 

@@ -115,6 +115,21 @@ describe('a session over the ws adapter', () => {
     );
   });
 
+  it('keeps frames queued before the socket opened and sends them once it does', async () => {
+    const far = await farWorker();
+    cleanups.push(far.close);
+    const { session, counters } = hubSide();
+    const ws = new WebSocket(far.url);
+    // Attached while still connecting: a frame queued now must not be counted as sent and lost.
+    session.attach(new WsSessionSocket(ws, session));
+    cleanups.push(() => ws.terminate());
+    session.sendDrain();
+    session.flush();
+    assert.equal(counters.sockets.framesOut, 0);
+    await until(() => far.frames.some((f) => f[0] === Op.Drain), 3000, 'the drain frame');
+    assert.equal(counters.sockets.framesOut, 1);
+  });
+
   it('stops sending while the far end does not read, and sends the rest once it drains', async () => {
     const far = await farWorker();
     cleanups.push(far.close);
