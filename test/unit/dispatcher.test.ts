@@ -141,15 +141,21 @@ function submit(d: Dispatcher, j: Job): Job {
 function reply(d: Dispatcher, c: FakeConsumer, dl: Delivery, body = 'ok', contentType: string | null = 'text/plain'): boolean {
   c.drop(dl);
   const ok = d.resolve(dl.job, 200, contentType, null, Buffer.from(body), `hub-test/${c.name}`);
-  d.release(dl.job);
+  d.release(dl.job, dl.attempt);
   return ok;
 }
 
 /** A cancel ack: the consumer gives the credit back; a job that was not settled runs again elsewhere. */
 function ack(d: Dispatcher, c: FakeConsumer, dl: Delivery): void {
   c.drop(dl);
-  d.release(dl.job);
-  if (dl.job.state !== JobState.Settled) d.lost(dl.job);
+  d.release(dl.job, dl.attempt);
+  if (dl.job.state !== JobState.Settled) d.lost(dl.job, dl.attempt);
+}
+
+/** The consumer lost the job (its link went down): it runs again elsewhere while attempts remain. */
+function lose(d: Dispatcher, c: FakeConsumer, dl: Delivery): void {
+  c.drop(dl);
+  d.lost(dl.job, dl.attempt);
 }
 
 /** Keys owned by `instanceId` among `members`, by an independent rendezvous computation. */
@@ -818,5 +824,84 @@ describe('dispatcher: broadcast', () => {
     assert.equal(d.submit(parent), false);
     assert.equal(parent.errorCode, 'E_NO_WORKERS');
     assert.equal(w.count(parent), 1);
+  });
+});
+
+describe('dispatcher: leases and withdrawn attempts', () => {
+  it('gives a consumer whose lease ran out its credit back, so it takes the next job', async () => {
+    const { d, c } = hub();
+    const leased = new FakeConsumer('leased', 40);
+    const plain = new FakeConsumer('plain');
+    const rl = join(d, leased);
+    const rp = join(d, plain);
+    const w = new Waiter();
+    const j1 = submit(d, job(w, { body: 'j1', timeoutMs: 2000 }));
+    assert.equal(j1.reg, rl);
+    await until(() => c.leasesExpired === 1, 'the lease to run out');
+    assert.equal(j1.reg, rp);
+    assert.equal(rl.inflight, 0, 'the withdrawn attempt holds no credit');
+    submit(d, job(w, { body: 'j2', timeoutMs: 2000 }));
+    assert.deepEqual(leased.bodies(), ['j1', 'j2']);
+  });
+
+  it('accepts a late reply from a withdrawn attempt without taking credit from the consumer that runs the job now', async () => {
+    const { d, c } = hub();
+    const leased = new FakeConsumer('leased', 40);
+    const plain = new FakeConsumer('plain');
+    join(d, leased, { concurrency: 2 });
+    const rp = join(d, plain);
+    const w = new Waiter();
+    const j1 = submit(d, job(w, { body: 'j1', timeoutMs: 2000 }));
+    await until(() => c.leasesExpired === 1, 'the lease to run out');
+    assert.equal(j1.reg, rp);
+    // The first attempt answers after all: the job settles with it.
+    assert.equal(reply(d, leased, leased.holding(j1)), true);
+    assert.equal(w.count(j1), 1);
+    assert.equal(rp.inflight, 1, 'plain still works on its attempt and keeps its credit');
+    leased.sendable = false;
+    submit(d, job(w, { body: 'j2', timeoutMs: 2000 }));
+    assert.deepEqual(plain.bodies(), ['j1'], 'plain gets nothing beyond its concurrency');
+    assert.equal(reply(d, plain, plain.holding(j1)), false);
+    assert.deepEqual(plain.bodies(), ['j1', 'j2']);
+    assert.equal(rp.inflight, 1);
+  });
+
+  it('ignores a lost report for an attempt already withdrawn: the attempt that runs now stays', async () => {
+    const { d, c } = hub();
+    const leased = new FakeConsumer('leased', 40);
+    const plain = new FakeConsumer('plain');
+    const rl = join(d, leased);
+    const rp = join(d, plain);
+    const w = new Waiter();
+    const j1 = submit(d, job(w, { timeoutMs: 2000 }));
+    await until(() => c.leasesExpired === 1, 'the lease to run out');
+    assert.equal(j1.reg, rp);
+    // The leased consumer's link drops: it reports every job it still holds.
+    d.unregister(rl);
+    for (const dl of [...leased.held]) lose(d, leased, dl);
+    assert.equal(j1.reg, rp);
+    assert.equal(j1.attempt, 2);
+    assert.equal(c.redelivered, 1);
+    assert.equal(d.services.get('svc')!.queued, 0);
+    assert.equal(reply(d, plain, plain.holding(j1)), true);
+    assert.equal(rp.inflight, 0);
+    assert.equal(w.count(j1), 1);
+  });
+
+  it('gives the credit back when a consumer reports a job lost that was cancelled meanwhile', () => {
+    const { d, c } = hub();
+    const a = new FakeConsumer('a');
+    const r = join(d, a);
+    const w = new Waiter();
+    const j = submit(d, job(w));
+    d.abandon(j, 'E_CANCELLED');
+    assert.equal(r.inflight, 1, 'the consumer keeps the credit until it answers the cancel');
+    // Instead of acknowledging, the consumer reports the job lost (its link went down).
+    lose(d, a, a.held[0]!);
+    assert.equal(r.inflight, 0);
+    assert.equal(c.redelivered, 0);
+    assert.equal(w.count(j), 1);
+    submit(d, job(w, { body: 'next' }));
+    assert.deepEqual(a.bodies(), ['x', 'next']);
   });
 });
