@@ -294,8 +294,11 @@ export class Dispatcher {
   }
 
   private accept(job: Job): void {
-    job.accepted = true;
     this.counters.accepted++;
+    // A consumer may answer or lose the job inside deliver, before this runs: settled uncounted,
+    // it stays out of the open jobs and off the wheel.
+    if (job.state === JobState.Settled) return;
+    job.accepted = true;
     this.open++;
     // Routed straight to a consumer that leases, the job already waits for its lease.
     if (job.tSlot === -1) this.wheel.add(job, job.deadline);

@@ -905,3 +905,38 @@ describe('dispatcher: leases and withdrawn attempts', () => {
     assert.deepEqual(a.bodies(), ['x', 'next']);
   });
 });
+
+describe('dispatcher: consumers that answer inside deliver', () => {
+  it('settles a job answered inside deliver once and leaves no open job behind', () => {
+    const { d, c } = hub();
+    const a = new FakeConsumer('a');
+    const r = join(d, a);
+    a.onDeliver = (dl) => reply(d, a, dl);
+    const w = new Waiter();
+    const jobs = [0, 1, 2].map(() => submit(d, job(w)));
+    assert.deepEqual(
+      jobs.map((j) => w.count(j)),
+      [1, 1, 1],
+    );
+    assert.equal(c.accepted, 3);
+    assert.equal(d.open, 0);
+    assert.equal(d.wheel.size, 0, 'nothing settled is left on the wheel');
+    assert.equal(r.inflight, 0);
+  });
+
+  it('settles a job lost inside deliver on its last attempt once and leaves no open job behind', () => {
+    const { d } = hub({ maxAttempts: 1 });
+    const a = new FakeConsumer('a');
+    const r = join(d, a);
+    a.onDeliver = (dl) => {
+      d.unregister(r);
+      lose(d, a, dl);
+    };
+    const w = new Waiter();
+    const j = submit(d, job(w));
+    assert.equal(w.count(j), 1);
+    assert.equal(j.errorCode, 'E_WORKER_GONE');
+    assert.equal(d.open, 0);
+    assert.equal(d.wheel.size, 0);
+  });
+});
