@@ -924,6 +924,29 @@ describe('dispatcher: consumers that answer inside deliver', () => {
     assert.equal(r.inflight, 0);
   });
 
+  it('still expires a job whose deadline shares a wheel slot with a lease whose expiry settles another job of that slot', async () => {
+    const { d, c } = hub();
+    const leased = new FakeConsumer('leased', 20);
+    join(d, leased, { concurrency: 3 });
+    const w = new Waiter();
+    const j1 = submit(d, job(w, { body: 'j1', timeoutMs: 5000 }));
+    leased.sendable = false;
+    // Two jobs wait, due exactly when j1's lease runs out: the lease expiry hands them over.
+    const due = j1.due;
+    const k = submit(d, new Job('svc', RequestMode.Any, null, Buffer.from('k'), null, null, null, due, w));
+    const m = submit(d, new Job('svc', RequestMode.Any, null, Buffer.from('m'), null, null, null, due, w));
+    leased.sendable = true;
+    // It answers m at once (inside deliver) and never answers k.
+    leased.onDeliver = (dl) => {
+      if (dl.job === m) reply(d, leased, dl);
+    };
+    await until(() => c.leasesExpired === 1, 'the lease to run out');
+    await until(() => w.count(k) === 1, "k's deadline", 500);
+    assert.equal(k.errorCode, 'E_DEADLINE');
+    assert.equal(w.count(m), 1);
+    assert.equal(m.errorCode, null);
+  });
+
   it('settles a job lost inside deliver on its last attempt once and leaves no open job behind', () => {
     const { d } = hub({ maxAttempts: 1 });
     const a = new FakeConsumer('a');
