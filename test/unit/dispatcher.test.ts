@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
+import fc from 'fast-check';
 import type { ErrorCode } from '../../client/errors.js';
 import { RequestMode, type RequestModeCode } from '../../client/protocol.js';
 import { BROADCAST_HEADERS } from '../../server/broadcast.js';
@@ -30,11 +31,9 @@ async function until(pred: () => boolean, what: string, ms = 2000): Promise<void
 class Waiter implements JobWaiter {
   readonly settles = new Map<Job, number>();
   readonly settledAt = new Map<Job, number>();
-  readonly order: Job[] = [];
   settled(job: Job): void {
     this.settles.set(job, (this.settles.get(job) ?? 0) + 1);
     if (!this.settledAt.has(job)) this.settledAt.set(job, now());
-    this.order.push(job);
   }
   count(job: Job): number {
     return this.settles.get(job) ?? 0;
@@ -961,5 +960,205 @@ describe('dispatcher: consumers that answer inside deliver', () => {
     assert.equal(j.errorCode, 'E_WORKER_GONE');
     assert.equal(d.open, 0);
     assert.equal(d.wheel.size, 0);
+  });
+});
+
+/** One step of the random walk: a caller, a consumer, the hub's clock or its sweep. */
+type Step =
+  | { k: 'submit'; mode: RequestModeCode; key: number; timeoutMs: number; size: number }
+  | { k: 'reply' | 'error' | 'ack' | 'release' | 'lose'; c: number; pick: number }
+  | { k: 'teardown' | 'block' | 'offer' | 'unregister'; c: number }
+  | { k: 'register'; c: number; concurrency: number }
+  | { k: 'abandon'; pick: number }
+  | { k: 'wait'; ms: number }
+  | { k: 'sweep' };
+
+const consumerIndex = fc.integer({ min: 0, max: 3 });
+const step: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      k: fc.constant('submit' as const),
+      mode: fc.constantFrom<RequestModeCode>(RequestMode.Any, RequestMode.Any, RequestMode.Keyed, RequestMode.Broadcast),
+      key: fc.integer({ min: 0, max: 5 }),
+      timeoutMs: fc.integer({ min: 30, max: 80 }),
+      size: fc.integer({ min: 0, max: 16 }),
+    }),
+  },
+  { weight: 6, arbitrary: fc.record({ k: fc.constant('reply' as const), c: consumerIndex, pick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('error' as const), c: consumerIndex, pick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('ack' as const), c: consumerIndex, pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('release' as const), c: consumerIndex, pick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('lose' as const), c: consumerIndex, pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('teardown' as const), c: consumerIndex }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('block' as const), c: consumerIndex }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('offer' as const), c: consumerIndex }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('unregister' as const), c: consumerIndex }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('register' as const), c: consumerIndex, concurrency: fc.integer({ min: 1, max: 3 }) }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('abandon' as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('wait' as const), ms: fc.integer({ min: 5, max: 30 }) }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('sweep' as const) }) },
+);
+
+/** The four consumers of the walk: a worker, a leasing worker, leasing capacity and a remote member. */
+const WALKERS: { name: string; leaseMs: number; takes: TakesCode }[] = [
+  { name: 'w-a', leaseMs: 0, takes: Takes.Ring },
+  { name: 'w-b', leaseMs: 20, takes: Takes.Ring },
+  { name: 'cap', leaseMs: 25, takes: Takes.Capacity },
+  { name: 'w-r', leaseMs: 0, takes: Takes.Remote },
+];
+
+/**
+ * Runs `steps` against a fresh dispatcher, checking at every delivery that it is within credit and
+ * for a registration that may take it, and after every step that no job settled twice and that
+ * open jobs, queued bytes and each registration's inflight agree with the jobs; then waits out
+ * every deadline, gives back everything the consumers still hold, and checks that all of it
+ * returned to zero.
+ */
+async function walk(linger: number, eager: number, concurrency: number[], steps: Step[]): Promise<void> {
+  const { d } = hub({ maxAttempts: 2, maxQueuePerService: 6, serviceLingerMs: linger });
+  const w = new Waiter();
+  const jobs: Job[] = [];
+  const regs: Registration[] = [];
+  /** Credit above concurrency a registration may still hold after its concurrency was lowered. */
+  const grandfathered = new Map<Registration, number>();
+  const consumers = WALKERS.map((s) => new FakeConsumer(s.name, s.leaseMs));
+  const current: (Registration | null)[] = WALKERS.map(() => null);
+  const register = (i: number, n: number) => {
+    const cur = current[i];
+    if (cur && !cur.closed) {
+      grandfathered.set(cur, cur.inflight);
+      join(d, consumers[i]!, { concurrency: n, takes: WALKERS[i]!.takes, existing: cur });
+    } else {
+      const r = join(d, consumers[i]!, { concurrency: n, takes: WALKERS[i]!.takes });
+      regs.push(r);
+      current[i] = r;
+    }
+  };
+  consumers.forEach((c, i) => {
+    c.onDeliver = (dl) => {
+      assert.equal(dl.job.state, JobState.Assigned);
+      assert.equal(dl.reg.closed, false, 'delivered to a closed registration');
+      assert.ok(dl.reg.inflight <= dl.reg.concurrency, `${c.name} got a job beyond its credit`);
+      if (dl.reg.takes === Takes.Capacity) assert.equal(dl.job.mode, RequestMode.Any, 'capacity got keyed or broadcast work');
+      if (dl.reg.takes === Takes.Remote) assert.notEqual(dl.job.mode, RequestMode.Any, 'a remote member got unkeyed work');
+      if (dl.job.pinned) assert.equal(dl.job.pinned, dl.reg, 'a broadcast part left its member');
+      // The eager consumer (if any) answers some jobs inside deliver.
+      if (i === eager && dl.body.length % 2 === 0) reply(d, c, dl);
+    };
+  });
+  const check = () => {
+    let open = 0;
+    let bytes = 0;
+    let queued = 0;
+    const charged = new Map<Registration, number>();
+    for (const j of jobs) {
+      assert.ok(w.count(j) <= 1, 'a job settled twice');
+      if (j.parts && w.count(j) === 1)
+        assert.ok(
+          j.parts.every((p) => p.state === JobState.Settled),
+          'a broadcast answered before its parts',
+        );
+      for (const x of j.parts ?? [j]) {
+        if (x.reg) {
+          // Credit is charged for exactly the attempts consumers hold.
+          charged.set(x.reg, (charged.get(x.reg) ?? 0) + 1);
+          const holder = x.reg.consumer as FakeConsumer;
+          assert.ok(
+            holder.held.some((dl) => dl.job === x && dl.attempt === x.attempt),
+            `${holder.name} is charged for an attempt it does not hold`,
+          );
+        }
+        if (x.accepted && x.state !== JobState.Settled) open++;
+        if (x.state === JobState.Queued) {
+          queued++;
+          bytes += x.body.length;
+        }
+      }
+    }
+    assert.equal(d.open, open, 'open jobs');
+    assert.equal(d.queuedBytes, bytes, 'queued bytes');
+    assert.equal(
+      [...d.services.values()].reduce((n, s) => n + s.queued, 0),
+      queued,
+      'queued jobs',
+    );
+    for (const r of regs) {
+      assert.equal(r.inflight, charged.get(r) ?? 0, `${r.instanceId} inflight against the attempts it holds`);
+      const allowed = Math.max(r.concurrency, grandfathered.get(r) ?? 0);
+      assert.ok(r.inflight <= allowed, `${r.instanceId} inflight ${r.inflight} over ${allowed}`);
+      grandfathered.set(r, Math.min(grandfathered.get(r) ?? 0, r.inflight));
+    }
+  };
+  try {
+    concurrency.forEach((n, i) => {
+      register(i, n);
+    });
+    for (const s of steps) {
+      if (s.k === 'submit') {
+        const key = s.mode === RequestMode.Keyed ? `k${s.key}` : undefined;
+        const j = job(w, { mode: s.mode, key, body: 'b'.repeat(s.size), timeoutMs: s.timeoutMs });
+        jobs.push(j);
+        d.submit(j);
+      } else if (s.k === 'abandon') {
+        if (jobs.length > 0) d.abandon(jobs[s.pick % jobs.length]!, 'E_CANCELLED');
+      } else if (s.k === 'wait') {
+        await sleep(s.ms);
+      } else if (s.k === 'sweep') {
+        d.sweepServices();
+      } else if (s.k === 'register') {
+        register(s.c, s.concurrency);
+      } else {
+        const c = consumers[s.c]!;
+        const r = current[s.c];
+        if (s.k === 'block') c.sendable = false;
+        else if (s.k === 'offer') {
+          c.sendable = true;
+          if (r) d.offer(r);
+        } else if (s.k === 'unregister') {
+          if (r) d.unregister(r);
+        } else if (s.k === 'teardown') {
+          if (r) d.unregister(r);
+          for (const dl of [...c.held]) lose(d, c, dl);
+        } else if ('pick' in s && c.held.length > 0) {
+          const dl = c.held[s.pick % c.held.length]!;
+          if (s.k === 'reply') reply(d, c, dl);
+          else if (s.k === 'ack') ack(d, c, dl);
+          else if (s.k === 'lose') lose(d, c, dl);
+          else {
+            c.drop(dl);
+            if (s.k === 'error') d.resolveError(dl.job, 500, 'E_WALK', 'failed', `hub-test/${c.name}`);
+            d.release(dl.job, dl.attempt);
+          }
+        }
+      }
+      check();
+    }
+    // Every accepted job has a deadline: wait them out, then hand back whatever is still held.
+    const last = Math.max(now(), ...jobs.map((j) => j.deadline));
+    await until(() => jobs.every((j) => w.count(j) === 1), 'every job to settle', last - now() + 1000);
+    for (const c of consumers) for (const dl of [...c.held]) reply(d, c, dl);
+    check();
+    assert.equal(d.open, 0);
+    assert.equal(d.queuedBytes, 0);
+    for (const r of regs) assert.equal(r.inflight, 0, `${r.instanceId} keeps credit after everything settled`);
+    for (const j of jobs) assert.equal(w.count(j), 1);
+  } finally {
+    d.wheel.stop();
+  }
+}
+
+describe('dispatcher: random sequences of operations', () => {
+  it('settles every job once and returns open jobs, queued bytes and credit to zero, never delivering beyond credit', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(0, 10_000),
+        fc.integer({ min: -1, max: 3 }),
+        fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 4, maxLength: 4 }),
+        fc.array(step, { minLength: 10, maxLength: 60, size: 'max' }),
+        walk,
+      ),
+      { numRuns: Number(process.env.DISPATCHER_WALKS ?? 40), includeErrorInReport: true },
+    );
   });
 });
