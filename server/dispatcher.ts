@@ -110,10 +110,15 @@ export class Dispatcher {
     return true;
   }
 
-  /** The consumer is done with `job` (reply, error or cancel ack): its credit comes back. */
-  release(job: Job): void {
+  /**
+   * The consumer is done with attempt `attempt` of `job` (reply, error or cancel ack): its credit
+   * comes back. A release for an attempt the dispatcher has withdrawn (its lease ran out, it was
+   * reported lost) is ignored: that credit came back then, and the job may run elsewhere now. A
+   * consumer that does not lease may leave `attempt` out, since only its own `lost` withdraws one.
+   */
+  release(job: Job, attempt = job.attempt): void {
     const r = job.reg;
-    if (!r) return;
+    if (!r || attempt !== job.attempt) return;
     job.reg = null;
     r.inflight--;
     if (!r.closed) this.offer(r);
@@ -137,22 +142,30 @@ export class Dispatcher {
   }
 
   /**
-   * The consumer holding `job` vanished or its lease ran out: run it again elsewhere while
-   * attempts remain. Credit stays with the consumer until it gives it back.
+   * Attempt `attempt` of `job` is withdrawn: its consumer vanished or gave it back, or its lease
+   * ran out. The job runs again elsewhere while attempts remain. The attempt's credit comes back
+   * now unless the consumer released it already: it cannot release a withdrawn attempt later. A
+   * report for an attempt already withdrawn is ignored (the job may run elsewhere by then).
    */
-  lost(job: Job): void {
-    if (job.state === JobState.Settled) return;
+  lost(job: Job, attempt = job.attempt): void {
+    if (attempt !== job.attempt) return;
+    // Settled meanwhile (cancelled, expired): nothing runs again, but the consumer holds it no more.
+    if (job.state === JobState.Settled) return this.release(job, attempt);
+    if (job.state !== JobState.Assigned) return;
+    const held = job.reg;
     job.reg = null;
+    if (held) held.inflight--;
     // A lease was armed in the deadline's place: the deadline is what is left to watch.
     if (job.due !== job.deadline) this.wheel.add(job, job.deadline);
     const svc = this.services.get(job.service);
     if (!svc || job.pinned || job.attempt >= this.o.maxAttempts) {
       this.fail(job, 'E_WORKER_GONE');
-      return;
+    } else {
+      this.counters.redelivered++;
+      job.state = JobState.New;
+      this.route(svc, job, true);
     }
-    this.counters.redelivered++;
-    job.state = JobState.New;
-    this.route(svc, job, true);
+    if (held && !held.closed) this.offer(held);
   }
 
   /**
@@ -288,8 +301,11 @@ export class Dispatcher {
   }
 
   private accept(job: Job): void {
-    job.accepted = true;
     this.counters.accepted++;
+    // A consumer may answer or lose the job inside deliver, before this runs: settled uncounted,
+    // it stays out of the open jobs and off the wheel.
+    if (job.state === JobState.Settled) return;
+    job.accepted = true;
     this.open++;
     // Routed straight to a consumer that leases, the job already waits for its lease.
     if (job.tSlot === -1) this.wheel.add(job, job.deadline);

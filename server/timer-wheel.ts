@@ -92,10 +92,11 @@ export class TimerWheel<T extends Timed> {
       this.lastSlot = s;
       let item = this.slots.get(s);
       while (item) {
-        const next = item.tNext as T | null;
         this.remove(item);
         this.onDue(item);
-        item = next ?? undefined;
+        // The handler may have disarmed or moved other items of this slot (it cannot add to it):
+        // read the slot's head again rather than follow a link it may have cut.
+        item = this.slots.get(s);
       }
     }
     this.lastSlot = current;

@@ -89,3 +89,62 @@ describe('timer wheel re-arming', () => {
     wheel.stop();
   });
 });
+
+/**
+ * Four items share a slot; the first to fire re-arms (`later` > 0) or disarms (`later` = 0) the
+ * one at `victim` (a position among the other three), as the dispatcher's lease expiry does when
+ * it hands queued jobs to a consumer that answers one at once. Resolves with what fired.
+ */
+async function touchOther(victim: number, later: number) {
+  const fired: Item[] = [];
+  const items = ['a', 'b', 'c', 'd'].map((n) => new Item(n));
+  let touched: Item | null = null;
+  const wheel: TimerWheel<Item> = new TimerWheel<Item>((it) => {
+    it.firedAt = now();
+    fired.push(it);
+    if (touched) return;
+    touched = items.filter((x) => x !== it)[victim]!;
+    if (later > 0) wheel.add(touched, now() + later);
+    else wheel.remove(touched);
+  }, 5);
+  const t = now();
+  for (const it of items) wheel.add(it, t + 10);
+  const othersFired = await within(1000, () => touched !== null && items.every((x) => x === touched || fired.includes(x)));
+  // A moved item fires at its new time; a disarmed one must stay quiet well past its old one.
+  if (later > 0) await within(1000, () => fired.length === 4);
+  else await sleep(40);
+  wheel.stop();
+  return { othersFired, fired, touched: touched as Item | null, size: wheel.size };
+}
+
+/** Polls `pred` until it holds or `ms` pass; says which. */
+async function within(ms: number, pred: () => boolean): Promise<boolean> {
+  const end = now() + ms;
+  while (!pred()) {
+    if (now() > end) return false;
+    await sleep(2);
+  }
+  return true;
+}
+
+describe('timer wheel handlers that touch another item of the slot being fired', () => {
+  it('fires the rest of the slot, and the item a handler moved at its new time, never early', async () => {
+    for (const r of await Promise.all([0, 1, 2].map((v) => touchOther(v, 40)))) {
+      const moved = r.touched!;
+      assert.ok(r.othersFired, 'every other item of the slot fired');
+      assert.equal(r.fired.length, 4);
+      assert.equal(r.fired.filter((x) => x === moved).length, 1, `${moved.name} fired once`);
+      assert.ok(moved.firedAt >= moved.due, `${moved.name} fired early`);
+      assert.equal(r.size, 0);
+    }
+  });
+
+  it('fires the rest of the slot and never the item a handler disarmed', async () => {
+    for (const r of await Promise.all([0, 1, 2].map((v) => touchOther(v, 0)))) {
+      assert.ok(r.othersFired, 'every other item of the slot fired');
+      assert.equal(r.fired.length, 3);
+      assert.ok(!r.fired.includes(r.touched!), `${r.touched!.name} fired though disarmed`);
+      assert.equal(r.size, 0);
+    }
+  });
+});
