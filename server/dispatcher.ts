@@ -258,8 +258,7 @@ export class Dispatcher {
   private due(job: Job): void {
     if (job.due < job.deadline && job.state === JobState.Assigned && now() < job.deadline) {
       this.counters.leasesExpired++;
-      // The lease was the consumer's credit for this attempt: an expired lease gives it back.
-      this.release(job);
+      // lost() withdraws the attempt and gives the consumer its credit back.
       this.lost(job);
     } else {
       this.abandon(job, 'E_DEADLINE');
