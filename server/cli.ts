@@ -6,6 +6,7 @@
  */
 import { BusError } from '../client/errors.js';
 import { Hub } from './hub.js';
+import { ListenError } from './listen-error.js';
 import { createLogger } from './log.js';
 import { InvalidOptionError, OPTION_SPECS, optionsFromSources, resolveHubOptions } from './options.js';
 
@@ -17,6 +18,9 @@ const USAGE = `usage:
 hub options (flag, then environment variable, then --config file.json, then default):
 ${OPTION_SPECS.map((s) => `  ${(`${s.flag} <${s.kind}>`).padEnd(34)} ${s.env.padEnd(36)} ${s.help}`).join('\n')}
   --config <file>                    ASTROMESH_CONFIG                     JSON file with any of the options above`;
+
+/** `astromesh hub` could not bind its port (held by another process, or still closing). */
+const EXIT_CANNOT_LISTEN = 3;
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
@@ -50,7 +54,16 @@ async function runHub(args: string[]): Promise<number> {
     throw err;
   }
   const log = hub.log;
-  const port = await hub.listen();
+  let port: number;
+  try {
+    port = await hub.listen();
+  } catch (err) {
+    if (err instanceof ListenError) {
+      console.error(`astromesh: ${err.message}`);
+      return EXIT_CANNOT_LISTEN;
+    }
+    throw err;
+  }
   const host = hub.options.host;
   log.info({ port, host, hubId: hub.hubId, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` }, 'listening');
   if (host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') {
