@@ -7,6 +7,7 @@
 import { BusError } from '../client/errors.js';
 import { type ArgSpec, InvalidOptionError, type ParsedArgs, parseCount, parseFlags, wantsHelp } from './args.js';
 import { Hub } from './hub.js';
+import { ListenError } from './listen-error.js';
 import { createLogger } from './log.js';
 import { CONFIG_FLAG, hubOptionsFromSources, OPTION_SPECS } from './options.js';
 
@@ -22,6 +23,8 @@ ${OPTION_SPECS.map((s) => `  ${(`${s.flag} <${s.kind}>`).padEnd(34)} ${s.env.pad
 const URL_FLAG: ArgSpec = { flag: '--url', kind: 'string' };
 const ECHO_FLAGS: ArgSpec[] = [URL_FLAG, { flag: '--concurrency', kind: 'int' }, { flag: '--instance-id', kind: 'string' }];
 const REQUEST_FLAGS: ArgSpec[] = [URL_FLAG, { flag: '--key', kind: 'string' }, { flag: '--broadcast', kind: 'boolean' }, { flag: '--timeout-ms', kind: 'int' }];
+/** `astromesh hub` could not bind its port (held by another process, or still closing). */
+const EXIT_CANNOT_LISTEN = 3;
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
@@ -47,7 +50,16 @@ async function main(argv: string[]): Promise<number> {
 async function runHub(args: string[]): Promise<number> {
   const hub = new Hub(hubOptionsFromSources(args, process.env));
   const log = hub.log;
-  const port = await hub.listen();
+  let port: number;
+  try {
+    port = await hub.listen();
+  } catch (err) {
+    if (err instanceof ListenError) {
+      console.error(`astromesh: ${err.message}`);
+      return EXIT_CANNOT_LISTEN;
+    }
+    throw err;
+  }
   const host = hub.options.host;
   log.info({ port, host, hubId: hub.hubId, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` }, 'listening');
   if (host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') {

@@ -10,6 +10,7 @@ import { writeError } from './answer.js';
 import { Counters } from './counters.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
+import { listenError } from './listen-error.js';
 import { createLogger, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
 import { type HubOptions, resolveHubOptions } from './options.js';
@@ -48,7 +49,7 @@ export class Hub implements SessionHost {
     this.longPoll = new LongPoll(this.options, this.dispatcher, this.hubId);
   }
 
-  /** Binds the port and starts serving; resolves with the port bound. */
+  /** Binds the port (exclusively) and starts serving; resolves with the port bound, rejects with a ListenError. */
   listen(): Promise<number> {
     if (this.state !== 'new') return Promise.reject(new Error(`hub is ${this.state}`));
     const app = uWS.App();
@@ -62,10 +63,14 @@ export class Hub implements SessionHost {
       if (req.getMethod() === 'head') res.writeStatus('404 Not Found').writeHeader(ERROR_CODE_HEADER, 'E_NOT_FOUND').endWithoutBody();
       else writeError(res, 'E_NOT_FOUND', this.hubId);
     });
+    const { host, port } = this.options;
     return new Promise((resolve, reject) => {
-      app.listen(this.options.host, this.options.port, (socket) => {
+      // By default uWS binds a given port with SO_REUSEPORT: a second hub on it would "listen"
+      // too and the kernel would split connections between the two.
+      listenExclusive(app, host, port, (socket) => {
         if (!socket) {
-          reject(new Error(`cannot listen on ${this.options.host}:${this.options.port}`));
+          this.app = null;
+          reject(listenError(host, port));
           return;
         }
         this.listenSocket = socket;
@@ -212,6 +217,14 @@ export class Hub implements SessionHost {
 /** What uWS keeps with each accepted WebSocket. */
 interface SessionData {
   session: WorkerSession;
+}
+
+/** The binding takes (host, port, options, callback); its typings list options only without a host. */
+type ListenWithHost = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
+const EXCLUSIVE_PORT = (uWS as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
+
+function listenExclusive(app: TemplatedApp, host: string, port: number, cb: (socket: us_listen_socket | false) => void): void {
+  (app.listen as unknown as ListenWithHost).call(app, host, port, EXCLUSIVE_PORT, cb);
 }
 
 function json(res: HttpResponse, status: string, value: unknown): void {

@@ -43,6 +43,8 @@ export class Proc {
   readonly stderr: string[] = [];
   private waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves once the process has exited and its stdout and stderr are read to the end. */
+  readonly closed: Promise<void>;
 
   constructor(readonly child: ChildProcess) {
     started.add(child);
@@ -64,6 +66,7 @@ export class Proc {
       }
     });
     createInterface({ input: child.stderr! }).on('line', (line) => this.stderr.push(line));
+    this.closed = once(child, 'close').then(() => undefined);
     this.exited = once(child, 'exit').then(([code, signal]) => {
       started.delete(child);
       return { code: code as number | null, signal: signal as NodeJS.Signals | null };
@@ -108,13 +111,31 @@ export interface HubProc extends Proc {
   url: string;
 }
 
-/** Starts a hub on a free port; `flags` are CLI flags such as {'default-timeout-ms': 500}. */
-export async function startHub(flags: Record<string, string | number> = {}, env: NodeJS.ProcessEnv = {}): Promise<HubProc> {
-  const args = [CLI, 'hub', '--port', '0', '--log-level', 'info'];
+/**
+ * Starts a hub process on `port` without waiting for it to listen: for a port another hub
+ * holds or just left, where the test waits for its exit instead (see `Proc.exited`).
+ */
+export function spawnHub(port: number, flags: Record<string, string | number> = {}, env: NodeJS.ProcessEnv = {}): Proc {
+  const args = [CLI, 'hub', '--port', String(port), '--log-level', 'info'];
   for (const [k, v] of Object.entries(flags)) args.push(`--${k}`, String(v));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const proc = new Proc(child) as HubProc;
-  const line = await proc.waitFor((l) => l.msg === 'listening', 10_000, 'hub to listen');
+  return new Proc(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }));
+}
+
+/** Starts a hub on a free port; `flags` are CLI flags such as {'default-timeout-ms': 500}. */
+export function startHub(flags: Record<string, string | number> = {}, env: NodeJS.ProcessEnv = {}): Promise<HubProc> {
+  return startHubOn(0, flags, env);
+}
+
+/** Starts a hub on `port` (0: a free one) and waits until it listens; rejects if it exits first. */
+export async function startHubOn(port: number, flags: Record<string, string | number> = {}, env: NodeJS.ProcessEnv = {}): Promise<HubProc> {
+  const proc = spawnHub(port, flags, env) as HubProc;
+  const line = await Promise.race([
+    proc.waitFor((l) => l.msg === 'listening', 10_000, 'hub to listen'),
+    proc.exited.then(async (e) => {
+      await proc.closed;
+      throw new Error(`hub exited ${JSON.stringify(e)}: ${proc.stderr.join('\n')}`);
+    }),
+  ]);
   proc.port = line.port as number;
   proc.url = `http://127.0.0.1:${proc.port}`;
   return proc;
