@@ -84,6 +84,7 @@ interface LoadResult {
 }
 
 async function runLoad(s: Scenario, t: Target, seconds: number, dir: string): Promise<LoadResult> {
+  if (s.load === 'wrk' && t.urls && t.urls.length > 1) return runSplitLoad(s, t.urls, seconds, dir);
   let p: ReturnType<typeof start>;
   if (s.load === 'wrk') {
     const url = t.url + (s.path === 'keyed' ? '/' : s.path);
@@ -117,6 +118,45 @@ async function runLoad(s: Scenario, t: Target, seconds: number, dir: string): Pr
   return { ...r, errors: r.errors + (r.non2xx ?? 0) };
 }
 
+/**
+ * One wrk per URL (a mesh: each hub gets an equal share of the connections), run together.
+ * Requests and errors add up; p50 is their request-weighted mean and p99/p99.9 the worst of
+ * them (wrk cannot merge histograms across processes).
+ */
+async function runSplitLoad(s: Scenario, urls: string[], seconds: number, dir: string): Promise<LoadResult> {
+  const script = wrkScript(s, dir);
+  const per = Math.max(1, Math.round(s.connections / urls.length));
+  const outs = await Promise.all(
+    urls.map((u) =>
+      start(LOAD_CPU, 'wrk', ['-t1', `-c${per}`, `-d${seconds}s`, '--timeout', '10s', '-s', script, u + (s.path === 'keyed' ? '/' : s.path)]).output(),
+    ),
+  );
+  const rs = outs.map((out) => {
+    const line = out
+      .split('\n')
+      .reverse()
+      .find((l) => l.startsWith('{"requests"'));
+    if (!line) throw new Error(`${s.name}: a load generator printed no result:\n${out.slice(-1000)}`);
+    return JSON.parse(line) as LoadResult & { non2xx?: number };
+  });
+  const requests = rs.reduce((n, r) => n + r.requests, 0);
+  return {
+    requests,
+    errors: rs.reduce((n, r) => n + r.errors + (r.non2xx ?? 0), 0),
+    seconds: Math.max(...rs.map((r) => r.seconds)),
+    p50us: rs.reduce((n, r) => n + r.p50us * r.requests, 0) / Math.max(1, requests),
+    p99us: Math.max(...rs.map((r) => r.p99us)),
+    p999us: Math.max(...rs.map((r) => r.p999us)),
+  };
+}
+
+/** CPU time of the measured processes: the hub (or baseline front), or every hub of a mesh. */
+function measuredCpu(t: Target): number {
+  let sum = cpuMicros(t.measured.pid);
+  for (const p of t.alsoMeasured ?? []) sum += cpuMicros(p.pid);
+  return sum;
+}
+
 /** CPU time of every process on the server core (hub or baseline, and their workers). */
 function totalCpu(t: Target): number {
   let sum = 0;
@@ -141,11 +181,11 @@ async function runRep(s: Scenario, dir: string): Promise<Rep & { peakRssMB: numb
   const t = await s.start();
   try {
     await runLoad(s, t, warmupS, dir);
-    const cpu0 = cpuMicros(t.measured.pid);
+    const cpu0 = measuredCpu(t);
     const all0 = totalCpu(t);
     const steal0 = stealMicros();
     const r = await runLoad(s, t, durationS, dir);
-    const cpu1 = cpuMicros(t.measured.pid);
+    const cpu1 = measuredCpu(t);
     const all1 = totalCpu(t);
     const per = (us: number) => (r.requests ? us / r.requests : 0);
     // Steal over both cores, as a share of one core's time in the window.
@@ -299,6 +339,12 @@ async function main(): Promise<void> {
       if (!base) continue;
       const perRound = r.reps.map((rep, i) => rep.rps / (base.reps[i]?.rps || NaN)).filter((x) => Number.isFinite(x));
       if (perRound.length) r.ratios[b] = median(perRound);
+    }
+    for (const b of s.compareCpuWith ?? []) {
+      const base = results.find((x) => x.name === b);
+      if (!base) continue;
+      const perRound = r.reps.map((rep, i) => rep.cpuUsPerReq / (base.reps[i]?.cpuUsPerReq || NaN)).filter((x) => Number.isFinite(x));
+      if (perRound.length) r.ratios[`${b} hub CPU per request`] = median(perRound);
     }
   }
   const summary = table(results);

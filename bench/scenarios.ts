@@ -20,6 +20,10 @@ export interface Target {
   procs: BenchProc[];
   /** For Node-driven loads: extra arguments the driver needs. */
   driverArgs?: string[];
+  /** Every hub of a mesh: wrk splits its connections over them. */
+  urls?: string[];
+  /** More processes whose CPU counts with `measured` (the other hubs of a mesh). */
+  alsoMeasured?: BenchProc[];
 }
 
 export interface Scenario {
@@ -34,6 +38,8 @@ export interface Scenario {
   requires?: string;
   /** Baselines this scenario's throughput is divided by, when measured in the same run. */
   compareWith?: string[];
+  /** Scenarios whose hub CPU per request this one's is divided by, in the same round. */
+  compareCpuWith?: string[];
   /** Starts the processes; astromesh scenarios run the hub at `hubCli` when given (a reference build). */
   start(hubCli?: string): Promise<Target>;
 }
@@ -41,8 +47,8 @@ export interface Scenario {
 /** This build's hub. */
 const HUB_CLI = js('../server/cli.js');
 
-async function startHub(hubCli = HUB_CLI): Promise<{ hub: BenchProc; url: string }> {
-  const hub = start(SERVER_CPU, node, [hubCli, 'hub', '--port', '0', '--log-level', 'warn']);
+async function startHub(hubCli = HUB_CLI, extra: string[] = []): Promise<{ hub: BenchProc; url: string }> {
+  const hub = start(SERVER_CPU, node, [hubCli, 'hub', '--port', '0', '--log-level', 'warn', ...extra]);
   // The hub logs "listening" at info; at warn it is silent, so read the port from /proc instead.
   const port = await listeningPort(hub.pid);
   return { hub, url: `http://127.0.0.1:${port}` };
@@ -86,6 +92,35 @@ async function astromesh(nWorkers: number, hubCli?: string): Promise<Target> {
   const { hub, url } = await startHub(hubCli);
   const ws = await workers(url, nWorkers);
   return { measured: hub, url, procs: [hub, ...ws] };
+}
+
+/**
+ * `hubs` hubs linked into a mesh (each seeded with the first), `perHub[i]` echo workers on hub
+ * i, and the load spread over every hub; returns once every hub has every worker in its ring.
+ */
+async function mesh(perHub: number[], hubCli?: string): Promise<Target> {
+  const first = await startHub(hubCli, ['--hub-id', 'bench-0']);
+  const hubs = [first];
+  for (let i = 1; i < perHub.length; i++) hubs.push(await startHub(hubCli, ['--hub-id', `bench-${i}`, '--peers', first.url.replace('http://', '')]));
+  const ws: BenchProc[] = [];
+  for (const [i, n] of perHub.entries()) ws.push(...(await workers(hubs[i]!.url, n)));
+  const total = perHub.reduce((a, b) => a + b, 0);
+  const until = Date.now() + 15_000;
+  for (;;) {
+    const rings = await Promise.all(
+      hubs.map(async (h) => ((await (await fetch(`${h.url}/stats`)).json()) as { services: { name: string; ring: { members: unknown[] } }[] }).services),
+    );
+    if (rings.every((svcs) => svcs.find((s) => s.name === 'echo')?.ring.members.length === total)) break;
+    if (Date.now() > until) throw new Error('the bench mesh did not converge');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    measured: first.hub,
+    alsoMeasured: hubs.slice(1).map((h) => h.hub),
+    url: first.url,
+    urls: hubs.map((h) => h.url),
+    procs: [...hubs.map((h) => h.hub), ...ws],
+  };
 }
 
 async function portOf(p: BenchProc): Promise<number> {
@@ -246,6 +281,28 @@ export const SCENARIOS: Scenario[] = [
     compareWith: HTTP_BASELINES,
     description: 'HTTP POST /api/echo/{random key} → owner among 4 WS workers, 100 B',
     start: (hubCli) => astromesh(4, hubCli),
+  },
+  {
+    name: 'mesh-keyed',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: 'keyed',
+    compareWith: ['keyed'],
+    compareCpuWith: ['keyed'],
+    description: 'HTTP POST /api/echo/{random key} spread over 3 meshed hubs → owner among 4 WS workers (2+1+1): about 2/3 forwarded; CPU of all 3 hubs',
+    start: (hubCli) => mesh([2, 1, 1], hubCli),
+  },
+  {
+    name: 'mesh-broadcast',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/api/broadcast/echo/k',
+    description: 'HTTP broadcast spread over 3 meshed hubs → 8 WS workers (3+3+2); CPU of all 3 hubs',
+    start: (hubCli) => mesh([3, 3, 2], hubCli),
   },
   {
     name: 'longpoll',

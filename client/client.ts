@@ -3,14 +3,18 @@
  * multiplexed WebSocket. Answers with an error code reject with BusError.
  */
 import { Pool } from 'undici';
-import { Connection } from './connection.js';
+import { Connection, hubUrls } from './connection.js';
 import { BusError } from './errors.js';
 import { DEFAULT_CONTENT_TYPE, type Headers, Op, SERVED_BY_HEADER } from './protocol.js';
 import { type BusResponse, makeResponse, Requester, type RequestOptions } from './requester.js';
 
 export interface ClientOptions {
-  /** Hub base URL, e.g. http://127.0.0.1:3000. */
-  url: string;
+  /**
+   * Hub base URL, e.g. http://127.0.0.1:3000, or several hubs of one mesh (an array, or
+   * comma-separated). Over HTTP, requests go round the hubs and one a hub refuses to connect is
+   * sent to the next; over WebSocket, the session moves to the next hub when its hub goes.
+   */
+  url: string | readonly string[];
   /** 'http' (default) or 'ws' (one multiplexed WebSocket). */
   transport?: 'http' | 'ws';
   /** HTTP connections to keep open. Default 16. */
@@ -23,7 +27,8 @@ export interface ClientOptions {
 }
 
 export class Client {
-  private pool: Pool | null = null;
+  private pools: Pool[] = [];
+  private nextPool = 0;
   private conn: Connection | null = null;
   private requester: Requester | null = null;
   private ready: Promise<unknown> | null = null;
@@ -42,7 +47,8 @@ export class Client {
       };
       this.conn.onDrop = (err) => this.requester!.failAll(err);
     } else {
-      this.pool = new Pool(o.url, { connections: o.connections ?? 16, pipelining: 1 });
+      this.pools = hubUrls(o.url).map((u) => new Pool(u, { connections: o.connections ?? 16, pipelining: 1 }));
+      this.nextPool = Math.floor(Math.random() * this.pools.length);
     }
   }
 
@@ -69,7 +75,7 @@ export class Client {
 
   async close(): Promise<void> {
     this.conn?.close();
-    await this.pool?.close();
+    await Promise.all(this.pools.map((p) => p.close()));
   }
 
   private send(service: string, body: Uint8Array | string | object, opts: RequestOptions): Promise<BusResponse> {
@@ -106,18 +112,30 @@ export class Client {
     const headers: Record<string, string> = { 'content-type': opts.contentType ?? 'application/json', ...(opts.headers ?? {}) };
     if (opts.timeoutMs !== undefined) headers['x-timeout-ms'] = String(opts.timeoutMs);
     if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
-    let res: Awaited<ReturnType<Pool['request']>>;
-    try {
-      res = await this.pool!.request({ path: path + (opts.query ? `?${opts.query}` : ''), method: 'POST', headers, body, signal: opts.signal ?? null });
-    } catch (err) {
-      if ((err as Error).name === 'AbortError') throw new BusError('E_CANCELLED', undefined, undefined, { cause: err });
-      throw new BusError('E_CONNECTION_LOST', (err as Error).message, undefined, { cause: err });
+    let res: Awaited<ReturnType<Pool['request']>> | null = null;
+    const first = this.nextPool++ % this.pools.length;
+    for (let i = 0; res === null; i++) {
+      const pool = this.pools[(first + i) % this.pools.length]!;
+      try {
+        res = await pool.request({ path: path + (opts.query ? `?${opts.query}` : ''), method: 'POST', headers, body, signal: opts.signal ?? null });
+      } catch (err) {
+        if ((err as Error).name === 'AbortError') throw new BusError('E_CANCELLED', undefined, undefined, { cause: err });
+        // A hub that refused the connection never saw the request: the next hub may take it.
+        // One that took it and dropped the connection may have run it: that is the caller's call.
+        if (i + 1 < this.pools.length && isRefused(err)) continue;
+        throw new BusError('E_CONNECTION_LOST', (err as Error).message, undefined, { cause: err });
+      }
     }
     const buf = Buffer.from(await res.body.arrayBuffer());
     const h: Headers = {};
     for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h[k] = v;
     return makeResponse(res.statusCode, h['content-type'] ?? null, h, buf, h[SERVED_BY_HEADER] ?? null);
   }
+}
+
+function isRefused(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH';
 }
 
 function enc(s: string): string {

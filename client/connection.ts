@@ -10,8 +10,12 @@ import { BusError } from './errors.js';
 import { CloseCode, decodeFrame, encodeFrame, type Frame, type HelloOptions, Op, SUPPORTED_VERSIONS, type WelcomeInfo } from './protocol.js';
 
 export interface ConnectionOptions {
-  /** Hub base URL (http://host:port or ws://host:port); `/ws` is added. */
-  url: string;
+  /**
+   * Hub base URL (http://host:port or ws://host:port; `/ws` is added), or several hubs of one
+   * mesh, as an array or comma-separated: the first one first, and each new session after a
+   * drop to the next one.
+   */
+  url: string | readonly string[];
   role: 'worker' | 'client';
   /** Stable worker identity; keep it across restarts so partition keys stay put. */
   instanceId?: string;
@@ -38,6 +42,13 @@ const MAX_BATCH_BYTES = 64 * 1024;
 
 type State = 'idle' | 'connecting' | 'open' | 'closed';
 
+/** The hub URLs of an option that names one, several (comma-separated) or an array. */
+export function hubUrls(url: string | readonly string[]): string[] {
+  const list = (typeof url === 'string' ? url.split(',') : [...url]).map((u) => u.trim()).filter(Boolean);
+  if (list.length === 0) throw new BusError('E_BAD_REQUEST', 'no hub URL given');
+  return list;
+}
+
 /** Turns a hub base URL into its WebSocket endpoint. */
 export function wsUrl(url: string): string {
   const u = new URL(url);
@@ -59,6 +70,8 @@ export class Connection extends EventEmitter {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private lastHeard = 0;
+  private readonly urls: string[];
+  private urlIndex = 0;
   /** Called with every frame after the welcome. */
   onFrame: (frame: Frame) => void = () => {};
   /** Called after each welcome, before queued frames go out (to re-register). */
@@ -69,6 +82,7 @@ export class Connection extends EventEmitter {
   constructor(private readonly o: ConnectionOptions) {
     super();
     this.backoff = o.reconnectMinMs ?? 100;
+    this.urls = hubUrls(o.url);
     this.maxBatchFrames = Math.max(1, o.maxBatchFrames ?? (o.role === 'client' ? 16 : Infinity));
   }
 
@@ -111,6 +125,11 @@ export class Connection extends EventEmitter {
     }
   }
 
+  /** The hub URL of the current (or next) session. */
+  get url(): string {
+    return this.urls[this.urlIndex % this.urls.length]!;
+  }
+
   /** Bytes waiting in this process for the socket. */
   get bufferedAmount(): number {
     return this.ws?.bufferedAmount ?? 0;
@@ -135,7 +154,10 @@ export class Connection extends EventEmitter {
 
   private open(): void {
     this.state = 'connecting';
-    const ws = new WebSocket(wsUrl(this.o.url), { maxPayload: this.o.maxFrameBytes ?? 2 * 1024 * 1024, perMessageDeflate: false });
+    const ws = new WebSocket(wsUrl(this.urls[this.urlIndex % this.urls.length]!), {
+      maxPayload: this.o.maxFrameBytes ?? 2 * 1024 * 1024,
+      perMessageDeflate: false,
+    });
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
     let welcomed = false;
@@ -193,6 +215,8 @@ export class Connection extends EventEmitter {
       this.state = 'connecting';
       this.outbox = [];
       this.outboxBytes = 0;
+      // That hub is gone or going: the next session goes to the next hub of the list.
+      this.urlIndex++;
       this.onDrop(err);
       if (this.o.reconnect === false) {
         this.state = 'closed';

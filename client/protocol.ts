@@ -49,6 +49,12 @@ export const CloseCode = {
   TooBig: 1009,
   Replaced: 4001,
   Unresponsive: 4002,
+  /** Peer links: a second link between the same two hubs; the other one stays. Not a failure. */
+  DuplicateLink: 4010,
+  /** Peer links: the other hub could not prove it knows the cluster secret. */
+  PeerUnauthorized: 4011,
+  /** Peer links: no shared peer protocol version or ring algorithm, or a hub id in use. */
+  PeerRefused: 4012,
 } as const;
 
 /** Header name → value, names in lower case. */
@@ -145,16 +151,7 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffer
  * of this version. `borrowed` says the bytes will be reused after this call returns.
  */
 export function decodeFrame(bytes: Uint8Array, borrowed: boolean): Frame {
-  let msg: unknown;
-  // One copy of a whole borrowed message costs less than a buffer of its own per body.
-  if (borrowed) bytes = ownCopy(bytes);
-  try {
-    msg = unpackr.unpack(bytes);
-  } catch (err) {
-    throw new ProtocolError(`not a msgpack message: ${(err as Error).message}`);
-  }
-  if (!Array.isArray(msg) || msg.length === 0) throw new ProtocolError('a frame must be a non-empty msgpack array');
-  const f = msg as unknown[];
+  const f = decodeArray(bytes, borrowed);
   switch (f[0]) {
     case Op.Job:
       return checkJob(f);
@@ -326,6 +323,23 @@ function checkProtocolError(f: unknown[]): ProtocolErrorFrame {
   if (typeof f[4] !== 'boolean') throw new ProtocolError('protocol error fatal must be a boolean');
   return f as ProtocolErrorFrame;
 }
+
+/** Decodes one message that must be a non-empty msgpack array (every frame of every protocol here). */
+export function decodeArray(bytes: Uint8Array, borrowed: boolean): unknown[] {
+  let msg: unknown;
+  // One copy of a whole borrowed message costs less than a buffer of its own per body.
+  if (borrowed) bytes = ownCopy(bytes);
+  try {
+    msg = unpackr.unpack(bytes);
+  } catch (err) {
+    throw new ProtocolError(`not a msgpack message: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(msg) || msg.length === 0) throw new ProtocolError('a frame must be a non-empty msgpack array');
+  return msg as unknown[];
+}
+
+/** The shape checks frames are validated with; the peer protocol uses the same ones. */
+export const check = { arity, uint, status, str, optStr, map, optHeaders, body };
 
 function arity(f: unknown[], n: number, what: string): void {
   if (f.length < n) throw new ProtocolError(`${what} frame needs ${n} elements, got ${f.length}`);

@@ -13,8 +13,8 @@ import { CONFIG_FLAG, hubOptionsFromSources, OPTION_SPECS } from './options.js';
 
 const USAGE = `usage:
   astromesh hub [options]                         start a hub (default command)
-  astromesh echo <service...> [--url URL] [--concurrency N] [--instance-id ID]
-  astromesh request <service> [json] [--key K] [--broadcast] [--url URL] [--timeout-ms MS]
+  astromesh echo <service...> [--url URL[,URL...]] [--concurrency N] [--instance-id ID]
+  astromesh request <service> [json] [--key K] [--broadcast] [--url URL[,URL...]] [--timeout-ms MS]
 
 hub options (flag, then environment variable, then --config file.json, then default):
 ${OPTION_SPECS.map((s) => `  ${(`${s.flag} <${s.kind}>`).padEnd(34)} ${s.env.padEnd(36)} ${s.help}`).join('\n')}

@@ -6,7 +6,7 @@ import { ERRORS, type ErrorCode } from '../client/errors.js';
 import { type Headers, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { BroadcastGather } from './broadcast.js';
 import { Counters, type JobCounters } from './counters.js';
-import { type Consumer, Job, type JobList, JobState, type Membership, Registration } from './job.js';
+import { type Consumer, HandBack, Job, type JobList, JobState, type Membership, Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
 import { ServiceState } from './service-queue.js';
 import { now, TimerWheel } from './timer-wheel.js';
@@ -21,6 +21,10 @@ export class Dispatcher {
   /** Accepted jobs not yet settled (broadcast parts count, their parent does not). */
   open = 0;
   draining = false;
+  /** Told when the credit of this hub's own unkeyed consumers of a service changes (the mesh grants it). */
+  creditListener: ((service: string) => void) | null = null;
+  /** Told of every change to this hub's own ring members (the mesh announces them to peers). */
+  memberListener: ((service: string, instanceId: string, weight: number) => void) | null = null;
 
   constructor(
     private readonly o: HubOptions,
@@ -58,6 +62,26 @@ export class Dispatcher {
     }
     this.accept(job);
     return true;
+  }
+
+  /**
+   * Accepts a job a peer hub forwarded for the local worker `job.pinned`: it runs there or goes
+   * back to its origin, never anywhere else. The origin already applied admission.
+   */
+  submitForwarded(job: Job): void {
+    const svc = this.services.get(job.service);
+    const unkeyed = job.mode === RequestMode.Any && job.pinned === null;
+    if (!svc || this.draining || (unkeyed ? svc.localUnkeyed === 0 : !job.pinned || job.pinned.closed)) {
+      job.handBack = HandBack.NotRun;
+      this.reject(job, 'E_WORKER_GONE');
+      return;
+    }
+    if (!this.route(svc, job, false)) {
+      this.counters.rejectedQueueFull++;
+      this.reject(job, 'E_QUEUE_FULL');
+      return;
+    }
+    this.accept(job);
   }
 
   /** Settles a job that was never accepted (refused by the ingress, a session or the dispatcher). */
@@ -158,8 +182,9 @@ export class Dispatcher {
     // A lease was armed in the deadline's place: the deadline is what is left to watch.
     if (job.due !== job.deadline) this.wheel.add(job, job.deadline);
     const svc = this.services.get(job.service);
-    if (!svc || job.pinned || job.attempt >= this.o.maxAttempts) {
-      this.fail(job, 'E_WORKER_GONE');
+    // A job from a peer goes back to its origin, which owns its attempts.
+    if (!svc || job.pinned || job.fromPeer || job.attempt >= this.o.maxAttempts) {
+      this.workerGone(job, true);
     } else {
       this.counters.redelivered++;
       job.state = JobState.New;
@@ -174,7 +199,11 @@ export class Dispatcher {
    */
   register(consumer: Consumer, name: string, concurrency: number, membership: Membership, existing?: Registration): Registration | ErrorCode {
     if (existing && !existing.closed) {
-      existing.concurrency = concurrency;
+      const svc = this.services.get(name);
+      if (svc) svc.recredit(existing, concurrency);
+      else existing.concurrency = concurrency;
+      if (existing.isLocal() && existing.takesUnkeyed()) this.creditListener?.(name);
+      if (existing.weight !== membership.weight && existing.takes === Takes.Ring) this.memberListener?.(name, existing.instanceId, membership.weight);
       this.services.get(name)?.reweigh(existing, membership.weight);
       this.offer(existing);
       return existing;
@@ -187,6 +216,8 @@ export class Dispatcher {
     }
     const r = new Registration(consumer, name, concurrency, membership);
     svc.add(r);
+    if (r.takes === Takes.Ring) this.memberListener?.(name, r.instanceId, r.weight);
+    if (r.isLocal() && r.takesUnkeyed()) this.creditListener?.(name);
     this.offer(r);
     return r;
   }
@@ -195,13 +226,15 @@ export class Dispatcher {
   unregister(r: Registration): void {
     if (r.closed) return;
     r.closed = true;
+    if (r.takes === Takes.Ring) this.memberListener?.(r.service, r.instanceId, 0);
     const svc = this.services.get(r.service);
     if (!svc) return;
     svc.remove(r);
+    if (r.isLocal() && r.takesUnkeyed()) this.creditListener?.(r.service);
     let job: Job | null;
     while ((job = r.ownerQueue.shift())) {
       this.dequeued(svc, job);
-      if (job.pinned) this.fail(job, 'E_WORKER_GONE');
+      if (job.pinned) this.workerGone(job, false);
       else this.route(svc, job, true);
     }
   }
@@ -227,8 +260,9 @@ export class Dispatcher {
         else this.enqueue(svc, owner.ownerQueue, job);
       }
     }
-    while (r.takesUnkeyed() && r.canTake() && (job = svc.queue.head)) {
-      this.take(svc, svc.queue, job);
+    let q: JobList | null;
+    while (r.takesUnkeyed() && r.canTake() && (q = svc.nextQueue(r)) && (job = q.head)) {
+      this.take(svc, q, job);
       this.assign(r, job);
     }
     if (r.canTake()) svc.markReady(r);
@@ -317,7 +351,7 @@ export class Dispatcher {
     if (job.pinned) {
       target = job.pinned;
       if (target.closed) {
-        this.fail(job, 'E_WORKER_GONE');
+        this.workerGone(job, false);
         return true;
       }
       list = target.ownerQueue;
@@ -326,6 +360,11 @@ export class Dispatcher {
       target = svc.owner(job.key);
       if (target?.canTake()) return this.assign(target, job);
       list = target ? target.ownerQueue : svc.keyedQueue;
+    } else if (job.fromPeer) {
+      // A peer sent it within the credit this hub granted: a consumer here, or a wait here.
+      target = svc.pickLocal();
+      if (target) return this.assign(target, job);
+      list = svc.peerQueue(job.origin);
     } else {
       target = svc.pick();
       if (target) return this.assign(target, job);
@@ -366,6 +405,15 @@ export class Dispatcher {
     svc.queued--;
     this.queuedBytes -= job.body.length;
     job.state = JobState.New;
+  }
+
+  /**
+   * The worker a job needs is gone. A job that came from a peer goes back to its origin, which
+   * owns its attempts and routing; any other fails with E_WORKER_GONE (502).
+   */
+  private workerGone(job: Job, ran: boolean): void {
+    if (job.fromPeer) job.handBack = ran ? HandBack.Ran : HandBack.NotRun;
+    this.fail(job, 'E_WORKER_GONE');
   }
 
   private fail(job: Job, code: ErrorCode): void {

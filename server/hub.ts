@@ -13,6 +13,8 @@ import { HttpIngress } from './http-ingress.js';
 import { listenError } from './listen-error.js';
 import { createLogger, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
+import { Mesh } from './mesh/mesh.js';
+import type { PeerLink } from './mesh/peer-link.js';
 import { type HubOptions, resolveHubOptions } from './options.js';
 import { buildStats } from './stats.js';
 import { now } from './timer-wheel.js';
@@ -39,14 +41,27 @@ export class Hub implements SessionHost {
   private closing: Promise<void> | null = null;
   private readonly ingress: HttpIngress;
   readonly longPoll: LongPoll;
+  readonly mesh: Mesh;
 
   constructor(input: Partial<HubOptions> = {}, log?: Logger) {
     this.options = resolveHubOptions(input);
-    this.hubId = this.options.hubId || `hub-${nanoid(8)}`;
+    // A hub id names the hub in rings, X-Served-By and peer links: derived from the address
+    // peers dial when there is one, so a restarted hub keeps it.
+    this.hubId = this.options.hubId || (this.options.advertise ? this.options.advertise.replace(/[^A-Za-z0-9._-]/g, '-') : `hub-${nanoid(8)}`);
     this.log = log ?? createLogger(this.options.logLevel);
     this.dispatcher = new Dispatcher(this.options, this.counters);
+    this.mesh = new Mesh(this.options, this.hubId, this.dispatcher, this.counters, this.log);
+    this.mesh.onClaim = (instanceId, byHub) => {
+      const older = this.instances.get(instanceId);
+      // A draining session is in no ring and finishes its work: it is never replaced.
+      if (older && older.state === 'open') {
+        this.log.info({ instanceId, byHub }, 'worker instance moved to another hub: closing its session here');
+        older.close(CloseCode.Replaced, `replaced by a newer session on hub ${byHub}`);
+      }
+    };
     this.ingress = new HttpIngress(this.options, this.dispatcher, this.hubId);
-    this.longPoll = new LongPoll(this.options, this.dispatcher, this.hubId);
+    this.longPoll = new LongPoll(this.options, this.dispatcher, this.hubId, this.mesh.leaseForwarder);
+    this.mesh.answerLease = (leaseId, contentType, body) => this.longPoll.answerLease(leaseId, contentType, body);
   }
 
   /** Binds the port (exclusively) and starts serving; resolves with the port bound, rejects with a ListenError. */
@@ -55,6 +70,7 @@ export class Hub implements SessionHost {
     const app = uWS.App();
     this.app = app;
     this.wireSockets(app);
+    this.wirePeers(app);
     this.ingress.routes(app);
     this.longPoll.routes(app);
     this.wireOperatorRoutes(app);
@@ -78,16 +94,21 @@ export class Hub implements SessionHost {
         this.state = 'listening';
         // Sweeps run ten times per ping interval and each session is pinged on its own phase, so
         // thousands of idle sessions do not all get a ping (and answer it) in the same turn.
-        this.keepAliveTimer = setInterval(() => this.keepAlive(), Math.max(10, Math.min(this.options.pingIntervalMs / 10, 1000)));
+        const sweep = Math.min(this.options.pingIntervalMs / 10, this.options.peerTimeoutMs / 12, 1000);
+        this.keepAliveTimer = setInterval(() => this.keepAlive(), Math.max(10, sweep));
+        this.mesh.start(this.port);
         resolve(this.port);
       });
     });
   }
 
-  claimInstance(session: WorkerSession): void {
+  claimInstance(session: WorkerSession, chosen: boolean): void {
     const older = this.instances.get(session.instanceId);
-    if (older && older !== session) older.close(CloseCode.Replaced, 'replaced by a newer session of the same instance');
+    // A draining session is in no ring and finishes its work: it is never replaced.
+    if (older && older !== session && older.state !== 'draining') older.close(CloseCode.Replaced, 'replaced by a newer session of the same instance');
     this.instances.set(session.instanceId, session);
+    // An instanceId the worker chose may have a session on another hub (it moved): claim it.
+    if (chosen) this.mesh.claim(session.instanceId);
   }
 
   /**
@@ -106,6 +127,7 @@ export class Hub implements SessionHost {
     }
     this.state = 'draining';
     this.dispatcher.draining = true;
+    this.mesh.leave();
     this.log.info({ open: this.dispatcher.open, grace: this.options.shutdownGraceMs }, 'draining');
     for (const s of this.sessions) s.sendDrain();
     const until = now() + this.options.shutdownGraceMs;
@@ -118,6 +140,7 @@ export class Hub implements SessionHost {
     this.longPoll.stop();
     await sleep(20);
     for (const s of [...this.sessions]) s.close(CloseCode.GoingAway, 'hub shutting down');
+    this.mesh.stop();
     if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
     this.dispatcher.wheel.stop();
     if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
@@ -172,6 +195,39 @@ export class Hub implements SessionHost {
     });
   }
 
+  /** Peer hubs link at /peer on the same port (they dial with ws; here uWS accepts). */
+  private wirePeers(app: TemplatedApp): void {
+    const o = this.options;
+    app.ws<PeerData>('/peer', {
+      maxPayloadLength: o.maxFrameBytes,
+      idleTimeout: 0,
+      sendPingsAutomatically: false,
+      maxBackpressure: o.maxBackpressureBytes * 2 + o.maxFrameBytes,
+      closeOnBackpressureLimit: 0,
+      compression: uWS.DISABLED,
+      upgrade: (res, req, context) => {
+        if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.hubId);
+        if (this.sessions.size >= o.maxConnections) {
+          this.counters.sockets.connectionsRefused++;
+          return writeError(res, 'E_OVERLOADED', this.hubId, 'too many WebSocket connections');
+        }
+        const link = this.mesh.accepted(remoteAddress(res));
+        res.upgrade<PeerData>(
+          { link },
+          req.getHeader('sec-websocket-key'),
+          req.getHeader('sec-websocket-protocol'),
+          req.getHeader('sec-websocket-extensions'),
+          context,
+        );
+      },
+      open: (ws: WebSocket<PeerData>) => ws.getUserData().link.attach(new UwsSessionSocket(ws)),
+      message: (ws, message, isBinary) => ws.getUserData().link.onMessage(new Uint8Array(message), isBinary, true),
+      drain: (ws) => ws.getUserData().link.onDrain(),
+      pong: (ws) => ws.getUserData().link.onPong(),
+      close: (ws) => ws.getUserData().link.onClose(),
+    });
+  }
+
   private forget(session: WorkerSession): void {
     this.sessions.delete(session);
     if (this.instances.get(session.instanceId) === session) this.instances.delete(session.instanceId);
@@ -182,7 +238,8 @@ export class Hub implements SessionHost {
       json(res, '200 OK', { ok: true, hubId: this.hubId });
     });
     app.get('/readyz', (res) => {
-      const ready = this.state === 'listening';
+      // In a mesh, ready once the seeds have synced (or the sync timeout passed).
+      const ready = this.state === 'listening' && this.mesh.ready();
       json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state });
     });
     app.get('/stats', (res) => {
@@ -207,6 +264,7 @@ export class Hub implements SessionHost {
       }
       if (at >= s.nextPingAt) s.keepAlive(at);
     }
+    this.mesh.keepAlive(at);
     if (at - this.lastServiceSweep > 1000) {
       this.lastServiceSweep = at;
       this.dispatcher.sweepServices();
@@ -217,6 +275,9 @@ export class Hub implements SessionHost {
 /** What uWS keeps with each accepted WebSocket. */
 interface SessionData {
   session: WorkerSession;
+}
+interface PeerData {
+  link: PeerLink;
 }
 
 /** The binding takes (host, port, options, callback); its typings list options only without a host. */

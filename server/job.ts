@@ -8,6 +8,9 @@ import type { Headers, RequestModeCode } from '../client/protocol.js';
 import type { Timed } from './timer-wheel.js';
 
 export const JobState = { New: 0, Queued: 1, Assigned: 2, Settled: 3 } as const;
+/** How a job that came from a peer goes back to its origin instead of being answered here. */
+export const HandBack = { None: 0, NotRun: 1, Ran: 2 } as const;
+export type HandBackCode = (typeof HandBack)[keyof typeof HandBack];
 export type JobStateCode = (typeof JobState)[keyof typeof JobState];
 
 /** Whoever waits for a job's one answer: an HTTP response, a WebSocket requester, a broadcast. */
@@ -39,6 +42,8 @@ export const Takes = {
   Capacity: 2,
   /** Keyed and broadcast jobs for a ring member on another hub, reached through a peer link. */
   Remote: 3,
+  /** Unkeyed jobs for a peer hub, within the credit it granted (its workers' concurrency). */
+  Peer: 4,
 } as const;
 export type TakesCode = (typeof Takes)[keyof typeof Takes];
 
@@ -82,11 +87,15 @@ export class Registration implements Membership {
   }
   /** Owns partition keys: a member of the stream's ring. */
   ownsKeys(): boolean {
-    return this.takes !== Takes.Capacity;
+    return this.takes === Takes.Ring || this.takes === Takes.Remote;
   }
-  /** Takes unkeyed work from the service queue (a remote member gets it by granted credit). */
+  /** Takes unkeyed work: workers and long-pollers here, and peer hubs within their grant. */
   takesUnkeyed(): boolean {
     return this.takes !== Takes.Remote;
+  }
+  /** A consumer on this hub (not a peer link). */
+  isLocal(): boolean {
+    return this.takes === Takes.Ring || this.takes === Takes.Capacity;
   }
 }
 
@@ -113,6 +122,16 @@ export class Job implements Timed {
   wireId = 0;
   /** Broadcast parts: the registration the part must run on. */
   pinned: Registration | null = null;
+  /** Came from a peer hub (its origin): never routed again here, handed back instead. */
+  fromPeer = false;
+  /** The hub id of the origin of a job that came from a peer. */
+  origin = '';
+  /** Set when it settles by going back to its origin: HandBack.NotRun or HandBack.Ran. */
+  handBack: HandBackCode = HandBack.None;
+  /** Times the owner's hub handed it back without running it (a guard against ping-pong). */
+  handBacks = 0;
+  /** Body bytes a peer link holds for it while it is forwarded. */
+  forwardedBytes = 0;
   /** Caller-side reference (an HTTP response, a request id, a part index). */
   callerRef: unknown = null;
   callerId = 0;

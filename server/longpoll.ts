@@ -21,8 +21,21 @@ interface PollTimer extends Timed {
   fire(): void;
 }
 
-/** Ids of leases are 21-character nanoids; anything else is not worth a lookup. */
-const LEASE_ID_RE = /^[A-Za-z0-9_-]{21}$/;
+/** Lease ids: a 21-character nanoid, a dot, and the id of the hub that leased the job. */
+const LEASE_ID_RE = /^[A-Za-z0-9_-]{21}\.([A-Za-z0-9._-]{1,64})$/;
+
+/** The hub that issued lease `id`, or null for an id no hub issues. */
+export function leaseIssuer(id: string): string | null {
+  return LEASE_ID_RE.exec(id)?.[1] ?? null;
+}
+
+/** Passes a legacy worker's reply on to the hub that leased the job (a peer). */
+export interface LeaseReplyForwarder {
+  /** Whether a link to `hubId` is open. */
+  reaches(hubId: string): boolean;
+  /** Sends the reply; `done` gets whether the job took it, or null when the link closed first. False without a link. */
+  send(hubId: string, leaseId: string, contentType: string | null, body: Uint8Array, done: (accepted: boolean | null) => void): boolean;
+}
 
 export class LongPoll {
   /** Open attempts by id, until their job settles and the lease has run out. */
@@ -39,6 +52,7 @@ export class LongPoll {
     readonly o: HubOptions,
     readonly dispatcher: Dispatcher,
     readonly hubId: string,
+    private readonly forwardReply: LeaseReplyForwarder,
   ) {
     this.servedBy = `${hubId}/longpoll`;
     this.membership = Object.freeze({ instanceId: 'longpoll', hubId, weight: 1, takes: Takes.Capacity });
@@ -106,9 +120,14 @@ export class LongPoll {
   private reply(res: HttpResponse, req: HttpRequest): void {
     const id = req.getParameter(0);
     const contentType = req.getHeader('content-type') || null;
-    const lease = LEASE_ID_RE.test(id) ? this.leases.get(id) : undefined;
-    if (!lease || lease.job.state === JobState.Settled) {
+    // The id names the hub that leased the job: a reply a load balancer sent here may be for another.
+    const issuer = leaseIssuer(id);
+    const local = issuer === this.hubId;
+    if (issuer === null || (local && !this.isOpen(id))) {
       return writeError(res, 'E_UNKNOWN_JOB', this.hubId, 'no open job with that id (unknown, expired or already answered)');
+    }
+    if (!local && !this.forwardReply.reaches(issuer)) {
+      return writeError(res, 'E_UNKNOWN_JOB', this.hubId, `the hub that leased that job (${issuer}) is not linked to this one`);
     }
     const length = req.getHeader('content-length');
     if (length !== '' && Number(length) > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.hubId);
@@ -116,6 +135,14 @@ export class LongPoll {
     res.onAborted(() => {
       aborted = true;
     });
+    const answer = (accepted: boolean | null): void => {
+      if (aborted) return;
+      res.cork(() => {
+        if (accepted) res.writeStatus('200 OK').end();
+        else if (accepted === false) writeError(res, 'E_UNKNOWN_JOB', this.hubId, 'the job was answered or expired while the reply arrived');
+        else writeError(res, 'E_UNKNOWN_JOB', this.hubId, `the link to the hub that leased that job (${issuer}) closed before it answered`);
+      });
+    };
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
@@ -129,22 +156,36 @@ export class LongPoll {
       chunks.push(ownCopy(chunk));
       if (!isLast) return;
       done = true;
-      const job = lease.job;
-      // An earlier attempt may answer while a later one runs elsewhere: that holder is told
-      // to stop and keeps its credit until it acknowledges.
-      const holder = job.state === JobState.Assigned && !lease.isCurrent() ? job.reg : null;
-      const accepted = this.dispatcher.resolve(job, 200, contentType, null, Buffer.concat(chunks, size), this.servedBy);
-      if (accepted) {
-        if (holder) holder.consumer.cancel(job, 'E_CANCELLED');
-        else this.dispatcher.release(job);
-        this.leases.delete(lease.id);
-        this.wheel.remove(lease);
-      }
-      res.cork(() => {
-        if (accepted) res.writeStatus('200 OK').end();
-        else writeError(res, 'E_UNKNOWN_JOB', this.hubId, 'the job was answered or expired while the reply arrived');
-      });
+      const body = Buffer.concat(chunks, size);
+      if (local) answer(this.answerLease(id, contentType, body));
+      else if (!this.forwardReply.send(issuer, id, contentType, body, answer)) answer(null);
     });
+  }
+
+  private isOpen(id: string): boolean {
+    const lease = this.leases.get(id);
+    return lease !== undefined && lease.job.state !== JobState.Settled;
+  }
+
+  /**
+   * A legacy worker's reply to attempt `id` of a job this hub leased (posted here, or to a peer
+   * that passed it on). False when the job is no longer open.
+   */
+  answerLease(id: string, contentType: string | null, body: Uint8Array): boolean {
+    const lease = this.leases.get(id);
+    if (!lease || lease.job.state === JobState.Settled) return false;
+    const job = lease.job;
+    // An earlier attempt may answer while a later one runs elsewhere: that holder is told
+    // to stop and keeps its credit until it acknowledges.
+    const holder = job.state === JobState.Assigned && !lease.isCurrent() ? job.reg : null;
+    const accepted = this.dispatcher.resolve(job, 200, contentType, null, body, this.servedBy);
+    if (accepted) {
+      if (holder) holder.consumer.cancel(job, 'E_CANCELLED');
+      else this.dispatcher.release(job);
+      this.leases.delete(lease.id);
+      this.wheel.remove(lease);
+    }
+    return accepted;
   }
 }
 
@@ -176,7 +217,7 @@ class Poller implements Consumer, PollTimer {
   deliver(job: Job): void {
     const res = this.res!;
     this.res = null;
-    const lease = new Lease(this.lp, nanoid(), job);
+    const lease = new Lease(this.lp, `${nanoid()}.${this.lp.hubId}`, job);
     this.lp.leases.set(lease.id, lease);
     lease.arm();
     const body = envelope(lease.id, job.body, this.base64);

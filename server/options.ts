@@ -62,6 +62,28 @@ export interface HubOptions {
   forwardHeaders: string[];
   /** pino log level. Default info. */
   logLevel: string;
+  /** Seed peers, `host:port` or `ws(s)://…` URLs; a DNS name yields every address it resolves to. Default none. */
+  peers: string[];
+  /** The `host:port` peers dial for this hub. Default `host:port` as bound. */
+  advertise: string;
+  /** Cluster secrets, comma-separated: each is accepted, the first proves this hub. Default none (a warning). */
+  clusterSecret: string;
+  /** A file holding the cluster secrets (one line, comma-separated). Default none. */
+  clusterSecretFile: string;
+  /** A peer silent for this long is dropped; pings go at a third of it. Default 3 s. */
+  peerTimeoutMs: number;
+  /** Readiness waits this long at most for every seed to sync its membership. Default 5 s. */
+  peerSyncTimeoutMs: number;
+  /** Longest wait between two dials of an unreachable peer (jittered backoff). Default 2 s. */
+  peerReconnectMaxMs: number;
+  /** Bytes of bodies this hub holds for jobs forwarded to one peer, until they settle. Default 64 MiB. */
+  maxForwardBytesPerPeer: number;
+  /** A peer learned from another (not a seed) unreachable for this long is forgotten. Default 5 min. */
+  peerForgetMs: number;
+  /** How often a seed that is a DNS name is resolved again. Default 30 s. */
+  dnsRefreshMs: number;
+  /** DNS server(s) for seed names, `host:port`; default the system's. */
+  dnsServers: string[];
 }
 
 /** Defaults with their units spelled out. */
@@ -92,6 +114,17 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   maxPollers: 20_000,
   forwardHeaders: ['x-request-id', 'traceparent', 'tracestate'],
   logLevel: 'info',
+  peers: [],
+  advertise: '',
+  clusterSecret: '',
+  clusterSecretFile: '',
+  peerTimeoutMs: 3_000,
+  peerSyncTimeoutMs: 5_000,
+  peerReconnectMaxMs: 2_000,
+  maxForwardBytesPerPeer: 64 * MiB,
+  peerForgetMs: 5 * 60_000,
+  dnsRefreshMs: 30_000,
+  dnsServers: [],
 });
 
 /** Room a frame needs beyond its body for ids, names and headers. */
@@ -128,6 +161,17 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
   spec('maxPollers', 'int', 'waiting long-polls in all'),
   spec('forwardHeaders', 'list', 'request headers passed to workers (comma-separated)'),
   spec('logLevel', 'string', 'log level: fatal, error, warn, info, debug, trace, silent'),
+  spec('peers', 'list', 'seed peers: host:port or ws(s):// URLs (comma-separated)'),
+  spec('advertise', 'string', 'host:port peers dial for this hub'),
+  spec('clusterSecret', 'string', 'cluster secrets, comma-separated (the first proves this hub)'),
+  spec('clusterSecretFile', 'string', 'file holding the cluster secrets'),
+  spec('peerTimeoutMs', 'int', 'drop a silent peer after, ms'),
+  spec('peerSyncTimeoutMs', 'int', 'longest wait for seeds before ready, ms'),
+  spec('peerReconnectMaxMs', 'int', 'longest backoff between dials of a peer, ms'),
+  spec('maxForwardBytesPerPeer', 'int', 'body bytes held for jobs forwarded to one peer'),
+  spec('peerForgetMs', 'int', 'forget a learned (not seed) peer unreachable for, ms'),
+  spec('dnsRefreshMs', 'int', 'resolve seed DNS names again every, ms'),
+  spec('dnsServers', 'list', 'DNS servers for seed names, host:port (default: the system)'),
 ];
 
 /** Flags are the option names in kebab case unless `kebab` names them (`--longpoll-…`, as the design spells them). */
@@ -182,6 +226,10 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
     'longPollLeaseMs',
     'maxPollersPerService',
     'maxPollers',
+    'peerTimeoutMs',
+    'peerReconnectMaxMs',
+    'maxForwardBytesPerPeer',
+    'dnsRefreshMs',
   ];
   for (const k of positive) if ((o[k] as number) <= 0) throw new InvalidOptionError(`${n(k)} must be greater than 0`);
   const notAbove = (a: keyof HubOptions, b: keyof HubOptions) => {
@@ -205,6 +253,13 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
   if (o.forwardHeaders.some((h) => h === 'authorization' || h === 'cookie' || h === 'proxy-authorization')) {
     throw new InvalidOptionError(`${n('forwardHeaders')} may not include authorization or cookie headers`);
   }
+  if (o.hubId !== '' && !/^[A-Za-z0-9._-]{1,64}$/.test(o.hubId)) {
+    throw new InvalidOptionError(`${n('hubId')} must be 1-64 of A-Z a-z 0-9 . _ -, got ${JSON.stringify(o.hubId)}`);
+  }
+  if (o.advertise !== '' && !/^[^\s:/]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/.test(o.advertise)) {
+    throw new InvalidOptionError(`${n('advertise')} must be host:port, got ${JSON.stringify(o.advertise)}`);
+  }
+  if (o.peerTimeoutMs < 30) throw new InvalidOptionError(`${n('peerTimeoutMs')} must be at least 30 ms`);
   // pino throws on an unknown level, and later, from inside the hub, with a stack trace.
   if (!LOG_LEVELS.includes(o.logLevel))
     throw new InvalidOptionError(`${n('logLevel')} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(o.logLevel)}`);

@@ -11,22 +11,41 @@ import { now } from './timer-wheel.js';
 export class ServiceState {
   /** Open registrations on this hub; closed ones are removed at once. */
   readonly regs: Registration[] = [];
-  /** Registrations that may have free credit, oldest first; stale entries are skipped. */
-  private ready: Registration[] = [];
-  private readyHead = 0;
-  /** Unkeyed jobs waiting for any consumer. */
+  /** Local registrations that may have free credit, oldest first; stale entries are skipped. */
+  private readonly ready = new ReadyList();
+  /** Peer hubs with credit left, tried only when no local consumer is free. */
+  private readonly readyPeers = new ReadyList();
+  /** Unkeyed jobs that entered this hub, waiting for any consumer. */
   readonly queue = new JobList();
+  /**
+   * Unkeyed jobs peer hubs sent within their grant, waiting for a consumer here, one queue per
+   * peer. Consumers here take from this hub's queue and each peer's in turn, so a peer whose
+   * callers have no workers of their own gets a fair share of these, not what is left over.
+   */
+  readonly peerQueues = new Map<string, JobList>();
+  private turn = 0;
   /** Keyed jobs waiting for the first worker that can own keys. */
   readonly keyedQueue = new JobList();
   /** Queued jobs in `queue` and in every registration's owner queue. */
   queued = 0;
-  /** When the service last lost its last consumer (or was created). */
+  /** When the service last lost its last consumer of unkeyed work here (or was created). */
   lastConsumerAt = now();
+  /** Open registrations that take unkeyed work (workers and long-pollers here, peers' grants). */
+  unkeyedConsumers = 0;
+  /** Of those, the ones on this hub, and the credit they have in all (what peers are granted). */
+  localUnkeyed = 0;
+  localCredit = 0;
   /** Every key owner of the stream. */
   readonly ring = new StreamRing();
   /** When the ring last became empty; never, for a service only long-pollers ever served. */
   lastKeyOwnerAt = -Infinity;
   private readonly entries = new Map<Registration, RingEntry>();
+  /**
+   * Every registration per instanceId that could be its ring member: the same worker may be
+   * registered on two hubs for a moment (it moved before its old session timed out). The ring
+   * holds the one on the smaller hubId, so every hub derives the same ring.
+   */
+  private readonly candidates = new Map<string, RingEntry[]>();
 
   constructor(readonly name: string) {}
 
@@ -34,29 +53,52 @@ export class ServiceState {
   isServed(lingerMs: number, keyed = false, at = now()): boolean {
     // Keyed and broadcast jobs need a key owner: long-pollers serve unkeyed jobs only.
     if (keyed) return this.ring.size > 0 || at - this.lastKeyOwnerAt < lingerMs;
-    return this.regs.length > 0 || at - this.lastConsumerAt < lingerMs;
+    return this.unkeyedConsumers > 0 || at - this.lastConsumerAt < lingerMs;
   }
 
-  /** Next registration with free credit, in round-robin order. */
+  /** Next consumer with free credit: one here in round-robin order, else a peer hub with credit left. */
   pick(): Registration | null {
-    while (this.readyHead < this.ready.length) {
-      const r = this.ready[this.readyHead++]!;
-      r.inReady = false;
-      if (r.canTake()) {
-        this.compact();
-        return r;
-      }
-    }
-    this.ready.length = 0;
-    this.readyHead = 0;
-    return null;
+    return this.ready.pick() ?? this.readyPeers.pick();
   }
 
-  /** Puts `r` at the back of the ready order, once; only registrations that take unkeyed work. */
+  /** Next consumer here with free credit (for jobs a peer sent: they travel one hop only). */
+  pickLocal(): Registration | null {
+    return this.ready.pick();
+  }
+
+  /** Puts `r` at the back of its ready order, once; only registrations that take unkeyed work. */
   markReady(r: Registration): void {
     if (r.inReady || !r.takesUnkeyed()) return;
     r.inReady = true;
-    this.ready.push(r);
+    (r.isLocal() ? this.ready : this.readyPeers).push(r);
+  }
+
+  /** The queue of unkeyed jobs from peer `hubId`, made on first use. */
+  peerQueue(hubId: string): JobList {
+    let q = this.peerQueues.get(hubId);
+    if (!q) {
+      q = new JobList();
+      this.peerQueues.set(hubId, q);
+    }
+    return q;
+  }
+
+  /**
+   * The queue a consumer here takes its next unkeyed job from: this hub's own and each peer's
+   * in turn. A peer's grant takes only from this hub's own (one hop).
+   */
+  nextQueue(r: Registration): JobList | null {
+    if (!r.isLocal() || this.peerQueues.size === 0) return this.queue.head ? this.queue : null;
+    const queues = [this.queue, ...this.peerQueues.values()];
+    for (let i = 0; i < queues.length; i++) {
+      const q = queues[(this.turn + i) % queues.length]!;
+      if (q.head) {
+        this.turn = (this.turn + i + 1) % queues.length;
+        return q;
+      }
+    }
+    for (const [hubId, q] of this.peerQueues) if (!q.head) this.peerQueues.delete(hubId);
+    return null;
   }
 
   /** The registration that owns `key`, or null while the ring is empty. */
@@ -71,9 +113,26 @@ export class ServiceState {
     return out;
   }
 
+  /** The open registration of `instanceId` on this hub that is a ring member, if any. */
+  localMember(instanceId: string): Registration | null {
+    for (const e of this.candidates.get(instanceId) ?? []) if (e.reg && !e.reg.closed && e.reg.takesUnkeyed()) return e.reg;
+    return null;
+  }
+
   add(r: Registration): void {
     this.regs.push(r);
+    if (r.takesUnkeyed()) this.unkeyedConsumers++;
+    if (r.takesUnkeyed() && r.isLocal()) {
+      this.localUnkeyed++;
+      this.localCredit += r.concurrency;
+    }
     if (r.ownsKeys()) this.join(r);
+  }
+
+  /** A registration's credit changed. */
+  recredit(r: Registration, concurrency: number): void {
+    if (r.takesUnkeyed() && r.isLocal() && this.regs.includes(r)) this.localCredit += concurrency - r.concurrency;
+    r.concurrency = concurrency;
   }
 
   /** A registration's weight changed: its ring entry is replaced, moving only its keys. */
@@ -85,26 +144,67 @@ export class ServiceState {
 
   remove(r: Registration): void {
     const i = this.regs.indexOf(r);
-    if (i !== -1) this.regs.splice(i, 1);
+    if (i === -1) return;
+    this.regs.splice(i, 1);
     const entry = this.entries.get(r);
     if (entry) {
       this.entries.delete(r);
-      this.ring.delete(entry);
+      this.leave(entry);
       if (this.ring.size === 0) this.lastKeyOwnerAt = now();
     }
-    if (this.regs.length === 0) this.lastConsumerAt = now();
+    if (r.takesUnkeyed() && r.isLocal()) {
+      this.localUnkeyed--;
+      this.localCredit -= r.concurrency;
+    }
+    if (r.takesUnkeyed() && --this.unkeyedConsumers === 0) this.lastConsumerAt = now();
   }
 
   private join(r: Registration): void {
+    const old = this.entries.get(r);
     const entry = new RingEntry(r.instanceId, r.hubId, r.weight, r);
     this.entries.set(r, entry);
-    this.ring.set(entry);
+    const list = (this.candidates.get(r.instanceId) ?? []).filter((e) => e !== old);
+    list.push(entry);
+    list.sort((a, b) => (a.hubId < b.hubId ? -1 : a.hubId > b.hubId ? 1 : 0));
+    this.candidates.set(r.instanceId, list);
+    if (this.ring.get(r.instanceId) !== list[0]) this.ring.set(list[0]!);
   }
 
-  private compact(): void {
-    if (this.readyHead > 1024 && this.readyHead * 2 > this.ready.length) {
-      this.ready = this.ready.slice(this.readyHead);
-      this.readyHead = 0;
+  private leave(entry: RingEntry): void {
+    const list = (this.candidates.get(entry.instanceId) ?? []).filter((e) => e !== entry);
+    if (list.length === 0) {
+      this.candidates.delete(entry.instanceId);
+      this.ring.delete(entry);
+    } else {
+      this.candidates.set(entry.instanceId, list);
+      if (this.ring.get(entry.instanceId) !== list[0]) this.ring.set(list[0]!);
     }
+  }
+}
+
+/** Registrations that may have free credit, oldest first; stale entries are skipped. */
+class ReadyList {
+  private list: Registration[] = [];
+  private head = 0;
+
+  push(r: Registration): void {
+    this.list.push(r);
+  }
+
+  pick(): Registration | null {
+    while (this.head < this.list.length) {
+      const r = this.list[this.head++]!;
+      r.inReady = false;
+      if (r.canTake()) {
+        if (this.head > 1024 && this.head * 2 > this.list.length) {
+          this.list = this.list.slice(this.head);
+          this.head = 0;
+        }
+        return r;
+      }
+    }
+    this.list.length = 0;
+    this.head = 0;
+    return null;
   }
 }

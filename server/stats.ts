@@ -2,6 +2,7 @@
 import type { Counters } from './counters.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { LongPoll } from './longpoll.js';
+import type { Mesh } from './mesh/mesh.js';
 import type { HubOptions } from './options.js';
 import type { WorkerSession } from './worker-session.js';
 
@@ -15,6 +16,7 @@ export interface StatsSource {
   readonly longPoll: LongPoll;
   readonly sessions: ReadonlySet<WorkerSession>;
   readonly counters: Counters;
+  readonly mesh: Mesh;
 }
 
 export function buildStats(hub: StatsSource) {
@@ -68,5 +70,6 @@ export function buildStats(hub: StatsSource) {
     sockets: { connections: hub.sessions.size, ...counted.sockets },
     services,
     workers,
+    mesh: hub.mesh.stats(),
   };
 }

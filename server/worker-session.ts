@@ -23,7 +23,7 @@ import {
 } from '../client/protocol.js';
 import type { Counters } from './counters.js';
 import type { Dispatcher } from './dispatcher.js';
-import { type Flushable, scheduleFlush } from './frame-flusher.js';
+import { FrameOutbox } from './frame-outbox.js';
 import { IdTable } from './id-table.js';
 import { type Consumer, Job, JobState, type JobWaiter, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
@@ -36,8 +36,11 @@ export interface SessionHost {
   readonly options: HubOptions;
   readonly dispatcher: Dispatcher;
   readonly hubId: string;
-  /** Binds an instance id to this session, closing an older session of the same instance. */
-  claimInstance(session: WorkerSession): void;
+  /**
+   * Binds an instance id to this session, closing an older session of the same instance;
+   * `chosen`: the worker named it (an anonymous one cannot exist elsewhere).
+   */
+  claimInstance(session: WorkerSession, chosen: boolean): void;
   readonly counters: Counters;
 }
 
@@ -46,7 +49,7 @@ export type SessionState = 'hello' | 'open' | 'draining' | 'closed';
 const MAX_CONCURRENCY = 100_000;
 const MAX_WEIGHT = 1_000_000;
 
-export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSocketEvents {
+export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   readonly leaseMs = 0;
   state: SessionState = 'hello';
   instanceId = '';
@@ -59,16 +62,13 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
   /** When the hub's sweep next pings this session: a random phase within the interval. */
   nextPingAt: number;
   readonly openedAt = Date.now();
-  flushQueued = false;
-  /** Socket buffer above the limit: no new jobs until it drains. */
-  blocked = false;
   readonly regs = new Map<string, Registration>();
   /** Jobs at this worker by wire id, until reply, error or cancel ack. */
   readonly inflight = new IdTable<Job>();
   /** This session's own requests by request id. */
   readonly requests = new IdTable<Job>();
   private socket: SessionSocket | null = null;
-  private outbox: Uint8Array[] = [];
+  private readonly outbox: FrameOutbox;
   private nextWireId = 1;
 
   constructor(
@@ -77,10 +77,17 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
     readonly remoteAddress: string,
   ) {
     this.nextPingAt = this.createdAt + Math.random() * host.options.pingIntervalMs;
+    this.outbox = new FrameOutbox(host.options.maxBackpressureBytes, host.counters.sockets, () => this.reoffer());
   }
 
   attach(socket: SessionSocket): void {
     this.socket = socket;
+    this.outbox.socket = socket;
+  }
+
+  /** Socket buffer above the limit: no new jobs until it drains. */
+  get blocked(): boolean {
+    return this.outbox.blocked;
   }
 
   // ---- Consumer ----
@@ -189,10 +196,11 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
     if (version === 0) return this.protocolError('E_VERSION', `this hub speaks protocol versions ${PROTOCOL_VERSION}`, null, true);
     this.role = h.role;
     this.name = typeof h.name === 'string' ? h.name : '';
-    this.instanceId = h.instanceId && isValidInstanceId(h.instanceId) ? h.instanceId : `anon-${nanoid(12)}`;
+    const chosen = !!h.instanceId && isValidInstanceId(h.instanceId);
+    this.instanceId = chosen ? h.instanceId! : `anon-${nanoid(12)}`;
     this.servedBy = `${this.host.hubId}/${this.instanceId}`;
     this.state = 'open';
-    this.host.claimInstance(this);
+    this.host.claimInstance(this, chosen);
     const o = this.host.options;
     this.send(
       encodeFrame([
@@ -261,30 +269,16 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
   private send(frame: Uint8Array): void {
     if (this.state === 'closed') return;
     this.outbox.push(frame);
-    scheduleFlush(this);
   }
 
+  /** Writes what is queued now, rather than at the end of the loop turn. */
   flush(): void {
-    const socket = this.socket;
-    if (!socket || this.state === 'closed' || this.outbox.length === 0) return;
-    const limit = this.host.options.maxBackpressureBytes;
-    const out = this.outbox;
-    const i = socket.writeFrames(out, 0, limit);
-    this.host.counters.sockets.framesOut += i;
-    this.outbox = i === out.length ? [] : out.slice(i);
-    const wasBlocked = this.blocked;
-    // Only an estimate at the limit costs a second native call to confirm it.
-    this.blocked = this.outbox.length > 0 || (socket.level >= limit && socket.bufferedAmount() >= limit);
-    if (wasBlocked && !this.blocked) this.reoffer();
+    if (this.state !== 'closed') this.outbox.flush();
   }
 
   /** The socket drained: send what waited and take work again. */
   onDrain(): void {
-    if (this.outbox.length > 0) this.flush();
-    else if (this.blocked && this.socket && this.socket.bufferedAmount() < this.host.options.maxBackpressureBytes) {
-      this.blocked = false;
-      this.reoffer();
-    }
+    this.outbox.onDrain();
   }
 
   onPong(): void {
@@ -344,7 +338,7 @@ export class WorkerSession implements Consumer, JobWaiter, Flushable, SessionSoc
   teardown(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    this.outbox = [];
+    this.outbox.clear();
     const d = this.host.dispatcher;
     for (const r of this.regs.values()) d.unregister(r);
     this.regs.clear();

@@ -3,6 +3,7 @@
  * carries one shared callback, and when the last write outstanding completes, the session hears
  * `onDrain`.
  */
+import type { Socket } from 'node:net';
 import type WebSocket from 'ws';
 import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
 
@@ -43,13 +44,17 @@ export class WsSessionSocket implements SessionSocket {
     }
     let level = this.ws.bufferedAmount;
     let i = from;
-    // Node batches writes queued while one is in progress (writev), so no cork is needed.
+    // One write for the batch: ws hands every frame to the TCP socket at once, a syscall each,
+    // unless the socket is corked (the client library does the same).
+    const tcp = (this.ws as unknown as { _socket?: Socket })._socket;
+    tcp?.cork();
     while (i < frames.length && level < limit) {
       const f = frames[i++]!;
       this.pendingWrites++;
       this.ws.send(f, BINARY, this.written);
       level += f.byteLength;
     }
+    tcp?.uncork();
     this.level = level;
     return i;
   }

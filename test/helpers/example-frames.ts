@@ -7,6 +7,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { encodeFrame, type Frame, Op, RequestMode } from '../../client/protocol.js';
+import { encodePeerFrame, type PeerFrame, PeerOp, RING_ALGORITHM } from '../../server/mesh/peer-protocol.js';
 
 export const EXAMPLE_FRAMES: Record<string, Frame> = {
   hello: [Op.Hello, { versions: [1], role: 'worker', instanceId: 'w1' }],
@@ -34,6 +35,46 @@ export const EXAMPLE_FRAMES: Record<string, Frame> = {
   protocolError: [Op.ProtocolError, 'E_BAD_NAME', 'bad name', 'a b', false],
 };
 
+/** Challenges in the examples: 16 bytes that are easy to spot. */
+const CHALLENGE_A = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+const CHALLENGE_B = Buffer.from('ffeeddccbbaa99887766554433221100', 'hex');
+
+/** One example of every peer frame (PROTOCOL.md, "Peer links"). */
+export const PEER_EXAMPLE_FRAMES: Record<string, PeerFrame> = {
+  challenge: [PeerOp.Challenge, { hubId: 'hub-b', bootNonce: 'n2', versions: [1], ring: RING_ALGORITHM, challenge: CHALLENGE_B }],
+  peerHello: [
+    PeerOp.PeerHello,
+    { hubId: 'hub-a', bootNonce: 'n1', versions: [1], ring: RING_ALGORITHM, challenge: CHALLENGE_A, advertise: '10.0.0.1:3000', proof: null },
+  ],
+  peerWelcome: [PeerOp.PeerWelcome, { advertise: '10.0.0.2:3000', proof: null }],
+  members: [
+    PeerOp.Members,
+    7,
+    [
+      ['echo', 'w1', 1],
+      ['echo', 'w2', 2],
+    ],
+  ],
+  membersDelta: [PeerOp.MembersDelta, 8, [['echo', 'w2', 0]]],
+  forward: [PeerOp.Forward, 1, RequestMode.Keyed, 'echo', 'k1', 'w1', 29998, 1, 'application/json', null, null, Buffer.from('{"a":1}'), 1],
+  forwardReply: [PeerOp.ForwardReply, 1, 200, 'application/json', null, Buffer.from('{"ok":1}'), 'hub-b/w1'],
+  forwardError: [PeerOp.ForwardError, 1, 500, 'E_HANDLER', 'boom', 'hub-b/w1'],
+  forwardCancel: [PeerOp.ForwardCancel, 1, 'E_CANCELLED'],
+  handBack: [PeerOp.HandBack, 1, false],
+  snapshotRequest: [PeerOp.SnapshotRequest],
+  peers: [PeerOp.Peers, [['hub-c', '10.0.0.3:3000']]],
+  claim: [PeerOp.Claim, 'w1'],
+  grants: [
+    PeerOp.Grants,
+    [
+      ['billing', 32],
+      ['old-service', 0],
+    ],
+  ],
+  leaseReply: [PeerOp.LeaseReply, 1, 'V1StGXR8_Z5jdHi6B-myT.hub-a', 'application/json', Buffer.from('{"ok":1}')],
+  leaseAnswer: [PeerOp.LeaseAnswer, 1, true],
+};
+
 /** Names of each op's positional fields, as PROTOCOL.md's tables call them. */
 export const FIELD_NAMES: Record<number, readonly string[]> = {
   [Op.Hello]: ['op', 'hello'],
@@ -50,9 +91,25 @@ export const FIELD_NAMES: Record<number, readonly string[]> = {
   [Op.Drain]: ['op'],
   [Op.Goodbye]: ['op', 'code', 'message'],
   [Op.ProtocolError]: ['op', 'code', 'message', 'ref', 'fatal'],
+  [PeerOp.Challenge]: ['op', 'challenge'],
+  [PeerOp.PeerHello]: ['op', 'hello'],
+  [PeerOp.PeerWelcome]: ['op', 'welcome'],
+  [PeerOp.Members]: ['op', 'seq', 'members'],
+  [PeerOp.MembersDelta]: ['op', 'seq', 'changes'],
+  [PeerOp.Forward]: ['op', 'forwardId', 'mode', 'service', 'key', 'instanceId', 'remainingMs', 'attempt', 'contentType', 'headers', 'query', 'body', 'hops'],
+  [PeerOp.ForwardReply]: ['op', 'forwardId', 'status', 'contentType', 'headers', 'body', 'servedBy'],
+  [PeerOp.ForwardError]: ['op', 'forwardId', 'status', 'code', 'message', 'servedBy'],
+  [PeerOp.ForwardCancel]: ['op', 'forwardId', 'code'],
+  [PeerOp.HandBack]: ['op', 'forwardId', 'ran'],
+  [PeerOp.SnapshotRequest]: ['op'],
+  [PeerOp.Peers]: ['op', 'peers'],
+  [PeerOp.Claim]: ['op', 'instanceId'],
+  [PeerOp.Grants]: ['op', 'grants'],
+  [PeerOp.LeaseReply]: ['op', 'replyId', 'leaseId', 'contentType', 'body'],
+  [PeerOp.LeaseAnswer]: ['op', 'replyId', 'accepted'],
 };
 
-const OP_NAMES = new Map<number, string>(Object.entries(Op).map(([name, op]) => [op, name]));
+const OP_NAMES = new Map<number, string>([...Object.entries(Op), ...Object.entries(PeerOp)].map(([name, op]) => [op, name]));
 
 /** Bytes per line of a listing. */
 const WIDTH = 12;
@@ -176,13 +233,20 @@ function plural(n: number): string {
 
 /** The listing of every example, as PROTOCOL.md holds it. */
 export function exampleListing(name: string): string {
+  return annotate(exampleBytes(name));
+}
+
+/** The encoded bytes of the example `name`, worker or peer frame. */
+export function exampleBytes(name: string): Uint8Array {
   const frame = EXAMPLE_FRAMES[name];
-  if (!frame) throw new Error(`no example ${name}`);
-  return annotate(encodeFrame(frame));
+  if (frame) return encodeFrame(frame);
+  const peer = PEER_EXAMPLE_FRAMES[name];
+  if (!peer) throw new Error(`no example ${name}`);
+  return encodePeerFrame(peer);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  for (const name of Object.keys(EXAMPLE_FRAMES)) {
+  for (const name of [...Object.keys(EXAMPLE_FRAMES), ...Object.keys(PEER_EXAMPLE_FRAMES)]) {
     process.stdout.write(`<!-- frame:${name} -->\n\`\`\`text\n${exampleListing(name)}\n\`\`\`\n\n`);
   }
 }

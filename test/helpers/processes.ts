@@ -167,7 +167,7 @@ export async function startWorker(spec: WorkerSpec): Promise<Proc & { instanceId
   // Registered means the hub lists every service for this instance.
   await waitUntil(
     async () => {
-      const st = await stats({ url: spec.url });
+      const st = await stats({ url: spec.url.split(',')[0]! });
       const w = st.workers.find((x: { instanceId: string }) => x.instanceId === ready.instanceId);
       return w && w.services.length === spec.services.length;
     },

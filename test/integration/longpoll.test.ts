@@ -88,7 +88,7 @@ describe('legacy HTTP long-poll workers', () => {
       const env = (await waiting)!;
       assert.deepEqual(env.originalRequest, expected);
       assert.equal(env.encoding, encoding);
-      assert.match(env.id, /^[A-Za-z0-9_-]{21}$/);
+      assert.match(env.id, /^[A-Za-z0-9_-]{21}\.[A-Za-z0-9._-]{1,64}$/);
       assert.equal(await answer(hub, env.id, '"ok"', '/response'), 200);
       assert.equal(await (await caller).text(), '"ok"');
     }

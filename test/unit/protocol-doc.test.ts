@@ -9,8 +9,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { CloseCode, encodeFrame, Op } from '../../client/protocol.js';
-import { EXAMPLE_FRAMES, exampleListing } from '../helpers/example-frames.js';
+import { CloseCode, Op } from '../../client/protocol.js';
+import { PeerOp } from '../../server/mesh/peer-protocol.js';
+import { EXAMPLE_FRAMES, exampleBytes, exampleListing, PEER_EXAMPLE_FRAMES } from '../helpers/example-frames.js';
 import { digestExample, murmurRows, partitionExample } from '../helpers/ring-examples.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -32,11 +33,11 @@ function bytesOf(listing: string): string {
 }
 
 describe('PROTOCOL.md agrees with the code', () => {
-  for (const [name, frame] of Object.entries(EXAMPLE_FRAMES)) {
-    it(`shows the ${name} example with the exact bytes encodeFrame writes, annotated`, () => {
+  for (const name of [...Object.keys(EXAMPLE_FRAMES), ...Object.keys(PEER_EXAMPLE_FRAMES)]) {
+    it(`shows the ${name} example with the exact bytes the encoder writes, annotated`, () => {
       const shown = listingInDoc(name);
       assert.ok(shown !== null, `PROTOCOL.md has no listing for ${name} (run node dist/test/helpers/example-frames.js)`);
-      const actual = [...encodeFrame(frame)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+      const actual = [...exampleBytes(name)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
       assert.equal(bytesOf(shown), actual, `bytes of ${name}`);
       assert.equal(shown, exampleListing(name), `annotations of ${name}`);
     });
@@ -48,6 +49,15 @@ describe('PROTOCOL.md agrees with the code', () => {
       assert.ok(shown.has(op), `op ${name} has no example`);
       assert.match(protocolMd, new RegExp(`^### ${op} ${name} \\(`, 'm'), `section for ${name}`);
       assert.match(protocolMd, new RegExp(`^\\| ${op} \\| ${name} \\|`, 'm'), `ops table row for ${name}`);
+    }
+  });
+
+  it('has an example listing and a section for every peer op', () => {
+    const shown = new Set(Object.values(PEER_EXAMPLE_FRAMES).map((f) => f[0]));
+    for (const [name, op] of Object.entries(PeerOp)) {
+      assert.ok(shown.has(op), `peer op ${name} has no example`);
+      assert.match(protocolMd, new RegExp(`^### ${op} ${name} \\(`, 'm'), `section for ${name}`);
+      assert.match(protocolMd, new RegExp(`^\\| ${op} \\| ${name} \\|`, 'm'), `peer ops table row for ${name}`);
     }
   });
 

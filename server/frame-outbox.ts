@@ -1,0 +1,62 @@
+/**
+ * The frames a connection has yet to write: collected during a loop turn, written in one batch
+ * at its end, and held back while the socket is over its backpressure limit. A worker session
+ * and a peer link each have one, over whichever socket adapter they run on.
+ */
+import type { SocketCounters } from './counters.js';
+import { type Flushable, scheduleFlush } from './frame-flusher.js';
+import type { SessionSocket } from './session-socket.js';
+
+export class FrameOutbox implements Flushable {
+  flushQueued = false;
+  /** Socket buffer above the limit: the owner takes no new work until it drains. */
+  blocked = false;
+  socket: SessionSocket | null = null;
+  private frames: Uint8Array[] = [];
+
+  constructor(
+    private readonly limitBytes: number,
+    private readonly counters: SocketCounters,
+    /** Called when a blocked outbox can take frames again. */
+    private readonly unblocked: () => void,
+  ) {}
+
+  get pending(): number {
+    return this.frames.length;
+  }
+
+  /** Queues `frame` for the end of this loop turn. */
+  push(frame: Uint8Array): void {
+    this.frames.push(frame);
+    scheduleFlush(this);
+  }
+
+  flush(): void {
+    const socket = this.socket;
+    if (!socket || this.frames.length === 0) return;
+    const limit = this.limitBytes;
+    const out = this.frames;
+    const i = socket.writeFrames(out, 0, limit);
+    this.counters.framesOut += i;
+    this.frames = i === out.length ? [] : out.slice(i);
+    const wasBlocked = this.blocked;
+    // Only an estimate at the limit costs a second native call to confirm it.
+    this.blocked = this.frames.length > 0 || (socket.level >= limit && socket.bufferedAmount() >= limit);
+    if (wasBlocked && !this.blocked) this.unblocked();
+  }
+
+  /** The socket drained: send what waited, and say so once nothing is held back. */
+  onDrain(): void {
+    if (this.frames.length > 0) this.flush();
+    else if (this.blocked && this.socket && this.socket.bufferedAmount() < this.limitBytes) {
+      this.blocked = false;
+      this.unblocked();
+    }
+  }
+
+  /** Drops everything unsent and forgets the socket (it closed). */
+  clear(): void {
+    this.frames = [];
+    this.socket = null;
+  }
+}

@@ -1,0 +1,595 @@
+/**
+ * One link to a peer hub, over either socket adapter (uWS for links it accepted at /peer, `ws`
+ * for links it dialled). After the handshake it is, at once:
+ * - a consumer: the ring members the peer announced are registrations whose consumer is this
+ *   link, so the dispatcher forwards their jobs here without knowing it is a hub;
+ * - a waiter: jobs the peer forwarded for this hub's workers settle back through here;
+ * - the peer's membership: snapshots and deltas become those registrations.
+ */
+import type { ErrorCode } from '../../client/errors.js';
+import { CloseCode, type Headers, ProtocolError, RequestMode } from '../../client/protocol.js';
+import type { Counters } from '../counters.js';
+import type { Dispatcher } from '../dispatcher.js';
+import { FrameOutbox } from '../frame-outbox.js';
+import { IdTable } from '../id-table.js';
+import { type Consumer, HandBack, Job, JobState, type JobWaiter, type Registration, Takes } from '../job.js';
+import type { Logger } from '../log.js';
+import type { HubOptions } from '../options.js';
+import type { SessionSocket, SessionSocketEvents } from '../session-socket.js';
+import { now } from '../timer-wheel.js';
+import { newChallenge, type PeerRole, proofOf, verifyProof } from './peer-auth.js';
+import {
+  type ChallengeInfo,
+  decodePeerFrame,
+  encodePeerFrame,
+  type ForwardFrame,
+  MAX_HOPS,
+  type MemberTuple,
+  PEER_PROTOCOL_VERSION,
+  type PeerFrame,
+  PeerOp,
+  RING_ALGORITHM,
+} from './peer-protocol.js';
+
+/** Credit a remote member's registration has here: its own hub holds the worker's real credit. */
+const REMOTE_CREDIT = 1_000_000;
+/** A job handed back unrun more often than this fails rather than travel again. */
+const MAX_HAND_BACKS = 5;
+
+/** What a link needs from the mesh it belongs to. */
+export interface LinkHost {
+  readonly options: HubOptions;
+  readonly hubId: string;
+  readonly bootNonce: string;
+  readonly dispatcher: Dispatcher;
+  readonly counters: Counters;
+  readonly secrets: readonly string[];
+  readonly log: Logger;
+  advertise(): string;
+  /** The handshake is done; false when the mesh keeps another link to that hub instead. */
+  linkUp(link: PeerLink): boolean;
+  /** The link closed; `wasOpen` says whether it had finished its handshake. */
+  linkDown(link: PeerLink, wasOpen: boolean): void;
+  /** A legacy worker's reply for a job this hub leased, passed on by the peer it reached. */
+  answerLease(leaseId: string, contentType: string | null, body: Uint8Array): boolean;
+  /** What this hub grants every peer now, for every service it has consumers of. */
+  allGrants(): [string, number][];
+  /** Grant `service` again to every peer soon (a peer used a grant that is gone). */
+  regrant(service: string): void;
+  /** A peer opened a session for `instanceId`: close an older one here. */
+  claimed(instanceId: string, byHub: string): void;
+  /** A link opened: every peer hears of every other (the mesh becomes full). */
+  announcePeers(): void;
+  /** Hubs a peer is linked to: dial those this hub does not know yet. */
+  learnPeers(peers: [string, string][]): void;
+  /** This hub's ring members, and the sequence number of that state. */
+  membersSnapshot(): { seq: number; members: MemberTuple[] };
+}
+
+export type LinkState = 'handshake' | 'open' | 'closed';
+
+export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
+  readonly leaseMs = 0;
+  state: LinkState = 'handshake';
+  remoteHubId = '';
+  remoteBoot = '';
+  remoteAdvertise = '';
+  /** Set by the handshake: the peer's membership arrived at least once. */
+  synced = false;
+  lastSeen = now();
+  nextPingAt: number;
+  rttMs: number | null = null;
+  readonly openedAt = Date.now();
+  private readonly createdAt = now();
+  /** Why the link closed, for logs and the dialer. */
+  closeCode = 0;
+  forwardedOut = 0;
+  forwardedIn = 0;
+  /** Bytes of frames each way (membership traffic is what the scale bench measures). */
+  bytesIn = 0;
+  bytesOut = 0;
+  /** Body bytes held for jobs forwarded over this link and not settled. */
+  heldBytes = 0;
+  private pingSentAt = 0;
+  private socket: SessionSocket | null = null;
+  private readonly outbox: FrameOutbox;
+  private readonly challenge = newChallenge();
+  /** Jobs this hub forwarded over the link, by forward id. */
+  private readonly outgoing = new IdTable<Job>();
+  private nextForwardId = 1;
+  /** Jobs the peer forwarded to this hub, by the peer's forward id. */
+  private readonly incoming = new IdTable<Job>();
+  /** The peer's ring members, as registrations here: `service \0 instanceId`. */
+  private readonly remote = new Map<string, Registration>();
+  /** What the peer granted: one registration per service, its credit the grant. */
+  private readonly granted = new Map<string, Registration>();
+  /** Unkeyed jobs the peer has here now, per service (within what this hub granted it). */
+  private readonly unkeyedIn = new Map<string, number>();
+  /** Legacy replies passed on to the peer, waiting for its answer. */
+  private readonly leaseReplies = new Map<number, (accepted: boolean | null) => void>();
+  private nextLeaseReply = 1;
+  private lastSeq = -1;
+  private awaitingSnapshot = false;
+
+  constructor(
+    private readonly host: LinkHost,
+    /** This hub dialled the link (else it accepted it). */
+    readonly dialed: boolean,
+    /** The address dialled, or the remote address of an accepted link. */
+    readonly address: string,
+  ) {
+    this.nextPingAt = now() + Math.random() * pingInterval(host.options);
+    this.outbox = new FrameOutbox(host.options.maxBackpressureBytes, host.counters.sockets, () => this.reoffer());
+  }
+
+  get role(): PeerRole {
+    return this.dialed ? 'dialer' : 'acceptor';
+  }
+
+  /** Jobs forwarded each way and not settled yet. */
+  get inflightOut(): number {
+    return this.outgoing.size;
+  }
+  get inflightIn(): number {
+    return this.incoming.size;
+  }
+  /** The peer's ring members known here. */
+  get members(): number {
+    return this.remote.size;
+  }
+  /** What the peer granted this hub, per service. */
+  grantedCredit(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [s, r] of this.granted) out[s] = r.concurrency;
+    return out;
+  }
+
+  attach(socket: SessionSocket): void {
+    this.socket = socket;
+    this.outbox.socket = socket;
+    // The acceptor speaks first: nothing about this hub but its id goes out before the dialer proves itself.
+    if (!this.dialed) this.send([PeerOp.Challenge, this.challengeInfo()]);
+  }
+
+  // ---- Consumer: jobs for the peer's workers ----
+
+  canSend(): boolean {
+    return this.state === 'open' && !this.outbox.blocked && this.heldBytes < this.host.options.maxForwardBytesPerPeer;
+  }
+
+  deliver(job: Job): void {
+    const id = this.nextForwardId++;
+    job.wireId = id;
+    job.forwardedBytes = job.body.length;
+    this.heldBytes += job.forwardedBytes;
+    this.outgoing.add(id, job);
+    this.forwardedOut++;
+    const remaining = Math.max(1, Math.round(job.deadline - now()));
+    // Unkeyed work against a grant names no worker: any consumer there takes it.
+    const instanceId = job.reg!.takes === Takes.Peer ? '' : job.reg!.instanceId;
+    this.send([
+      PeerOp.Forward,
+      id,
+      job.mode,
+      job.service,
+      job.key,
+      instanceId,
+      remaining,
+      job.attempt,
+      job.contentType,
+      job.headers,
+      job.query,
+      job.body,
+      MAX_HOPS,
+    ]);
+  }
+
+  /** The caller is gone or the deadline passed: the peer stops the job; the credit comes back now. */
+  cancel(job: Job, code: ErrorCode): void {
+    if (this.outgoing.get(job.wireId) !== job) return;
+    this.takeOutgoing(job.wireId);
+    if (this.state === 'open') this.send([PeerOp.ForwardCancel, job.wireId, code]);
+    this.host.dispatcher.release(job);
+  }
+
+  // ---- JobWaiter: jobs the peer forwarded here ----
+
+  settled(job: Job): void {
+    if (this.incoming.get(job.callerId) !== job) return;
+    this.incoming.take(job.callerId);
+    if (job.pinned === null && job.mode === RequestMode.Any) {
+      const n = (this.unkeyedIn.get(job.service) ?? 1) - 1;
+      if (n > 0) this.unkeyedIn.set(job.service, n);
+      else this.unkeyedIn.delete(job.service);
+    }
+    if (this.state !== 'open') return;
+    const id = job.callerId;
+    // Shutting down, or the worker gone: the origin owns the job's routing and attempts.
+    if (job.handBack !== HandBack.None || job.errorCode === 'E_SHUTTING_DOWN') {
+      this.send([PeerOp.HandBack, id, job.handBack !== HandBack.NotRun]);
+    } else if (job.errorCode !== null) {
+      this.send([PeerOp.ForwardError, id, job.status, String(job.errorCode), job.errorMessage ?? '', job.servedBy]);
+    } else {
+      this.send([PeerOp.ForwardReply, id, job.status, job.replyContentType, job.replyHeaders, job.replyBody ?? EMPTY, job.servedBy ?? this.host.hubId]);
+    }
+  }
+
+  // ---- frames in ----
+
+  onMessage(data: Uint8Array, isBinary: boolean, borrowed: boolean): void {
+    this.lastSeen = now();
+    this.host.counters.sockets.framesIn++;
+    this.bytesIn += data.byteLength;
+    if (this.state === 'closed') return;
+    let f: PeerFrame;
+    try {
+      if (!isBinary) throw new ProtocolError('peer frames are binary');
+      f = decodePeerFrame(data, borrowed);
+    } catch (err) {
+      return this.refuse(CloseCode.Protocol, `bad peer frame: ${(err as Error).message}`);
+    }
+    if (this.state === 'handshake') return this.handshake(f);
+    switch (f[0]) {
+      case PeerOp.Members:
+        return this.members_(f[1], f[2], true);
+      case PeerOp.MembersDelta:
+        return this.members_(f[1], f[2], false);
+      case PeerOp.SnapshotRequest:
+        return this.sendSnapshot();
+      case PeerOp.Peers:
+        return this.host.learnPeers(f[1]);
+      case PeerOp.Claim:
+        return this.host.claimed(f[1], this.remoteHubId);
+      case PeerOp.Grants:
+        return this.applyGrants(f[1]);
+      case PeerOp.LeaseReply:
+        return this.send([PeerOp.LeaseAnswer, f[1], this.host.answerLease(f[2], f[3], f[4])]);
+      case PeerOp.LeaseAnswer: {
+        const done = this.leaseReplies.get(f[1]);
+        this.leaseReplies.delete(f[1]);
+        done?.(f[2]);
+        return;
+      }
+      case PeerOp.Forward:
+        return this.forwarded(f);
+      case PeerOp.ForwardReply: {
+        const job = this.takeOutgoing(f[1]);
+        if (!job) return;
+        this.host.dispatcher.resolve(job, f[2], f[3], f[4] as Headers | null, f[5], f[6]);
+        this.host.dispatcher.release(job);
+        return;
+      }
+      case PeerOp.ForwardError: {
+        const job = this.takeOutgoing(f[1]);
+        if (!job) return;
+        this.host.dispatcher.resolveError(job, f[2], f[3], f[4], f[5] ?? this.remoteHubId);
+        this.host.dispatcher.release(job);
+        return;
+      }
+      case PeerOp.ForwardCancel: {
+        const job = this.incoming.take(f[1]);
+        if (job) this.host.dispatcher.abandon(job, f[2] === 'E_DEADLINE' ? 'E_DEADLINE' : 'E_CANCELLED');
+        return;
+      }
+      case PeerOp.HandBack: {
+        const job = this.takeOutgoing(f[1]);
+        if (!job) return;
+        const reg = job.reg;
+        this.host.dispatcher.release(job);
+        if (!f[2]) {
+          // It never ran there: not an attempt. Bounded, in case two hubs disagree for long.
+          job.attempt--;
+          if (++job.handBacks > MAX_HAND_BACKS) job.attempt = this.host.options.maxAttempts;
+          // Refused within a grant: send that peer no more of these until it grants again.
+          if (reg && reg.takes === Takes.Peer && !reg.closed) reg.concurrency = reg.inflight;
+        }
+        this.host.dispatcher.lost(job);
+        return;
+      }
+      default:
+        return this.refuse(CloseCode.Protocol, `peer op ${f[0]} is not expected after the handshake`);
+    }
+  }
+
+  private handshake(f: PeerFrame): void {
+    const h = this.host;
+    if (this.dialed && f[0] === PeerOp.Challenge && this.remoteHubId === '') {
+      const c = f[1];
+      if (!this.compatible(c)) return;
+      this.remoteHubId = c.hubId;
+      this.remoteBoot = c.bootNonce;
+      const proof = h.secrets.length ? proofOf(h.secrets[0]!, 'dialer', c.challenge, h.hubId, c.hubId) : null;
+      this.send([PeerOp.PeerHello, { ...this.challengeInfo(), advertise: h.advertise(), proof }]);
+      return;
+    }
+    if (!this.dialed && f[0] === PeerOp.PeerHello && this.remoteHubId === '') {
+      const hello = f[1];
+      if (!this.compatible(hello)) return;
+      const shared = verifyProof(h.secrets, hello.proof, 'dialer', this.challenge, hello.hubId, h.hubId);
+      if (shared === false) {
+        h.counters.sockets.protocolErrors++;
+        return this.refuse(CloseCode.PeerUnauthorized, `hub ${hello.hubId} at ${this.address} did not prove the cluster secret`);
+      }
+      this.remoteHubId = hello.hubId;
+      this.remoteBoot = hello.bootNonce;
+      this.remoteAdvertise = hello.advertise;
+      // Answer with the secret the dialer used: during a rotation the two may list them in another order.
+      const proof = shared === null ? null : proofOf(shared, 'acceptor', hello.challenge, h.hubId, hello.hubId);
+      this.send([PeerOp.PeerWelcome, { advertise: h.advertise(), proof }]);
+      return this.opened();
+    }
+    if (this.dialed && f[0] === PeerOp.PeerWelcome && this.remoteHubId !== '') {
+      const w = f[1];
+      if (verifyProof(h.secrets, w.proof, 'acceptor', this.challenge, this.remoteHubId, h.hubId) === false) {
+        return this.refuse(CloseCode.PeerUnauthorized, `hub ${this.remoteHubId} at ${this.address} did not prove the cluster secret`);
+      }
+      this.remoteAdvertise = w.advertise;
+      return this.opened();
+    }
+    this.refuse(CloseCode.Protocol, `unexpected peer op ${f[0]} during the handshake`);
+  }
+
+  private compatible(c: ChallengeInfo): boolean {
+    if (!c.versions.includes(PEER_PROTOCOL_VERSION)) {
+      this.refuse(CloseCode.PeerRefused, `hub ${c.hubId} speaks peer protocol versions ${c.versions.join(',')}, this hub ${PEER_PROTOCOL_VERSION}`);
+      return false;
+    }
+    if (c.ring !== RING_ALGORITHM) {
+      this.refuse(CloseCode.PeerRefused, `hub ${c.hubId} ranks keys with ${c.ring}, this hub with ${RING_ALGORITHM}`);
+      return false;
+    }
+    if (c.hubId === this.host.hubId && c.bootNonce === this.host.bootNonce) {
+      this.remoteHubId = c.hubId;
+      this.refuse(CloseCode.PeerRefused, 'dialled itself');
+      return false;
+    }
+    return true;
+  }
+
+  private opened(): void {
+    if (!this.host.linkUp(this)) return;
+    this.state = 'open';
+    this.sendSnapshot();
+    this.sendGrants(this.host.allGrants());
+    this.host.announcePeers();
+  }
+
+  private challengeInfo(): ChallengeInfo {
+    return { hubId: this.host.hubId, bootNonce: this.host.bootNonce, versions: [PEER_PROTOCOL_VERSION], ring: RING_ALGORITHM, challenge: this.challenge };
+  }
+
+  sendSnapshot(): void {
+    const { seq, members } = this.host.membersSnapshot();
+    this.send([PeerOp.Members, seq, members]);
+  }
+
+  /** Passes a legacy worker's reply on to the peer that leased the job. */
+  sendLeaseReply(leaseId: string, contentType: string | null, body: Uint8Array, done: (accepted: boolean | null) => void): void {
+    const id = this.nextLeaseReply++;
+    this.leaseReplies.set(id, done);
+    this.send([PeerOp.LeaseReply, id, leaseId, contentType, body]);
+  }
+
+  /** Tells the peer how many unkeyed jobs per service it may have here. */
+  sendGrants(grants: [string, number][]): void {
+    if (this.state === 'open' && grants.length > 0) this.send([PeerOp.Grants, grants]);
+  }
+
+  private applyGrants(grants: [string, number][]): void {
+    const d = this.host.dispatcher;
+    for (const [service, credit] of grants) {
+      const existing = this.granted.get(service);
+      if (credit === 0) {
+        if (existing) {
+          this.granted.delete(service);
+          d.unregister(existing);
+        }
+        continue;
+      }
+      const r = d.register(this, service, credit, { instanceId: `peer:${this.remoteHubId}`, hubId: this.remoteHubId, weight: 1, takes: Takes.Peer }, existing);
+      if (typeof r === 'string') continue;
+      this.granted.set(service, r);
+    }
+  }
+
+  /** Tells the peer that a worker instance opened a session here. */
+  sendClaim(instanceId: string): void {
+    if (this.state === 'open') this.send([PeerOp.Claim, instanceId]);
+  }
+
+  /** Tells the peer every hub this one is linked to. */
+  sendPeers(peers: [string, string][]): void {
+    if (this.state === 'open') this.send([PeerOp.Peers, peers]);
+  }
+
+  /** Sends a delta the mesh built once for every link. */
+  sendDelta(seq: number, changes: MemberTuple[]): void {
+    if (this.state === 'open') this.send([PeerOp.MembersDelta, seq, changes]);
+  }
+
+  private members_(seq: number, list: MemberTuple[], snapshot: boolean): void {
+    if (!snapshot && (this.awaitingSnapshot || seq !== this.lastSeq + 1)) {
+      // A gap: deltas mean nothing without what came between. Ask once for a fresh snapshot.
+      if (!this.awaitingSnapshot) {
+        this.awaitingSnapshot = true;
+        this.send([PeerOp.SnapshotRequest]);
+      }
+      return;
+    }
+    this.lastSeq = seq;
+    const d = this.host.dispatcher;
+    if (snapshot) {
+      this.awaitingSnapshot = false;
+      const keep = new Set(list.filter((m) => m[2] > 0).map((m) => `${m[0]}\0${m[1]}`));
+      for (const [k, r] of this.remote) {
+        if (!keep.has(k)) {
+          this.remote.delete(k);
+          d.unregister(r);
+        }
+      }
+    }
+    for (const [service, instanceId, weight] of list) {
+      const k = `${service}\0${instanceId}`;
+      const existing = this.remote.get(k);
+      if (weight === 0) {
+        if (existing) {
+          this.remote.delete(k);
+          d.unregister(existing);
+        }
+        continue;
+      }
+      const r = d.register(this, service, REMOTE_CREDIT, { instanceId, hubId: this.remoteHubId, weight, takes: Takes.Remote }, existing);
+      if (typeof r === 'string') {
+        this.host.log.warn({ peer: this.remoteHubId, service, code: r }, 'cannot add a peer member: the hub serves too many services');
+        continue;
+      }
+      this.remote.set(k, r);
+    }
+    if (snapshot && !this.synced) {
+      this.synced = true;
+      this.host.log.info({ peer: this.remoteHubId, members: this.remote.size }, 'peer synced');
+    }
+  }
+
+  private forwarded(f: ForwardFrame): void {
+    const [, id, mode, service, key, instanceId, remainingMs, attempt, contentType, headers, query, body, hops] = f;
+    const d = this.host.dispatcher;
+    this.forwardedIn++;
+    if (this.incoming.get(id) !== undefined) return this.refuse(CloseCode.Protocol, `forward id ${id} is already in flight`);
+    const job = new Job(service, mode, key, body, contentType, headers, query, now() + Math.max(1, remainingMs), this);
+    job.callerId = id;
+    job.fromPeer = true;
+    job.attempt = Math.max(0, attempt - 1);
+    this.incoming.add(id, job);
+    if (hops > MAX_HOPS) {
+      d.reject(job, 'E_PROTOCOL');
+      return;
+    }
+    job.origin = this.remoteHubId;
+    if (instanceId === '') {
+      const svc = d.services.get(service);
+      // Counted from here on: settled() counts it off whatever becomes of it.
+      const n = (this.unkeyedIn.get(service) ?? 0) + 1;
+      this.unkeyedIn.set(service, n);
+      // Sent beyond what this hub grants (the grant shrank on the way): back, not an attempt.
+      if (!svc || n > svc.localCredit) {
+        job.handBack = HandBack.NotRun;
+        d.reject(job, 'E_WORKER_GONE');
+        this.host.regrant(service);
+        return;
+      }
+    } else {
+      job.pinned = d.services.get(service)?.localMember(instanceId) ?? null;
+    }
+    d.submitForwarded(job);
+  }
+
+  private takeOutgoing(id: number): Job | null {
+    const job = this.outgoing.take(id);
+    if (!job) {
+      this.host.counters.jobs.unknownReplies++;
+      return null;
+    }
+    this.heldBytes -= job.forwardedBytes;
+    job.forwardedBytes = 0;
+    return job;
+  }
+
+  // ---- frames out, keep-alive, close ----
+
+  private send(frame: PeerFrame): void {
+    if (this.state === 'closed') return;
+    const bytes = encodePeerFrame(frame);
+    this.bytesOut += bytes.byteLength;
+    this.outbox.push(bytes);
+  }
+
+  onDrain(): void {
+    this.outbox.onDrain();
+  }
+
+  onPong(): void {
+    this.lastSeen = now();
+    if (this.pingSentAt) this.rttMs = Math.round((now() - this.pingSentAt) * 100) / 100;
+    this.pingSentAt = 0;
+  }
+
+  onClose(): void {
+    this.teardown();
+  }
+
+  private reoffer(): void {
+    for (const r of this.remote.values()) this.host.dispatcher.offer(r);
+    for (const r of this.granted.values()) this.host.dispatcher.offer(r);
+  }
+
+  /** Pings, or drops a peer silent for longer than the peer timeout. Called by the mesh's sweep. */
+  keepAlive(at: number): void {
+    if (this.state === 'closed' || !this.socket) return;
+    this.nextPingAt = at + pingInterval(this.host.options);
+    if (this.state === 'handshake' && at - this.createdAt > this.host.options.peerTimeoutMs) {
+      this.refuse(CloseCode.Protocol, 'no peer handshake within the peer timeout');
+      return;
+    }
+    if (at - this.lastSeen > this.host.options.peerTimeoutMs) {
+      this.host.log.warn({ peer: this.remoteHubId || this.address, silentMs: Math.round(at - this.lastSeen) }, 'peer unresponsive: dropping the link');
+      this.close(CloseCode.Unresponsive, 'no pong');
+      return;
+    }
+    if (this.outbox.blocked) this.onDrain();
+    if (!this.pingSentAt) this.pingSentAt = at;
+    this.socket.ping();
+  }
+
+  /** Refuses the peer: logs why, then closes. */
+  private refuse(code: number, why: string): void {
+    this.host.log.warn({ peer: this.remoteHubId || undefined, address: this.address, code }, why);
+    this.outbox.flush();
+    this.close(code, why.slice(0, 100));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    this.closeCode = code;
+    const socket = this.socket;
+    this.outbox.flush();
+    this.teardown();
+    socket?.end(code, reason);
+  }
+
+  /**
+   * The link is gone. The peer's members leave every ring first, so that the jobs this hub had
+   * forwarded over it are routed again by the rings without them (attempt + 1, or 502 when
+   * attempts or the deadline run out); jobs the peer had forwarded here are cancelled at their
+   * workers. Idempotent.
+   */
+  teardown(): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state === 'open';
+    this.state = 'closed';
+    this.outbox.clear();
+    this.socket = null;
+    const d = this.host.dispatcher;
+    for (const r of this.remote.values()) d.unregister(r);
+    this.remote.clear();
+    for (const r of this.granted.values()) d.unregister(r);
+    this.granted.clear();
+    this.unkeyedIn.clear();
+    for (const done of this.leaseReplies.values()) done(null);
+    this.leaseReplies.clear();
+    for (const job of this.outgoing.drain()) {
+      this.heldBytes -= job.forwardedBytes;
+      job.forwardedBytes = 0;
+      d.release(job);
+      d.lost(job);
+    }
+    for (const job of this.incoming.drain()) if (job.state !== JobState.Settled) d.abandon(job, 'E_CANCELLED');
+    this.host.linkDown(this, wasOpen);
+  }
+}
+
+function pingInterval(o: HubOptions): number {
+  return Math.max(10, Math.floor(o.peerTimeoutMs / 3));
+}
+
+const EMPTY = new Uint8Array(0);

@@ -1,0 +1,280 @@
+/**
+ * The hub-to-hub protocol over `/peer` links: frames, op codes and their checks. Like the
+ * worker protocol, one WebSocket binary message is one msgpack array whose first element is the
+ * op; peer ops live in their own range (32 and up). PROTOCOL.md ("Peer links") specifies it.
+ */
+import { pack } from '../../client/msgpack-writer.js';
+import { check, decodeArray, type Headers, ProtocolError, RequestMode, type RequestModeCode } from '../../client/protocol.js';
+
+/** The peer protocol version this build speaks. */
+export const PEER_PROTOCOL_VERSION = 1;
+/** Every hub of a mesh must rank keys the same way: PROTOCOL.md, "Partitioning". */
+export const RING_ALGORITHM = 'hrw-murmur3-v1';
+/** A forwarded job travels one hop: the origin to the hub holding the worker. */
+export const MAX_HOPS = 1;
+
+export const PeerOp = {
+  /** acceptor → dialer, first frame: who answers, and a challenge. */
+  Challenge: 32,
+  /** dialer → acceptor: who dials, its proof of the secret, and a challenge back. */
+  PeerHello: 33,
+  /** acceptor → dialer: accepted, with its proof of the secret. */
+  PeerWelcome: 34,
+  /** Every ring member this hub holds, replacing what the peer knew of it. */
+  Members: 35,
+  /** Changes since the last Members or MembersDelta, in order. */
+  MembersDelta: 36,
+  /** A job for a worker on the receiving hub. */
+  Forward: 37,
+  /** The worker's reply to a forwarded job. */
+  ForwardReply: 38,
+  /** The worker's (or its hub's) error for a forwarded job. */
+  ForwardError: 39,
+  /** origin → owner: the forwarded job's caller is gone or its deadline passed. */
+  ForwardCancel: 40,
+  /** owner → origin: the job could not run here (or its worker vanished); the origin routes it again. */
+  HandBack: 41,
+  /** A delta arrived out of order: send a full Members again. */
+  SnapshotRequest: 42,
+  /** The addresses of every hub the sender is linked to, so the mesh becomes full. */
+  Peers: 43,
+  /** A worker instance opened a session with the sender: a hub holding an older one closes it. */
+  Claim: 44,
+  /** How many unkeyed jobs of each service the receiver may have at the sender at once. */
+  Grants: 45,
+  /** A legacy worker's reply that reached the sender for a job the receiver leased. */
+  LeaseReply: 46,
+  /** Whether the job took that reply. */
+  LeaseAnswer: 47,
+} as const;
+
+export interface ChallengeInfo {
+  hubId: string;
+  bootNonce: string;
+  versions: number[];
+  ring: string;
+  challenge: Uint8Array;
+}
+export interface HelloInfo extends ChallengeInfo {
+  advertise: string;
+  /** HMAC of the acceptor's challenge (nil without a cluster secret). */
+  proof: Uint8Array | null;
+}
+export interface WelcomeInfo {
+  advertise: string;
+  proof: Uint8Array | null;
+}
+/** [service, instanceId, weight]; weight 0 in a delta means the member left. */
+export type MemberTuple = [string, string, number];
+
+export type ChallengeFrame = [typeof PeerOp.Challenge, ChallengeInfo];
+export type PeerHelloFrame = [typeof PeerOp.PeerHello, HelloInfo];
+export type PeerWelcomeFrame = [typeof PeerOp.PeerWelcome, WelcomeInfo];
+export type MembersFrame = [typeof PeerOp.Members, number, MemberTuple[]];
+export type MembersDeltaFrame = [typeof PeerOp.MembersDelta, number, MemberTuple[]];
+/** [op, forwardId, mode, service, key, instanceId, remainingMs, attempt, contentType, headers, query, body, hops] */
+export type ForwardFrame = [
+  typeof PeerOp.Forward,
+  number,
+  RequestModeCode,
+  string,
+  string | null,
+  string,
+  number,
+  number,
+  string | null,
+  Headers | null,
+  string | null,
+  Uint8Array,
+  number,
+];
+/** [op, forwardId, status, contentType, headers, body, servedBy] */
+export type ForwardReplyFrame = [typeof PeerOp.ForwardReply, number, number, string | null, Headers | null, Uint8Array, string];
+/** [op, forwardId, status, code, message, servedBy] */
+export type ForwardErrorFrame = [typeof PeerOp.ForwardError, number, number, string, string, string | null];
+/** [op, forwardId, code] */
+export type ForwardCancelFrame = [typeof PeerOp.ForwardCancel, number, string];
+/** [op, forwardId, ran]: `ran` true when a worker had the job (the origin counts an attempt). */
+export type HandBackFrame = [typeof PeerOp.HandBack, number, boolean];
+export type SnapshotRequestFrame = [typeof PeerOp.SnapshotRequest];
+/** [op, [[service, credit], ...]]: credit 0 withdraws the service. */
+export type GrantsFrame = [typeof PeerOp.Grants, [string, number][]];
+/** [op, replyId, leaseId, contentType, body] */
+export type LeaseReplyFrame = [typeof PeerOp.LeaseReply, number, string, string | null, Uint8Array];
+/** [op, replyId, accepted] */
+export type LeaseAnswerFrame = [typeof PeerOp.LeaseAnswer, number, boolean];
+/** [op, instanceId] */
+export type ClaimFrame = [typeof PeerOp.Claim, string];
+/** [op, [[hubId, advertise], ...]] */
+export type PeersFrame = [typeof PeerOp.Peers, [string, string][]];
+
+export type PeerFrame =
+  | ChallengeFrame
+  | PeerHelloFrame
+  | PeerWelcomeFrame
+  | MembersFrame
+  | MembersDeltaFrame
+  | ForwardFrame
+  | ForwardReplyFrame
+  | ForwardErrorFrame
+  | ForwardCancelFrame
+  | HandBackFrame
+  | SnapshotRequestFrame
+  | PeersFrame
+  | ClaimFrame
+  | GrantsFrame
+  | LeaseReplyFrame
+  | LeaseAnswerFrame;
+
+/** Hub ids: 1-64 of A-Z a-z 0-9 . _ - */
+export const HUB_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Hubs named in one Peers frame, at most. */
+export const MAX_PEERS_PER_FRAME = 1024;
+
+/** Members in one Members or MembersDelta frame, at most. */
+export const MAX_MEMBERS_PER_FRAME = 100_000;
+
+/** Encodes a peer frame as one msgpack message (the same writer as the worker protocol's). */
+export function encodePeerFrame(frame: PeerFrame): Buffer {
+  return pack(frame);
+}
+
+/** Decodes and checks one peer frame; throws ProtocolError on anything else. */
+export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean): PeerFrame {
+  const f = decodeArray(bytes, borrowed);
+  switch (f[0]) {
+    case PeerOp.Challenge:
+      check.arity(f, 2, 'challenge');
+      checkChallenge(check.map(f[1], 'challenge'));
+      return f as ChallengeFrame;
+    case PeerOp.PeerHello: {
+      check.arity(f, 2, 'peer hello');
+      const h = check.map(f[1], 'peer hello');
+      checkChallenge(h);
+      check.str(h.advertise, 'advertise');
+      h.proof = optBin(h.proof, 'proof');
+      return f as PeerHelloFrame;
+    }
+    case PeerOp.PeerWelcome: {
+      check.arity(f, 2, 'peer welcome');
+      const w = check.map(f[1], 'peer welcome');
+      check.str(w.advertise, 'advertise');
+      w.proof = optBin(w.proof, 'proof');
+      return f as PeerWelcomeFrame;
+    }
+    case PeerOp.Members:
+    case PeerOp.MembersDelta:
+      check.arity(f, 3, 'members');
+      check.uint(f[1], 'sequence');
+      members(f[2]);
+      return f as MembersFrame | MembersDeltaFrame;
+    case PeerOp.Forward:
+      check.arity(f, 13, 'forward');
+      check.uint(f[1], 'forward id');
+      if (f[2] !== RequestMode.Any && f[2] !== RequestMode.Keyed && f[2] !== RequestMode.Broadcast) throw new ProtocolError('forward mode must be 0, 1 or 2');
+      check.str(f[3], 'service');
+      check.optStr(f[4], 'key');
+      check.str(f[5], 'instanceId');
+      check.uint(f[6], 'remainingMs');
+      check.uint(f[7], 'attempt');
+      check.optStr(f[8], 'contentType');
+      check.optHeaders(f[9]);
+      check.optStr(f[10], 'query');
+      f[11] = check.body(f[11]);
+      check.uint(f[12], 'hops');
+      return f as ForwardFrame;
+    case PeerOp.ForwardReply:
+      check.arity(f, 7, 'forward reply');
+      check.uint(f[1], 'forward id');
+      check.status(f[2]);
+      check.optStr(f[3], 'contentType');
+      check.optHeaders(f[4]);
+      f[5] = check.body(f[5]);
+      check.str(f[6], 'servedBy');
+      return f as ForwardReplyFrame;
+    case PeerOp.ForwardError:
+      check.arity(f, 6, 'forward error');
+      check.uint(f[1], 'forward id');
+      check.status(f[2]);
+      check.str(f[3], 'code');
+      check.str(f[4], 'message');
+      check.optStr(f[5], 'servedBy');
+      return f as ForwardErrorFrame;
+    case PeerOp.ForwardCancel:
+      check.arity(f, 3, 'forward cancel');
+      check.uint(f[1], 'forward id');
+      check.str(f[2], 'code');
+      return f as ForwardCancelFrame;
+    case PeerOp.HandBack:
+      check.arity(f, 3, 'hand back');
+      check.uint(f[1], 'forward id');
+      if (typeof f[2] !== 'boolean') throw new ProtocolError('hand back "ran" must be a boolean');
+      return f as HandBackFrame;
+    case PeerOp.SnapshotRequest:
+      return [PeerOp.SnapshotRequest];
+    case PeerOp.Grants: {
+      check.arity(f, 2, 'grants');
+      const list = f[1];
+      if (!Array.isArray(list) || list.length > MAX_MEMBERS_PER_FRAME) throw new ProtocolError('grants must be an array');
+      for (const g of list) {
+        if (!Array.isArray(g) || typeof g[0] !== 'string' || !Number.isSafeInteger(g[1]) || (g[1] as number) < 0)
+          throw new ProtocolError('a grant is [service, credit]');
+      }
+      return f as GrantsFrame;
+    }
+    case PeerOp.LeaseReply:
+      check.arity(f, 5, 'lease reply');
+      check.uint(f[1], 'reply id');
+      check.str(f[2], 'lease id');
+      check.optStr(f[3], 'contentType');
+      f[4] = check.body(f[4]);
+      return f as LeaseReplyFrame;
+    case PeerOp.LeaseAnswer:
+      check.arity(f, 3, 'lease answer');
+      check.uint(f[1], 'reply id');
+      if (typeof f[2] !== 'boolean') throw new ProtocolError('lease answer "accepted" must be a boolean');
+      return f as LeaseAnswerFrame;
+    case PeerOp.Claim:
+      check.arity(f, 2, 'claim');
+      check.str(f[1], 'instanceId');
+      return f as ClaimFrame;
+    case PeerOp.Peers: {
+      check.arity(f, 2, 'peers');
+      const list = f[1];
+      if (!Array.isArray(list) || list.length > MAX_PEERS_PER_FRAME) throw new ProtocolError('peers must be an array');
+      for (const p of list) {
+        if (!Array.isArray(p) || typeof p[0] !== 'string' || !HUB_ID_RE.test(p[0]) || typeof p[1] !== 'string' || p[1].length > 300)
+          throw new ProtocolError('a peer is [hubId, advertise]');
+      }
+      return f as PeersFrame;
+    }
+    default:
+      throw new ProtocolError(`unknown peer op ${String(f[0]).slice(0, 16)}`);
+  }
+}
+
+function checkChallenge(c: Record<string, unknown>): void {
+  if (typeof c.hubId !== 'string' || !HUB_ID_RE.test(c.hubId)) throw new ProtocolError('hubId must be 1-64 of A-Z a-z 0-9 . _ -');
+  check.str(c.bootNonce, 'bootNonce');
+  if (!Array.isArray(c.versions) || !c.versions.every((v) => Number.isInteger(v))) throw new ProtocolError('versions must be an array of integers');
+  check.str(c.ring, 'ring');
+  if (!(c.challenge instanceof Uint8Array) || c.challenge.length !== CHALLENGE_BYTES) throw new ProtocolError(`challenge must be ${CHALLENGE_BYTES} bytes`);
+}
+
+/** Bytes of a handshake challenge. */
+export const CHALLENGE_BYTES = 16;
+
+function optBin(v: unknown, what: string): Uint8Array | null {
+  if (v === null || v === undefined) return null;
+  if (!(v instanceof Uint8Array)) throw new ProtocolError(`${what} must be bin or nil`);
+  return v;
+}
+
+function members(v: unknown): void {
+  if (!Array.isArray(v) || v.length > MAX_MEMBERS_PER_FRAME) throw new ProtocolError('members must be an array');
+  for (const m of v) {
+    if (!Array.isArray(m) || m.length < 3 || typeof m[0] !== 'string' || typeof m[1] !== 'string' || typeof m[2] !== 'number' || !(m[2] >= 0))
+      throw new ProtocolError('a member is [service, instanceId, weight]');
+  }
+}

@@ -1,0 +1,71 @@
+/** A bare peer link to a hub for protocol tests: it dials /peer and speaks frames by hand. */
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { proofOf } from '../../server/mesh/peer-auth.js';
+import { decodePeerFrame, encodePeerFrame, type PeerFrame, PeerOp, RING_ALGORITHM } from '../../server/mesh/peer-protocol.js';
+
+export class RawPeer {
+  readonly frames: PeerFrame[] = [];
+  readonly challenge = randomBytes(16);
+  remoteHubId = '';
+  private waiters: { pred: (f: PeerFrame) => boolean; resolve: (f: PeerFrame) => void }[] = [];
+  readonly closed: Promise<number>;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      const f = decodePeerFrame(data, false);
+      this.frames.push(f);
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.pred(f)) return true;
+        w.resolve(f);
+        return false;
+      });
+    });
+    this.closed = new Promise((r) => ws.on('close', (code) => r(code)));
+  }
+
+  static async open(hubUrl: string): Promise<RawPeer> {
+    const ws = new WebSocket(`${hubUrl.replace('http', 'ws')}/peer`, { maxPayload: 8 * 1024 * 1024 });
+    ws.on('error', () => {});
+    // Listening before 'open': the hub's Challenge can arrive in the same read as the upgrade.
+    const peer = new RawPeer(ws);
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    return peer;
+  }
+
+  /** Dials and completes the handshake as hub `hubId`, proving `secret` when given. */
+  static async linked(hubUrl: string, hubId: string, secret?: string): Promise<RawPeer> {
+    const p = await RawPeer.open(hubUrl);
+    const c = (await p.next((f) => f[0] === PeerOp.Challenge)) as Extract<PeerFrame, { 0: 32 }>;
+    p.remoteHubId = c[1].hubId;
+    const proof = secret ? proofOf(secret, 'dialer', c[1].challenge, hubId, c[1].hubId) : null;
+    p.send([PeerOp.PeerHello, { hubId, bootNonce: 'raw', versions: [1], ring: RING_ALGORITHM, challenge: p.challenge, advertise: '127.0.0.1:1', proof }]);
+    return p;
+  }
+
+  send(frame: PeerFrame): void {
+    this.ws.send(encodePeerFrame(frame));
+  }
+
+  next(pred: (f: PeerFrame) => boolean, timeoutMs = 3000): Promise<PeerFrame> {
+    const found = this.frames.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('timed out waiting for a peer frame')), timeoutMs);
+      this.waiters.push({
+        pred,
+        resolve: (f) => {
+          clearTimeout(t);
+          resolve(f);
+        },
+      });
+    });
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}
