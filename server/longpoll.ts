@@ -9,7 +9,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import { ownCopy } from '../client/bytes.js';
 import { isValidName } from '../client/protocol.js';
-import { writeError } from './answer.js';
+import { endWith, type HttpSide, writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
 import { decodeParam } from './http-ingress.js';
 import { type Consumer, type Job, JobState, type Registration } from './job.js';
@@ -36,9 +36,9 @@ export class LongPoll {
   constructor(
     readonly o: HubOptions,
     readonly dispatcher: Dispatcher,
-    readonly hubId: string,
+    readonly http: HttpSide,
   ) {
-    this.servedBy = `${hubId}/longpoll`;
+    this.servedBy = `${http.hubId}/longpoll`;
   }
 
   routes(app: TemplatedApp): void {
@@ -66,30 +66,30 @@ export class LongPoll {
 
   private poll(res: HttpResponse, req: HttpRequest): void {
     const service = decodeParam(req.getParameter(0));
-    if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.hubId);
+    if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.http);
     const query = new URLSearchParams(req.getQuery() ?? '');
     let waitMs = this.o.longPollWaitMs;
     const wait = query.get('wait');
     if (wait !== null) {
-      if (!/^\d{1,7}(\.\d{1,3})?$/.test(wait)) return writeError(res, 'E_BAD_REQUEST', this.hubId, '?wait= must be a number of seconds');
+      if (!/^\d{1,7}(\.\d{1,3})?$/.test(wait)) return writeError(res, 'E_BAD_REQUEST', this.http, '?wait= must be a number of seconds');
       waitMs = Math.min(Math.round(Number(wait) * 1000), this.o.longPollMaxWaitMs);
     }
     const enc = query.get('encoding') ?? this.o.longPollEncoding;
-    if (enc !== 'json' && enc !== 'base64') return writeError(res, 'E_BAD_REQUEST', this.hubId, '?encoding= must be json or base64');
-    if (this.dispatcher.draining) return writeError(res, 'E_SHUTTING_DOWN', this.hubId);
+    if (enc !== 'json' && enc !== 'base64') return writeError(res, 'E_BAD_REQUEST', this.http, '?encoding= must be json or base64');
+    if (this.dispatcher.draining) return writeError(res, 'E_SHUTTING_DOWN', this.http);
     const here = this.waiting.get(service) ?? 0;
     if (here >= this.o.maxPollersPerService || this.totalWaiting >= this.o.maxPollers) {
-      return writeError(res, 'E_OVERLOADED', this.hubId, 'too many long-polls are waiting');
+      return writeError(res, 'E_OVERLOADED', this.http, 'too many long-polls are waiting');
     }
     const poller = new Poller(this, res, service, enc === 'base64');
     res.onAborted(() => poller.aborted());
     const r = this.dispatcher.register(poller, service, 1, 1, undefined, true);
     if (typeof r === 'string') {
-      poller.res = null;
-      return writeError(res, r, this.hubId, r === 'E_OVERLOADED' ? 'the hub serves too many services' : undefined);
+      poller.take();
+      return writeError(res, r, this.http, r === 'E_OVERLOADED' ? 'the hub serves too many services' : undefined);
     }
     poller.reg = r;
-    if (poller.res === null) {
+    if (!poller.canSend()) {
       // A queued job was handed over at once; this registration is done.
       this.dispatcher.unregister(r);
       return;
@@ -105,27 +105,31 @@ export class LongPoll {
     const contentType = req.getHeader('content-type') || null;
     const lease = LEASE_ID_RE.test(id) ? this.leases.get(id) : undefined;
     if (!lease || lease.job.state === JobState.Settled) {
-      return writeError(res, 'E_UNKNOWN_JOB', this.hubId, 'no open job with that id (unknown, expired or already answered)');
+      return writeError(res, 'E_UNKNOWN_JOB', this.http, 'no open job with that id (unknown, expired or already answered)');
     }
     const length = req.getHeader('content-length');
-    if (length !== '' && Number(length) > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.hubId);
+    if (length !== '' && Number(length) > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.http);
     let aborted = false;
+    let done = false;
+    this.http.unanswered++;
     res.onAborted(() => {
       aborted = true;
+      if (!done) this.http.unanswered--;
     });
     const chunks: Buffer[] = [];
     let size = 0;
-    let done = false;
     res.onData((chunk, isLast) => {
       if (done || aborted) return;
       size += chunk.byteLength;
       if (size > this.o.maxBodyBytes) {
         done = true;
-        return res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.hubId));
+        this.http.unanswered--;
+        return res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.http));
       }
       chunks.push(ownCopy(chunk));
       if (!isLast) return;
       done = true;
+      this.http.unanswered--;
       const job = lease.job;
       // An earlier attempt may answer while a later one runs elsewhere: that holder is told
       // to stop and keeps its credit until it acknowledges.
@@ -138,8 +142,8 @@ export class LongPoll {
         this.wheel.remove(lease);
       }
       res.cork(() => {
-        if (accepted) res.writeStatus('200 OK').end();
-        else writeError(res, 'E_UNKNOWN_JOB', this.hubId, 'the job was answered or expired while the reply arrived');
+        if (accepted) endWith(res.writeStatus('200 OK'), '', this.http);
+        else writeError(res, 'E_UNKNOWN_JOB', this.http, 'the job was answered or expired while the reply arrived');
       });
     });
   }
@@ -155,27 +159,41 @@ class Poller implements Consumer, PollTimer {
   tNext: Timed | null = null;
   tSlot = -1;
 
+  /** The waiting poll's response until it is answered or aborted; counted as unanswered meanwhile. */
+  private res: HttpResponse | null;
+
   constructor(
     private readonly lp: LongPoll,
-    public res: HttpResponse | null,
+    res: HttpResponse,
     private readonly service: string,
     private readonly base64: boolean,
-  ) {}
+  ) {
+    this.res = res;
+    lp.http.unanswered++;
+  }
 
   canSend(): boolean {
     return this.res !== null;
   }
 
+  /** Takes the response to answer it (or after an abort); null when it was taken before. */
+  take(): HttpResponse | null {
+    const res = this.res;
+    if (res === null) return null;
+    this.res = null;
+    this.lp.http.unanswered--;
+    return res;
+  }
+
   /** Writes the job as the poll's answer and leases it. */
   deliver(job: Job): void {
-    const res = this.res!;
-    this.res = null;
+    const res = this.take()!;
     const lease = new Lease(this.lp, nanoid(), job);
     this.lp.leases.set(lease.id, lease);
     lease.arm();
     const body = envelope(lease.id, job.body, this.base64);
     res.cork(() => {
-      res.writeStatus('200 OK').writeHeader('content-type', 'application/json').end(body);
+      endWith(res.writeStatus('200 OK').writeHeader('content-type', 'application/json'), body, this.lp.http);
     });
     this.finish();
   }
@@ -185,19 +203,17 @@ class Poller implements Consumer, PollTimer {
 
   /** The wait ended without a job: 204. */
   fire(): void {
-    const res = this.res;
+    const res = this.take();
     if (!res) return;
-    this.res = null;
     this.finish();
     res.cork(() => {
-      res.writeStatus('204 No Content').end();
+      endWith(res.writeStatus('204 No Content'), '', this.lp.http);
     });
   }
 
   /** The poller hung up while waiting: it held no job, so nothing is lost. */
   aborted(): void {
-    if (!this.res) return;
-    this.res = null;
+    if (!this.take()) return;
     this.finish();
   }
 

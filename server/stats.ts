@@ -42,6 +42,7 @@ export function buildStats(hub: Hub) {
     openJobs: d.open,
     longPoll: { waiting: hub.longPoll.totalWaiting, openAttempts: hub.longPoll.leases.size },
     queuedBytes: d.queuedBytes,
+    http: { callerRequests: hub.http.callerRequests, unanswered: hub.http.unanswered },
     jobs: d.counters,
     sockets: { connections: hub.sessions.size, ...hub.counters },
     services,
