@@ -22,24 +22,58 @@ export function statusLine(status: number): string {
   return line;
 }
 
-/** Writes a hub error as the whole answer. Call inside a cork (or a uWS handler). */
-export function writeError(res: HttpResponse, code: ErrorCode, hubId: string, message: string = ERRORS[code].message): void {
-  writeErrorAnswer(res, ERRORS[code].status, code, message, hubId);
+/**
+ * One hub's HTTP side as its answers see it. While the hub drains, every answer carries
+ * `Connection: close` and the connection closes after it, so a caller's next request opens a
+ * new connection (to a hub that serves, or refused once the port is closed) instead of going
+ * out on a socket the hub is about to drop. `unanswered` counts requests read whose answer is
+ * not written yet: the hub exits after the last of them.
+ */
+export class HttpSide {
+  closing = false;
+  unanswered = 0;
+  /** Requests read on the caller routes (/service, /api) since the hub started. */
+  callerRequests = 0;
+
+  constructor(readonly hubId: string) {}
 }
 
-function writeErrorAnswer(res: HttpResponse, status: number, code: string, message: string, servedBy: string): void {
+/**
+ * Ends an answer that has a body. While closing, uWS writes `Connection: close`, then shuts the
+ * socket down and closes it once the answer is out of its buffer.
+ */
+export function endWith(res: HttpResponse, body: RecognizedString, http: HttpSide): void {
+  res.end(body, http.closing);
+}
+
+/**
+ * Ends an answer without a body. uWS's own close would add `Content-Length: 0`, which a 204 must
+ * not carry and a HEAD answer would misreport, so while closing only the header is written and
+ * the caller closes the connection, as it must after reading it.
+ */
+export function endEmpty(res: HttpResponse, http: HttpSide): void {
+  if (http.closing) res.writeHeader('connection', 'close');
+  res.endWithoutBody();
+}
+
+/** Writes a hub error as the whole answer. Call inside a cork (or a uWS handler). */
+export function writeError(res: HttpResponse, code: ErrorCode, http: HttpSide, message: string = ERRORS[code].message): void {
+  writeErrorAnswer(res, ERRORS[code].status, code, message, http.hubId, http);
+}
+
+function writeErrorAnswer(res: HttpResponse, status: number, code: string, message: string, servedBy: string, http: HttpSide): void {
   res.writeStatus(statusLine(status));
   res.writeHeader('content-type', 'application/json');
   res.writeHeader(ERROR_CODE_HEADER, code);
   res.writeHeader(SERVED_BY_HEADER, servedBy);
   if (status === 503) res.writeHeader('retry-after', '1');
-  endAnswer(res, status, isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } }));
+  endAnswer(res, status, isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } }), http);
 }
 
 /** Writes a settled job as the whole answer. Call inside a cork. */
-export function writeJobAnswer(res: HttpResponse, job: Job, hubId: string): void {
+export function writeJobAnswer(res: HttpResponse, job: Job, http: HttpSide): void {
   if (job.errorCode !== null) {
-    writeErrorAnswer(res, job.status, String(job.errorCode), job.errorMessage ?? '', job.servedBy ?? hubId);
+    writeErrorAnswer(res, job.status, String(job.errorCode), job.errorMessage ?? '', job.servedBy ?? http.hubId, http);
     return;
   }
   res.writeStatus(statusLine(job.status));
@@ -47,26 +81,27 @@ export function writeJobAnswer(res: HttpResponse, job: Job, hubId: string): void
   // the next request on a keep-alive connection): such a value falls back to the default.
   const ct = job.replyContentType;
   res.writeHeader('content-type', ct !== null && isSafeHeaderValue(ct) ? ct : DEFAULT_CONTENT_TYPE);
-  res.writeHeader(SERVED_BY_HEADER, job.servedBy ?? hubId);
+  res.writeHeader(SERVED_BY_HEADER, job.servedBy ?? http.hubId);
   const h = job.replyHeaders;
   if (h) for (const name in h) if (isPassableHeader(name, h[name]!)) res.writeHeader(name, h[name]!);
-  endAnswer(res, job.status, job.replyBody ?? EMPTY);
+  endAnswer(res, job.status, job.replyBody ?? EMPTY, http);
 }
 
 /**
  * 204 and 304 answers have no body (RFC 9110): written after them, a worker's body would be
  * read as the next answer on a keep-alive connection, so it is dropped.
  */
-function endAnswer(res: HttpResponse, status: number, body: RecognizedString): void {
-  if (status === 204 || status === 304) res.endWithoutBody();
-  else res.end(body);
+function endAnswer(res: HttpResponse, status: number, body: RecognizedString, http: HttpSide): void {
+  if (status === 204 || status === 304) endEmpty(res, http);
+  else endWith(res, body, http);
 }
 
 const EMPTY = new Uint8Array(0);
 
 /**
  * The waiter of every HTTP job: collects settled jobs and answers them all in the next
- * setImmediate. `job.callerRef` holds the response until it is answered or aborted (null).
+ * setImmediate. `job.callerRef` holds the response until it is answered or aborted (null);
+ * while it does, the request counts in `HttpSide.unanswered`.
  */
 export class HttpAnswerQueue implements JobWaiter {
   private pending: Job[] = [];
@@ -75,10 +110,10 @@ export class HttpAnswerQueue implements JobWaiter {
   private readonly flushBound = (): void => this.flush();
   private readonly writeCurrent = (): void => {
     const job = this.current!;
-    writeJobAnswer(job.callerRef as HttpResponse, job, this.hubId);
+    writeJobAnswer(job.callerRef as HttpResponse, job, this.http);
   };
 
-  constructor(private readonly hubId: string) {}
+  constructor(private readonly http: HttpSide) {}
 
   settled(job: Job): void {
     if (job.callerRef === null) return;
@@ -100,6 +135,7 @@ export class HttpAnswerQueue implements JobWaiter {
       res.cork(this.writeCurrent);
       job.callerRef = null;
       job.replyBody = null;
+      this.http.unanswered--;
     }
     this.current = null;
   }

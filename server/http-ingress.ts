@@ -5,7 +5,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { ownCopy } from '../client/bytes.js';
 import { type Headers, isValidKey, isValidName, RequestMode, type RequestModeCode } from '../client/protocol.js';
-import { HttpAnswerQueue, writeError } from './answer.js';
+import { HttpAnswerQueue, type HttpSide, writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
 import { Job, JobState } from './job.js';
 import type { HubOptions } from './options.js';
@@ -18,9 +18,9 @@ export class HttpIngress {
   constructor(
     private readonly o: HubOptions,
     private readonly dispatcher: Dispatcher,
-    private readonly hubId: string,
+    private readonly http: HttpSide,
   ) {
-    this.answers = new HttpAnswerQueue(hubId);
+    this.answers = new HttpAnswerQueue(http);
   }
 
   /** Wires the job routes onto `app`. */
@@ -31,21 +31,24 @@ export class HttpIngress {
   }
 
   private accept(res: HttpResponse, req: HttpRequest, mode: RequestModeCode): void {
+    this.http.callerRequests++;
     // HttpRequest is stack-allocated: copy everything needed before returning.
     const service = decodeParam(req.getParameter(0));
-    if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.hubId);
+    if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.http);
     let key: string | null = null;
     if (mode !== RequestMode.Any) {
       key = decodeParam(req.getParameter(1));
-      if (!isValidKey(key)) return writeError(res, 'E_BAD_KEY', this.hubId);
+      if (!isValidKey(key)) return writeError(res, 'E_BAD_KEY', this.http);
     }
     const timeout = parseTimeout(req.getHeader('x-timeout-ms'), this.o);
-    if (timeout < 0) return writeError(res, 'E_BAD_TIMEOUT', this.hubId);
+    if (timeout < 0) return writeError(res, 'E_BAD_TIMEOUT', this.http);
     const length = req.getHeader('content-length');
     const declared = length === '' ? -1 : Number(length);
-    if (declared > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.hubId);
-    const refused = this.dispatcher.precheck(service, mode);
-    if (refused) return writeError(res, refused, this.hubId);
+    if (declared > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.http);
+    // A draining hub refuses after the body, not before: its answer closes the connection, and
+    // body bytes still arriving at a closed socket would make the kernel reset it.
+    const refused = this.dispatcher.draining ? null : this.dispatcher.precheck(service, mode);
+    if (refused) return writeError(res, refused, this.http);
     const contentType = req.getHeader('content-type') || null;
     const query = req.getQuery() || null;
     let headers: Headers | null = null;
@@ -55,10 +58,12 @@ export class HttpIngress {
     }
     const job = new Job(service, mode, key, EMPTY, contentType, headers, query, now() + timeout, this.answers);
     job.callerRef = res;
+    this.http.unanswered++;
     res.onAborted(() => {
       // The caller went away: the response must never be touched again.
       if (job.callerRef === null) return;
       job.callerRef = null;
+      this.http.unanswered--;
       // Whatever stage it reached (body still arriving, queued, at a worker, a broadcast's
       // parts running), the dispatcher settles it and tells whoever holds it.
       this.dispatcher.abandon(job, 'E_CANCELLED');

@@ -6,7 +6,7 @@ import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uW
 import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import { CloseCode, ERROR_CODE_HEADER } from '../client/protocol.js';
-import { writeError } from './answer.js';
+import { endEmpty, endWith, HttpSide, writeError } from './answer.js';
 import { Counters } from './counters.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
@@ -20,6 +20,13 @@ import { buildStats } from './stats.js';
 import { now } from './timer-wheel.js';
 import { UwsSessionSocket } from './uws-session-socket.js';
 import { type SessionHost, WorkerSession } from './worker-session.js';
+
+/** Time left after the grace period for answers already settled to be written. */
+const FINAL_FLUSH_MS = 20;
+/** How long the port stays open once everything is answered (see runShutdown), within the grace period. */
+const SETTLE_MS = 100;
+/** How long accepted connections are still served after the port closed, within the grace period. */
+const LINGER_MS = 100;
 
 export type HubState = 'new' | 'listening' | 'draining' | 'closed';
 
@@ -42,6 +49,7 @@ export class Hub implements SessionHost {
   private readonly ingress: HttpIngress;
   readonly longPoll: LongPoll;
   readonly mesh: Mesh;
+  readonly http: HttpSide;
 
   constructor(input: Partial<HubOptions> = {}, log?: Logger) {
     this.options = resolveHubOptions(input);
@@ -59,8 +67,9 @@ export class Hub implements SessionHost {
         older.close(CloseCode.Replaced, `replaced by a newer session on hub ${byHub}`);
       }
     };
-    this.ingress = new HttpIngress(this.options, this.dispatcher, this.hubId);
-    this.longPoll = new LongPoll(this.options, this.dispatcher, this.hubId, this.mesh.leaseForwarder);
+    this.http = new HttpSide(this.hubId);
+    this.ingress = new HttpIngress(this.options, this.dispatcher, this.http);
+    this.longPoll = new LongPoll(this.options, this.dispatcher, this.http, this.mesh.leaseForwarder);
     this.mesh.answerLease = (leaseId, contentType, body) => this.longPoll.answerLease(leaseId, contentType, body);
   }
 
@@ -76,8 +85,8 @@ export class Hub implements SessionHost {
     this.wireOperatorRoutes(app);
     app.any('/*', (res, req) => {
       // A HEAD answer has no body: a client would read one as the start of the next answer.
-      if (req.getMethod() === 'head') res.writeStatus('404 Not Found').writeHeader(ERROR_CODE_HEADER, 'E_NOT_FOUND').endWithoutBody();
-      else writeError(res, 'E_NOT_FOUND', this.hubId);
+      if (req.getMethod() === 'head') endEmpty(res.writeStatus('404 Not Found').writeHeader(ERROR_CODE_HEADER, 'E_NOT_FOUND'), this.http);
+      else writeError(res, 'E_NOT_FOUND', this.http);
     });
     const { host, port } = this.options;
     return new Promise((resolve, reject) => {
@@ -114,6 +123,8 @@ export class Hub implements SessionHost {
   /**
    * Graceful shutdown: readiness false, new requests 503, workers told to drain, in-flight work
    * gets `shutdownGraceMs` to finish, then everything still open is answered 503 and sockets close.
+   * From the start every HTTP answer closes its connection (HttpSide), and the process is left to
+   * exit only once every request read has its answer.
    */
   shutdown(): Promise<void> {
     this.closing ??= this.runShutdown();
@@ -127,27 +138,46 @@ export class Hub implements SessionHost {
     }
     this.state = 'draining';
     this.dispatcher.draining = true;
+    this.http.closing = true;
     this.mesh.leave();
     this.log.info({ open: this.dispatcher.open, grace: this.options.shutdownGraceMs }, 'draining');
     for (const s of this.sessions) s.sendDrain();
     const until = now() + this.options.shutdownGraceMs;
-    while (this.dispatcher.open > 0 && now() < until) await sleep(10);
+    await waitUntil(() => this.dispatcher.open === 0, until);
     if (this.dispatcher.open > 0) {
       this.log.warn({ open: this.dispatcher.open }, 'grace period over; answering the rest with 503');
       this.dispatcher.failAll('E_SHUTTING_DOWN');
     }
-    // Let the answer queue and frame flusher write what the last settles produced.
     this.longPoll.stop();
-    await sleep(20);
-    for (const s of [...this.sessions]) s.close(CloseCode.GoingAway, 'hub shutting down');
-    this.mesh.stop();
-    if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
-    this.dispatcher.wheel.stop();
+    await this.answered(until);
+    // The callers of the last answers reconnect at once: the port stays open a moment longer, so
+    // that burst is answered 503 instead of being reset by the port's close.
+    await sleep(remaining(until, SETTLE_MS));
+    await this.answered(until);
+    // Closing the port resets the connections still waiting in the kernel's accept queue (their
+    // requests were never read). Accepted connections stay open: a request that arrives on one
+    // within LINGER_MS is still read and answered rather than met by a closed socket.
     if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+    for (const s of [...this.sessions]) s.close(CloseCode.GoingAway, 'hub shutting down');
+    this.mesh.stop();
+    await sleep(remaining(until, LINGER_MS));
+    await this.answered(until);
+    if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
+    this.dispatcher.wheel.stop();
     (this.app as unknown as { close?: () => void } | null)?.close?.();
     this.state = 'closed';
-    this.log.info('closed');
+    const { callerRequests, unanswered } = this.http;
+    if (unanswered > 0) this.log.warn({ callerRequests, unanswered }, 'closed with requests still being read');
+    else this.log.info({ callerRequests }, 'closed');
+  }
+
+  /**
+   * Resolves once every HTTP request read has its answer written (answers wait for the next turn,
+   * bodies may still be arriving), or at `until`; settled answers get FINAL_FLUSH_MS past it.
+   */
+  private answered(until: number): Promise<void> {
+    return waitUntil(() => this.http.unanswered === 0, Math.max(until, now() + FINAL_FLUSH_MS));
   }
 
   private wireSockets(app: TemplatedApp): void {
@@ -163,10 +193,10 @@ export class Hub implements SessionHost {
       closeOnBackpressureLimit: 0,
       compression: uWS.DISABLED,
       upgrade: (res, req, context) => {
-        if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.hubId);
+        if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.http);
         if (this.sessions.size >= o.maxConnections) {
           this.counters.sockets.connectionsRefused++;
-          return writeError(res, 'E_OVERLOADED', this.hubId, 'too many WebSocket connections');
+          return writeError(res, 'E_OVERLOADED', this.http, 'too many WebSocket connections');
         }
         const session = new WorkerSession(this, this.nextSessionId++, remoteAddress(res));
         res.upgrade<SessionData>(
@@ -206,10 +236,10 @@ export class Hub implements SessionHost {
       closeOnBackpressureLimit: 0,
       compression: uWS.DISABLED,
       upgrade: (res, req, context) => {
-        if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.hubId);
+        if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.http);
         if (this.sessions.size >= o.maxConnections) {
           this.counters.sockets.connectionsRefused++;
-          return writeError(res, 'E_OVERLOADED', this.hubId, 'too many WebSocket connections');
+          return writeError(res, 'E_OVERLOADED', this.http, 'too many WebSocket connections');
         }
         const link = this.mesh.accepted(remoteAddress(res));
         res.upgrade<PeerData>(
@@ -235,15 +265,15 @@ export class Hub implements SessionHost {
 
   private wireOperatorRoutes(app: TemplatedApp): void {
     app.get('/healthz', (res) => {
-      json(res, '200 OK', { ok: true, hubId: this.hubId });
+      json(res, '200 OK', { ok: true, hubId: this.hubId }, this.http);
     });
     app.get('/readyz', (res) => {
       // In a mesh, ready once the seeds have synced (or the sync timeout passed).
       const ready = this.state === 'listening' && this.mesh.ready();
-      json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state });
+      json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http);
     });
     app.get('/stats', (res) => {
-      json(res, '200 OK', buildStats(this));
+      json(res, '200 OK', buildStats(this), this.http);
     });
   }
 
@@ -288,8 +318,8 @@ function listenExclusive(app: TemplatedApp, host: string, port: number, cb: (soc
   (app.listen as unknown as ListenWithHost).call(app, host, port, EXCLUSIVE_PORT, cb);
 }
 
-function json(res: HttpResponse, status: string, value: unknown): void {
-  res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(value));
+function json(res: HttpResponse, status: string, value: unknown, http: HttpSide): void {
+  endWith(res.writeStatus(status).writeHeader('content-type', 'application/json'), JSON.stringify(value), http);
 }
 
 function remoteAddress(res: HttpResponse): string {
@@ -302,4 +332,14 @@ function remoteAddress(res: HttpResponse): string {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** `ms`, or what is left of it before `until` (a `now()` time). */
+function remaining(until: number, ms: number): number {
+  return Math.max(0, Math.min(ms, until - now()));
+}
+
+/** Resolves when `done()` holds or at `until` (a `now()` time), checking every 10 ms. */
+async function waitUntil(done: () => boolean, until: number): Promise<void> {
+  while (!done() && now() < until) await sleep(10);
 }

@@ -9,7 +9,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import { ownCopy } from '../client/bytes.js';
 import { isValidName } from '../client/protocol.js';
-import { writeError } from './answer.js';
+import { endWith, type HttpSide, writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
 import { type Consumer, type Job, JobState, type Membership, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
@@ -45,17 +45,19 @@ export class LongPoll {
   totalWaiting = 0;
   readonly wheel = new TimerWheel<PollTimer>((t) => t.fire());
   readonly servedBy: string;
+  readonly hubId: string;
   /** Every poll is capacity for one unkeyed job, owning no keys. */
   private readonly membership: Membership;
 
   constructor(
     readonly o: HubOptions,
     readonly dispatcher: Dispatcher,
-    readonly hubId: string,
+    readonly http: HttpSide,
     private readonly forwardReply: LeaseReplyForwarder,
   ) {
-    this.servedBy = `${hubId}/longpoll`;
-    this.membership = Object.freeze({ instanceId: 'longpoll', hubId, weight: 1, takes: Takes.Capacity });
+    this.hubId = http.hubId;
+    this.servedBy = `${this.hubId}/longpoll`;
+    this.membership = Object.freeze({ instanceId: 'longpoll', hubId: this.hubId, weight: 1, takes: Takes.Capacity });
   }
 
   routes(app: TemplatedApp): void {
@@ -83,30 +85,30 @@ export class LongPoll {
 
   private poll(res: HttpResponse, req: HttpRequest): void {
     const service = decodeParam(req.getParameter(0));
-    if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.hubId);
+    if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.http);
     const query = new URLSearchParams(req.getQuery() ?? '');
     let waitMs = this.o.longPollWaitMs;
     const wait = query.get('wait');
     if (wait !== null) {
-      if (!/^\d{1,7}(\.\d{1,3})?$/.test(wait)) return writeError(res, 'E_BAD_REQUEST', this.hubId, '?wait= must be a number of seconds');
+      if (!/^\d{1,7}(\.\d{1,3})?$/.test(wait)) return writeError(res, 'E_BAD_REQUEST', this.http, '?wait= must be a number of seconds');
       waitMs = Math.min(Math.round(Number(wait) * 1000), this.o.longPollMaxWaitMs);
     }
     const enc = query.get('encoding') ?? this.o.longPollEncoding;
-    if (enc !== 'json' && enc !== 'base64') return writeError(res, 'E_BAD_REQUEST', this.hubId, '?encoding= must be json or base64');
-    if (this.dispatcher.draining) return writeError(res, 'E_SHUTTING_DOWN', this.hubId);
+    if (enc !== 'json' && enc !== 'base64') return writeError(res, 'E_BAD_REQUEST', this.http, '?encoding= must be json or base64');
+    if (this.dispatcher.draining) return writeError(res, 'E_SHUTTING_DOWN', this.http);
     const here = this.waiting.get(service) ?? 0;
     if (here >= this.o.maxPollersPerService || this.totalWaiting >= this.o.maxPollers) {
-      return writeError(res, 'E_OVERLOADED', this.hubId, 'too many long-polls are waiting');
+      return writeError(res, 'E_OVERLOADED', this.http, 'too many long-polls are waiting');
     }
     const poller = new Poller(this, res, service, enc === 'base64');
     res.onAborted(() => poller.aborted());
     const r = this.dispatcher.register(poller, service, 1, this.membership);
     if (typeof r === 'string') {
-      poller.res = null;
-      return writeError(res, r, this.hubId, r === 'E_OVERLOADED' ? 'the hub serves too many services' : undefined);
+      poller.take();
+      return writeError(res, r, this.http, r === 'E_OVERLOADED' ? 'the hub serves too many services' : undefined);
     }
     poller.reg = r;
-    if (poller.res === null) {
+    if (!poller.canSend()) {
       // A queued job was handed over at once; this registration is done.
       this.dispatcher.unregister(r);
       return;
@@ -124,34 +126,44 @@ export class LongPoll {
     const issuer = leaseIssuer(id);
     const local = issuer === this.hubId;
     if (issuer === null || (local && !this.isOpen(id))) {
-      return writeError(res, 'E_UNKNOWN_JOB', this.hubId, 'no open job with that id (unknown, expired or already answered)');
+      return writeError(res, 'E_UNKNOWN_JOB', this.http, 'no open job with that id (unknown, expired or already answered)');
     }
     if (!local && !this.forwardReply.reaches(issuer)) {
-      return writeError(res, 'E_UNKNOWN_JOB', this.hubId, `the hub that leased that job (${issuer}) is not linked to this one`);
+      return writeError(res, 'E_UNKNOWN_JOB', this.http, `the hub that leased that job (${issuer}) is not linked to this one`);
     }
     const length = req.getHeader('content-length');
-    if (length !== '' && Number(length) > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.hubId);
+    if (length !== '' && Number(length) > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.http);
     let aborted = false;
+    let done = false;
+    // Read and not answered until the answer is written (a peer may take a while to give it).
+    let counted = true;
+    this.http.unanswered++;
+    const uncount = (): void => {
+      if (counted) this.http.unanswered--;
+      counted = false;
+    };
     res.onAborted(() => {
       aborted = true;
+      uncount();
     });
     const answer = (accepted: boolean | null): void => {
+      uncount();
       if (aborted) return;
       res.cork(() => {
-        if (accepted) res.writeStatus('200 OK').end();
-        else if (accepted === false) writeError(res, 'E_UNKNOWN_JOB', this.hubId, 'the job was answered or expired while the reply arrived');
-        else writeError(res, 'E_UNKNOWN_JOB', this.hubId, `the link to the hub that leased that job (${issuer}) closed before it answered`);
+        if (accepted) endWith(res.writeStatus('200 OK'), '', this.http);
+        else if (accepted === false) writeError(res, 'E_UNKNOWN_JOB', this.http, 'the job was answered or expired while the reply arrived');
+        else writeError(res, 'E_UNKNOWN_JOB', this.http, `the link to the hub that leased that job (${issuer}) closed before it answered`);
       });
     };
     const chunks: Buffer[] = [];
     let size = 0;
-    let done = false;
     res.onData((chunk, isLast) => {
       if (done || aborted) return;
       size += chunk.byteLength;
       if (size > this.o.maxBodyBytes) {
         done = true;
-        return res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.hubId));
+        uncount();
+        return res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.http));
       }
       chunks.push(ownCopy(chunk));
       if (!isLast) return;
@@ -198,12 +210,18 @@ class Poller implements Consumer, PollTimer {
   tNext: Timed | null = null;
   tSlot = -1;
 
+  /** The waiting poll's response until it is answered or aborted; counted as unanswered meanwhile. */
+  private res: HttpResponse | null;
+
   constructor(
     private readonly lp: LongPoll,
-    public res: HttpResponse | null,
+    res: HttpResponse,
     private readonly service: string,
     private readonly base64: boolean,
-  ) {}
+  ) {
+    this.res = res;
+    lp.http.unanswered++;
+  }
 
   get leaseMs(): number {
     return this.lp.o.longPollLeaseMs;
@@ -213,16 +231,24 @@ class Poller implements Consumer, PollTimer {
     return this.res !== null;
   }
 
+  /** Takes the response to answer it (or after an abort); null when it was taken before. */
+  take(): HttpResponse | null {
+    const res = this.res;
+    if (res === null) return null;
+    this.res = null;
+    this.lp.http.unanswered--;
+    return res;
+  }
+
   /** Writes the job as the poll's answer and leases it. */
   deliver(job: Job): void {
-    const res = this.res!;
-    this.res = null;
+    const res = this.take()!;
     const lease = new Lease(this.lp, `${nanoid()}.${this.lp.hubId}`, job);
     this.lp.leases.set(lease.id, lease);
     lease.arm();
     const body = envelope(lease.id, job.body, this.base64);
     res.cork(() => {
-      res.writeStatus('200 OK').writeHeader('content-type', 'application/json').end(body);
+      endWith(res.writeStatus('200 OK').writeHeader('content-type', 'application/json'), body, this.lp.http);
     });
     this.finish();
   }
@@ -232,19 +258,17 @@ class Poller implements Consumer, PollTimer {
 
   /** The wait ended without a job: 204. */
   fire(): void {
-    const res = this.res;
+    const res = this.take();
     if (!res) return;
-    this.res = null;
     this.finish();
     res.cork(() => {
-      res.writeStatus('204 No Content').end();
+      endWith(res.writeStatus('204 No Content'), '', this.lp.http);
     });
   }
 
   /** The poller hung up while waiting: it held no job, so nothing is lost. */
   aborted(): void {
-    if (!this.res) return;
-    this.res = null;
+    if (!this.take()) return;
     this.finish();
   }
 

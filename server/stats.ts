@@ -1,4 +1,5 @@
 /** The JSON behind GET /stats: services, their rings and queues, every connected session, counters. */
+import type { HttpSide } from './answer.js';
 import type { Counters } from './counters.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { LongPoll } from './longpoll.js';
@@ -17,6 +18,7 @@ export interface StatsSource {
   readonly sessions: ReadonlySet<WorkerSession>;
   readonly counters: Counters;
   readonly mesh: Mesh;
+  readonly http: HttpSide;
 }
 
 export function buildStats(hub: StatsSource) {
@@ -66,6 +68,7 @@ export function buildStats(hub: StatsSource) {
     openJobs: d.open,
     longPoll: { waiting: hub.longPoll.totalWaiting, openAttempts: hub.longPoll.leases.size },
     queuedBytes: d.queuedBytes,
+    http: { callerRequests: hub.http.callerRequests, unanswered: hub.http.unanswered },
     jobs: counted.jobs,
     sockets: { connections: hub.sessions.size, ...counted.sockets },
     services,
