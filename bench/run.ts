@@ -302,7 +302,7 @@ async function main(): Promise<void> {
     if (available(s)) {
       runnable.push(s);
       // The reference build's twin runs right after, in the same round.
-      if (reference && s.kind === 'astromesh') runnable.push(referenceTwin(s, reference));
+      if (reference && s.kind === 'astromesh' && !s.noReference) runnable.push(referenceTwin(s, reference));
     } else {
       skipped.push(`${s.name} (needs ${s.requires}, not installed)`);
       console.log(`skipping ${s.name}: ${s.requires} is not installed`);
