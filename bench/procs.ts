@@ -47,6 +47,7 @@ export function start(cpu: number | null, cmd: string, args: string[], env: Node
   child.stderr!.on('data', (d: Buffer) => {
     err = (err + d.toString()).slice(-4000);
   });
+  const closed = new Promise<void>((r) => child.on('close', () => r()));
   const exited = new Promise<void>((r) =>
     child.on('exit', () => {
       running.delete(child);
@@ -71,7 +72,8 @@ export function start(cpu: number | null, cmd: string, args: string[], env: Node
       });
     },
     async output() {
-      await exited;
+      // 'exit' can come before the last of stdout is read: 'close' comes after the streams end.
+      await closed;
       return text;
     },
     async stop() {

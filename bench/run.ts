@@ -327,7 +327,7 @@ async function main(): Promise<void> {
       repsOf.get(s.name)!.push(r);
       peak.set(s.name, Math.max(peak.get(s.name) ?? 0, r.peakRssMB));
       process.stderr.write(
-        `  round ${round}/${reps} ${s.name}: ${Math.round(r.rps)} req/s, p99 ${(r.p99us / 1000).toFixed(2)} ms, steal ${r.stealPct.toFixed(0)} %${r.errors ? `, ${r.errors} errors` : ''}\n`,
+        `  round ${round}/${reps} ${s.name}: ${Math.round(r.rps)} req/s, p99 ${(r.p99us / 1000).toFixed(2)} ms, hub ${r.cpuUsPerReq.toFixed(1)} µs/req, steal ${r.stealPct.toFixed(0)} %${r.errors ? `, ${r.errors} errors` : ''}\n`,
       );
     }
   }

@@ -16,6 +16,14 @@ export const OWNER_MEMO_GENERATION = 2048;
 /** Owners remembered across every stream of the process: past it no memo takes new keys. */
 export const OWNER_MEMO_BUDGET = 65_536;
 let memoEntries = 0;
+/**
+ * Lookups per review of the memo's hit rate. Keys that rarely repeat (random ids) make a memo
+ * pure cost (inserts, rotations, garbage): below MEMO_MIN_HIT_RATE it is switched off, and tried
+ * again after MEMO_OFF_WINDOWS windows in case the keys changed.
+ */
+const MEMO_WINDOW = 4096;
+const MEMO_MIN_HIT_RATE = 0.25;
+const MEMO_OFF_WINDOWS = 16;
 
 /** One worker instance in a ring. */
 export class RingEntry implements RingMember {
@@ -40,6 +48,10 @@ export class StreamRing {
   private ordered: RingEntry[] = [];
   private young = new Map<string, RingEntry>();
   private old = new Map<string, RingEntry>();
+  private lookups = 0;
+  private hits = 0;
+  /** Windows left with the memo off; 0 while it is on. */
+  private memoOff = 0;
   private digestValue = ringDigest([]);
 
   get size(): number {
@@ -78,10 +90,16 @@ export class StreamRing {
   owner(key: string): RingEntry | null {
     // With one member or none there is nothing to rank.
     if (this.ordered.length < 2) return this.ordered[0] ?? null;
+    if (++this.lookups === MEMO_WINDOW) this.review();
+    if (this.memoOff > 0) return ownerOf(key, this.ordered)!;
     const hit = this.young.get(key);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      this.hits++;
+      return hit;
+    }
     const old = this.old.get(key);
     if (old !== undefined) {
+      this.hits++;
       // Used again: it moves to the young generation, so it outlives the next rotation.
       this.remember(key, old);
       return old;
@@ -89,6 +107,22 @@ export class StreamRing {
     const owner = ownerOf(key, this.ordered)!;
     this.remember(key, owner);
     return owner;
+  }
+
+  /** Whether owners are remembered now (false while keys rarely repeat). */
+  get memoOn(): boolean {
+    return this.memoOff === 0;
+  }
+
+  /** End of a window: keep the memo if keys repeat enough, else switch it off for a while. */
+  private review(): void {
+    if (this.memoOff > 0) this.memoOff--;
+    else if (this.hits < MEMO_WINDOW * MEMO_MIN_HIT_RATE) {
+      this.memoOff = MEMO_OFF_WINDOWS;
+      this.forget();
+    }
+    this.lookups = 0;
+    this.hits = 0;
   }
 
   /** Forgets every remembered owner (the stream is gone, or its membership changed). */

@@ -304,7 +304,7 @@ export class Mesh implements LinkHost {
         connectedAt: new Date(l.openedAt).toISOString(),
         rttMs: l.rttMs,
         synced: l.synced,
-        members: l.members,
+        members: l.memberCount,
         granted: l.grantedCredit(),
         forwardedOut: l.forwardedOut,
         forwardedIn: l.forwardedIn,

@@ -12,12 +12,13 @@ import type { Counters } from '../counters.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { FrameOutbox } from '../frame-outbox.js';
 import { IdTable } from '../id-table.js';
-import { type Consumer, HandBack, Job, JobState, type JobWaiter, type Registration, Takes } from '../job.js';
+import { type Consumer, HandBack, Job, JobState, type JobWaiter, Takes } from '../job.js';
 import type { Logger } from '../log.js';
 import type { HubOptions } from '../options.js';
 import type { SessionSocket, SessionSocketEvents } from '../session-socket.js';
 import { now } from '../timer-wheel.js';
 import { newChallenge, type PeerRole, proofOf, verifyProof } from './peer-auth.js';
+import { PeerMembers } from './peer-members.js';
 import {
   type ChallengeInfo,
   decodePeerFrame,
@@ -31,8 +32,6 @@ import {
   RING_ALGORITHM,
 } from './peer-protocol.js';
 
-/** Credit a remote member's registration has here: its own hub holds the worker's real credit. */
-const REMOTE_CREDIT = 1_000_000;
 /** A job handed back unrun more often than this fails rather than travel again. */
 const MAX_HAND_BACKS = 5;
 
@@ -99,17 +98,13 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   private nextForwardId = 1;
   /** Jobs the peer forwarded to this hub, by the peer's forward id. */
   private readonly incoming = new IdTable<Job>();
-  /** The peer's ring members, as registrations here: `service \0 instanceId`. */
-  private readonly remote = new Map<string, Registration>();
-  /** What the peer granted: one registration per service, its credit the grant. */
-  private readonly granted = new Map<string, Registration>();
+  /** The peer's members and grants, once its hub id is known. */
+  private peer: PeerMembers | null = null;
   /** Unkeyed jobs the peer has here now, per service (within what this hub granted it). */
   private readonly unkeyedIn = new Map<string, number>();
   /** Legacy replies passed on to the peer, waiting for its answer. */
   private readonly leaseReplies = new Map<number, (accepted: boolean | null) => void>();
   private nextLeaseReply = 1;
-  private lastSeq = -1;
-  private awaitingSnapshot = false;
 
   constructor(
     private readonly host: LinkHost,
@@ -134,14 +129,12 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     return this.incoming.size;
   }
   /** The peer's ring members known here. */
-  get members(): number {
-    return this.remote.size;
+  get memberCount(): number {
+    return this.peer?.size ?? 0;
   }
   /** What the peer granted this hub, per service. */
   grantedCredit(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [s, r] of this.granted) out[s] = r.concurrency;
-    return out;
+    return this.peer?.granted() ?? {};
   }
 
   attach(socket: SessionSocket): void {
@@ -231,9 +224,9 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     if (this.state === 'handshake') return this.handshake(f);
     switch (f[0]) {
       case PeerOp.Members:
-        return this.members_(f[1], f[2], true);
+        return this.members(f[1], f[2], true);
       case PeerOp.MembersDelta:
-        return this.members_(f[1], f[2], false);
+        return this.members(f[1], f[2], false);
       case PeerOp.SnapshotRequest:
         return this.sendSnapshot();
       case PeerOp.Peers:
@@ -241,7 +234,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
       case PeerOp.Claim:
         return this.host.claimed(f[1], this.remoteHubId);
       case PeerOp.Grants:
-        return this.applyGrants(f[1]);
+        return this.peer!.applyGrants(f[1]);
       case PeerOp.LeaseReply:
         return this.send([PeerOp.LeaseAnswer, f[1], this.host.answerLease(f[2], f[3], f[4])]);
       case PeerOp.LeaseAnswer: {
@@ -349,6 +342,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   private opened(): void {
     if (!this.host.linkUp(this)) return;
     this.state = 'open';
+    this.peer = new PeerMembers(this.host.dispatcher, this, this.remoteHubId, this.host.log);
     this.sendSnapshot();
     this.sendGrants(this.host.allGrants());
     this.host.announcePeers();
@@ -375,23 +369,6 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     if (this.state === 'open' && grants.length > 0) this.send([PeerOp.Grants, grants]);
   }
 
-  private applyGrants(grants: [string, number][]): void {
-    const d = this.host.dispatcher;
-    for (const [service, credit] of grants) {
-      const existing = this.granted.get(service);
-      if (credit === 0) {
-        if (existing) {
-          this.granted.delete(service);
-          d.unregister(existing);
-        }
-        continue;
-      }
-      const r = d.register(this, service, credit, { instanceId: `peer:${this.remoteHubId}`, hubId: this.remoteHubId, weight: 1, takes: Takes.Peer }, existing);
-      if (typeof r === 'string') continue;
-      this.granted.set(service, r);
-    }
-  }
-
   /** Tells the peer that a worker instance opened a session here. */
   sendClaim(instanceId: string): void {
     if (this.state === 'open') this.send([PeerOp.Claim, instanceId]);
@@ -407,47 +384,13 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     if (this.state === 'open') this.send([PeerOp.MembersDelta, seq, changes]);
   }
 
-  private members_(seq: number, list: MemberTuple[], snapshot: boolean): void {
-    if (!snapshot && (this.awaitingSnapshot || seq !== this.lastSeq + 1)) {
-      // A gap: deltas mean nothing without what came between. Ask once for a fresh snapshot.
-      if (!this.awaitingSnapshot) {
-        this.awaitingSnapshot = true;
-        this.send([PeerOp.SnapshotRequest]);
-      }
-      return;
-    }
-    this.lastSeq = seq;
-    const d = this.host.dispatcher;
-    if (snapshot) {
-      this.awaitingSnapshot = false;
-      const keep = new Set(list.filter((m) => m[2] > 0).map((m) => `${m[0]}\0${m[1]}`));
-      for (const [k, r] of this.remote) {
-        if (!keep.has(k)) {
-          this.remote.delete(k);
-          d.unregister(r);
-        }
-      }
-    }
-    for (const [service, instanceId, weight] of list) {
-      const k = `${service}\0${instanceId}`;
-      const existing = this.remote.get(k);
-      if (weight === 0) {
-        if (existing) {
-          this.remote.delete(k);
-          d.unregister(existing);
-        }
-        continue;
-      }
-      const r = d.register(this, service, REMOTE_CREDIT, { instanceId, hubId: this.remoteHubId, weight, takes: Takes.Remote }, existing);
-      if (typeof r === 'string') {
-        this.host.log.warn({ peer: this.remoteHubId, service, code: r }, 'cannot add a peer member: the hub serves too many services');
-        continue;
-      }
-      this.remote.set(k, r);
-    }
-    if (snapshot && !this.synced) {
+  private members(seq: number, list: MemberTuple[], snapshot: boolean): void {
+    const applied = this.peer!.apply(seq, list, snapshot);
+    // A gap: deltas mean nothing without what came between. Ask once for a fresh snapshot.
+    if (applied === false) this.send([PeerOp.SnapshotRequest]);
+    if (applied === true && snapshot && !this.synced) {
       this.synced = true;
-      this.host.log.info({ peer: this.remoteHubId, members: this.remote.size }, 'peer synced');
+      this.host.log.info({ peer: this.remoteHubId, members: this.peer!.size }, 'peer synced');
     }
   }
 
@@ -519,8 +462,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   }
 
   private reoffer(): void {
-    for (const r of this.remote.values()) this.host.dispatcher.offer(r);
-    for (const r of this.granted.values()) this.host.dispatcher.offer(r);
+    this.peer?.offerAll();
   }
 
   /** Pings, or drops a peer silent for longer than the peer timeout. Called by the mesh's sweep. */
@@ -570,10 +512,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     this.outbox.clear();
     this.socket = null;
     const d = this.host.dispatcher;
-    for (const r of this.remote.values()) d.unregister(r);
-    this.remote.clear();
-    for (const r of this.granted.values()) d.unregister(r);
-    this.granted.clear();
+    this.peer?.clear();
     this.unkeyedIn.clear();
     for (const done of this.leaseReplies.values()) done(null);
     this.leaseReplies.clear();

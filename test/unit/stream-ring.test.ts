@@ -76,6 +76,22 @@ describe('stream ring: membership, epoch, memoised owners, digest', () => {
     assert.equal(ring.memoSize, 0);
   });
 
+  it('switches the memo off while keys rarely repeat, keeps it while they do, and answers right either way', () => {
+    const random = new StreamRing();
+    random.set(entry('x'));
+    random.set(entry('y'));
+    for (let i = 0; i < 4096 * 2; i++) random.owner(`once-${i}`);
+    assert.equal(random.memoOn, false);
+    assert.equal(random.memoSize, 0);
+    assert.equal(random.owner('k'), ownerOf('k', random.members()));
+    const repeating = new StreamRing();
+    repeating.set(entry('x'));
+    repeating.set(entry('y'));
+    for (let i = 0; i < 4096 * 3; i++) assert.equal(repeating.owner(`hot-${i % 100}`), ownerOf(`hot-${i % 100}`, repeating.members()));
+    assert.equal(repeating.memoOn, true);
+    assert.ok(repeating.memoSize >= 100);
+  });
+
   it('answers a ring of one member without ranking or remembering', () => {
     const ring = new StreamRing();
     assert.equal(ring.owner('k'), null);

@@ -1,0 +1,113 @@
+/**
+ * What one peer hub told this one about itself: its ring members (from Members snapshots and
+ * in-order MembersDelta frames) and the unkeyed credit it grants (Grants), each turned into a
+ * registration here whose consumer is the link to that peer.
+ */
+import type { Dispatcher } from '../dispatcher.js';
+import { type Consumer, type Registration, Takes } from '../job.js';
+import type { Logger } from '../log.js';
+import type { MemberTuple } from './peer-protocol.js';
+
+/** Credit a remote member's registration has here: its own hub holds the worker's real credit. */
+const REMOTE_CREDIT = 1_000_000;
+
+export class PeerMembers {
+  /** The peer's ring members: `service \0 instanceId`. */
+  private readonly members = new Map<string, Registration>();
+  /** What the peer granted: one registration per service, its credit the grant. */
+  private readonly grants = new Map<string, Registration>();
+  private lastSeq = -1;
+  private awaitingSnapshot = false;
+
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    /** The link to the peer: the consumer of every registration here. */
+    private readonly link: Consumer,
+    private readonly hubId: string,
+    private readonly log: Logger,
+  ) {}
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  /**
+   * Applies a Members snapshot or a MembersDelta. Returns false for a delta out of order (it is
+   * dropped, and the caller asks once for a snapshot; later deltas wait for it).
+   */
+  apply(seq: number, list: MemberTuple[], snapshot: boolean): boolean | 'asked' {
+    if (!snapshot && (this.awaitingSnapshot || seq !== this.lastSeq + 1)) {
+      if (this.awaitingSnapshot) return 'asked';
+      this.awaitingSnapshot = true;
+      return false;
+    }
+    this.lastSeq = seq;
+    const d = this.dispatcher;
+    if (snapshot) {
+      this.awaitingSnapshot = false;
+      const keep = new Set(list.filter((m) => m[2] > 0).map((m) => `${m[0]}\0${m[1]}`));
+      for (const [k, r] of this.members) {
+        if (!keep.has(k)) {
+          this.members.delete(k);
+          d.unregister(r);
+        }
+      }
+    }
+    for (const [service, instanceId, weight] of list) {
+      const k = `${service}\0${instanceId}`;
+      const existing = this.members.get(k);
+      if (weight === 0) {
+        if (existing) {
+          this.members.delete(k);
+          d.unregister(existing);
+        }
+        continue;
+      }
+      const r = d.register(this.link, service, REMOTE_CREDIT, { instanceId, hubId: this.hubId, weight, takes: Takes.Remote }, existing);
+      if (typeof r === 'string') {
+        this.log.warn({ peer: this.hubId, service, code: r }, 'cannot add a peer member: the hub serves too many services');
+        continue;
+      }
+      this.members.set(k, r);
+    }
+    return true;
+  }
+
+  /** Applies Grants: absolute credit per service, 0 withdrawing it. */
+  applyGrants(grants: [string, number][]): void {
+    const d = this.dispatcher;
+    for (const [service, credit] of grants) {
+      const existing = this.grants.get(service);
+      if (credit === 0) {
+        if (existing) {
+          this.grants.delete(service);
+          d.unregister(existing);
+        }
+        continue;
+      }
+      const r = d.register(this.link, service, credit, { instanceId: `peer:${this.hubId}`, hubId: this.hubId, weight: 1, takes: Takes.Peer }, existing);
+      if (typeof r !== 'string') this.grants.set(service, r);
+    }
+  }
+
+  /** What the peer granted, per service. */
+  granted(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [s, r] of this.grants) out[s] = r.concurrency;
+    return out;
+  }
+
+  /** The link can take work again: every registration of the peer may. */
+  offerAll(): void {
+    for (const r of this.members.values()) this.dispatcher.offer(r);
+    for (const r of this.grants.values()) this.dispatcher.offer(r);
+  }
+
+  /** The link is gone: the peer's members leave every ring and its grants end. */
+  clear(): void {
+    for (const r of this.members.values()) this.dispatcher.unregister(r);
+    this.members.clear();
+    for (const r of this.grants.values()) this.dispatcher.unregister(r);
+    this.grants.clear();
+  }
+}
