@@ -56,9 +56,10 @@ export class Dispatcher {
     if (err) return this.reject(job, err);
     const svc = this.services.get(job.service)!;
     if (job.mode === RequestMode.Broadcast) return this.broadcast(svc, job);
-    if (!this.route(svc, job, false)) {
-      this.counters.rejectedQueueFull++;
-      return this.reject(job, 'E_QUEUE_FULL');
+    const refused = this.route(svc, job, false);
+    if (refused) {
+      if (refused === 'E_QUEUE_FULL') this.counters.rejectedQueueFull++;
+      return this.reject(job, refused);
     }
     this.accept(job);
     return true;
@@ -76,9 +77,10 @@ export class Dispatcher {
       this.reject(job, 'E_WORKER_GONE');
       return;
     }
-    if (!this.route(svc, job, false)) {
-      this.counters.rejectedQueueFull++;
-      this.reject(job, 'E_QUEUE_FULL');
+    const refused = this.route(svc, job, false);
+    if (refused) {
+      if (refused === 'E_QUEUE_FULL') this.counters.rejectedQueueFull++;
+      this.reject(job, refused);
       return;
     }
     this.accept(job);
@@ -328,7 +330,8 @@ export class Dispatcher {
       part.accepted = true;
       this.open++;
       this.wheel.add(part, part.deadline);
-      if (!this.route(svc, part, false)) this.fail(part, 'E_QUEUE_FULL');
+      const refused = this.route(svc, part, false);
+      if (refused) this.fail(part, refused);
     }
     return true;
   }
@@ -344,35 +347,46 @@ export class Dispatcher {
     if (job.tSlot === -1) this.wheel.add(job, job.deadline);
   }
 
-  /** Assigns or queues `job`. False when it would go over a queue limit and `force` is off. */
-  private route(svc: ServiceState, job: Job, force: boolean): boolean {
+  /**
+   * Assigns or queues `job`; null when it did. Unless `force` is on, refuses with E_QUEUE_FULL
+   * when it would go over a queue limit, and with E_OVERLOADED when its consumer refuses to
+   * have work wait for it (a peer link holding all it may).
+   */
+  private route(svc: ServiceState, job: Job, force: boolean): 'E_QUEUE_FULL' | 'E_OVERLOADED' | null {
     let target: Registration | null;
     let list: JobList;
     if (job.pinned) {
       target = job.pinned;
       if (target.closed) {
         this.workerGone(job, false);
-        return true;
+        return null;
       }
       list = target.ownerQueue;
-      if (target.canTake()) return this.assign(target, job);
+      if (target.canTake()) return this.assigned(target, job);
     } else if (job.mode === RequestMode.Keyed && job.key !== null) {
       target = svc.owner(job.key);
-      if (target?.canTake()) return this.assign(target, job);
+      if (target?.canTake()) return this.assigned(target, job);
       list = target ? target.ownerQueue : svc.keyedQueue;
     } else if (job.fromPeer) {
       // A peer sent it within the credit this hub granted: a consumer here, or a wait here.
       target = svc.pickLocal();
-      if (target) return this.assign(target, job);
+      if (target) return this.assigned(target, job);
       list = svc.peerQueue(job.origin);
     } else {
       target = svc.pick();
-      if (target) return this.assign(target, job);
+      if (target) return this.assigned(target, job);
       list = svc.queue;
     }
-    if (!force && (svc.queued >= this.o.maxQueuePerService || this.queuedBytes + job.body.length > this.o.maxQueuedBytes)) return false;
+    if (!force && target !== null && target.consumer.refusesWaiting?.()) return 'E_OVERLOADED';
+    if (!force && (svc.queued >= this.o.maxQueuePerService || this.queuedBytes + job.body.length > this.o.maxQueuedBytes)) return 'E_QUEUE_FULL';
     this.enqueue(svc, list, job);
-    return true;
+    return null;
+  }
+
+  /** assign() for route(): nothing refused. */
+  private assigned(r: Registration, job: Job): null {
+    this.assign(r, job);
+    return null;
   }
 
   private assign(r: Registration, job: Job): true {

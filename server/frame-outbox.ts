@@ -12,6 +12,8 @@ export class FrameOutbox implements Flushable {
   /** Socket buffer above the limit: the owner takes no new work until it drains. */
   blocked = false;
   socket: SessionSocket | null = null;
+  /** Bytes of the frames not written yet. */
+  pendingBytes = 0;
   private frames: Uint8Array[] = [];
 
   constructor(
@@ -28,6 +30,7 @@ export class FrameOutbox implements Flushable {
   /** Queues `frame` for the end of this loop turn. */
   push(frame: Uint8Array): void {
     this.frames.push(frame);
+    this.pendingBytes += frame.byteLength;
     scheduleFlush(this);
   }
 
@@ -38,6 +41,7 @@ export class FrameOutbox implements Flushable {
     const out = this.frames;
     const i = socket.writeFrames(out, 0, limit);
     this.counters.framesOut += i;
+    for (let k = 0; k < i; k++) this.pendingBytes -= out[k]!.byteLength;
     this.frames = i === out.length ? [] : out.slice(i);
     const wasBlocked = this.blocked;
     // Only an estimate at the limit costs a second native call to confirm it.
@@ -57,6 +61,7 @@ export class FrameOutbox implements Flushable {
   /** Drops everything unsent and forgets the socket (it closed). */
   clear(): void {
     this.frames = [];
+    this.pendingBytes = 0;
     this.socket = null;
   }
 }

@@ -194,7 +194,7 @@ export class Hub implements SessionHost {
       compression: uWS.DISABLED,
       upgrade: (res, req, context) => {
         if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.http);
-        if (this.sessions.size >= o.maxConnections) {
+        if (this.sessions.size + this.mesh.linkCount >= o.maxConnections) {
           this.counters.sockets.connectionsRefused++;
           return writeError(res, 'E_OVERLOADED', this.http, 'too many WebSocket connections');
         }
@@ -237,7 +237,7 @@ export class Hub implements SessionHost {
       compression: uWS.DISABLED,
       upgrade: (res, req, context) => {
         if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.http);
-        if (this.sessions.size >= o.maxConnections) {
+        if (this.sessions.size + this.mesh.linkCount >= o.maxConnections) {
           this.counters.sockets.connectionsRefused++;
           return writeError(res, 'E_OVERLOADED', this.http, 'too many WebSocket connections');
         }

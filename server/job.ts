@@ -32,6 +32,11 @@ export interface Consumer {
   deliver(job: Job): void;
   /** The job settled without this consumer's reply (deadline, caller gone): tell the worker. */
   cancel(job: Job, code: ErrorCode): void;
+  /**
+   * True when a job it cannot take now should be refused (503 E_OVERLOADED) rather than wait
+   * for it: a peer link that holds all the forwarded bytes it may, or is backed up.
+   */
+  refusesWaiting?(): boolean;
 }
 
 /** What a registration may take. */
@@ -132,6 +137,8 @@ export class Job implements Timed {
   handBacks = 0;
   /** Body bytes a peer link holds for it while it is forwarded. */
   forwardedBytes = 0;
+  /** An unkeyed job from a peer, counted against the credit this hub granted it. */
+  countedGrant = false;
   /** Caller-side reference (an HTTP response, a request id, a part index). */
   callerRef: unknown = null;
   callerId = 0;

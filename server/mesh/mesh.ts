@@ -83,6 +83,11 @@ export class Mesh implements LinkHost {
     return this.advertised;
   }
 
+  /** Peer links open or in their handshake (they count toward the hub's connection limit). */
+  get linkCount(): number {
+    return this.all.size;
+  }
+
   /** A link accepted at /peer; the caller attaches its socket. */
   accepted(address: string): PeerLink {
     const link = new PeerLink(this, false, address);
@@ -190,6 +195,7 @@ export class Mesh implements LinkHost {
     if (this.grantTimer) return;
     this.grantTimer = setTimeout(() => {
       this.grantTimer = null;
+      if (this.leaving) return;
       const grants: [string, number][] = [];
       for (const name of this.regrants) {
         const svc = this.dispatcher.services.get(name);
@@ -263,6 +269,11 @@ export class Mesh implements LinkHost {
   leave(): void {
     if (this.leaving) return;
     this.leaving = true;
+    // Changes and grants scheduled before the leave must not follow it.
+    this.changes = [];
+    this.regrants.clear();
+    if (this.grantTimer) clearTimeout(this.grantTimer);
+    this.grantTimer = null;
     this.seq++;
     const withdrawn = this.allGrants(true).map(([service]): [string, number] => [service, 0]);
     for (const link of this.links.values()) {
@@ -325,6 +336,8 @@ export class Mesh implements LinkHost {
     // Changes of one loop turn go out as one delta (a worker registering many services).
     setImmediate(() => {
       this.changesScheduled = false;
+      // A leave between the change and now withdrew everything: announcing it would undo that.
+      if (this.leaving) return;
       const changes = this.changes;
       this.changes = [];
       this.seq++;
@@ -366,7 +379,16 @@ export class Dialer {
       return this.later(this.mesh.options.peerReconnectMaxMs);
     }
     const o = this.mesh.options;
-    const ws = new WebSocket(peerUrl(this.target), { maxPayload: o.maxFrameBytes, handshakeTimeout: o.peerTimeoutMs, perMessageDeflate: false });
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(peerUrl(this.target), { maxPayload: o.maxFrameBytes, handshakeTimeout: o.peerTimeoutMs, perMessageDeflate: false });
+    } catch (err) {
+      // An address that cannot even be dialled: not worth trying again.
+      this.mesh.log.warn({ address: this.target, err: (err as Error).message }, 'cannot dial this peer address; dropping it');
+      this.stop();
+      this.mesh.forget(this);
+      return;
+    }
     const link = this.mesh.dialed(this.target);
     this.link = link;
     const socket = new WsSessionSocket(ws, link);

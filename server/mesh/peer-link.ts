@@ -105,6 +105,8 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   /** Legacy replies passed on to the peer, waiting for its answer. */
   private readonly leaseReplies = new Map<number, (accepted: boolean | null) => void>();
   private nextLeaseReply = 1;
+  private lastSnapshotAt = -Infinity;
+  private closingSlow = false;
 
   constructor(
     private readonly host: LinkHost,
@@ -150,6 +152,10 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     return this.state === 'open' && !this.outbox.blocked && this.heldBytes < this.host.options.maxForwardBytesPerPeer;
   }
 
+  refusesWaiting(): boolean {
+    return this.state === 'open' && (this.outbox.blocked || this.heldBytes >= this.host.options.maxForwardBytesPerPeer);
+  }
+
   deliver(job: Job): void {
     const id = this.nextForwardId++;
     job.wireId = id;
@@ -181,20 +187,16 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   cancel(job: Job, code: ErrorCode): void {
     if (this.outgoing.get(job.wireId) !== job) return;
     this.takeOutgoing(job.wireId);
-    if (this.state === 'open') this.send([PeerOp.ForwardCancel, job.wireId, code]);
+    if (this.state === 'open') this.send([PeerOp.ForwardCancel, job.wireId, code === 'E_DEADLINE' ? 'E_DEADLINE' : 'E_CANCELLED']);
     this.host.dispatcher.release(job);
   }
 
   // ---- JobWaiter: jobs the peer forwarded here ----
 
   settled(job: Job): void {
+    this.uncount(job);
     if (this.incoming.get(job.callerId) !== job) return;
     this.incoming.take(job.callerId);
-    if (job.pinned === null && job.mode === RequestMode.Any) {
-      const n = (this.unkeyedIn.get(job.service) ?? 1) - 1;
-      if (n > 0) this.unkeyedIn.set(job.service, n);
-      else this.unkeyedIn.delete(job.service);
-    }
     if (this.state !== 'open') return;
     const id = job.callerId;
     // Shutting down, or the worker gone: the origin owns the job's routing and attempts.
@@ -227,8 +229,13 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
         return this.members(f[1], f[2], true);
       case PeerOp.MembersDelta:
         return this.members(f[1], f[2], false);
-      case PeerOp.SnapshotRequest:
+      case PeerOp.SnapshotRequest: {
+        // A few bytes in, the whole membership out: at most one answer a second.
+        const at = now();
+        if (at - this.lastSnapshotAt < 1000) return;
+        this.lastSnapshotAt = at;
         return this.sendSnapshot();
+      }
       case PeerOp.Peers:
         return this.host.learnPeers(f[1]);
       case PeerOp.Claim:
@@ -261,20 +268,24 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
       }
       case PeerOp.ForwardCancel: {
         const job = this.incoming.take(f[1]);
-        if (job) this.host.dispatcher.abandon(job, f[2] === 'E_DEADLINE' ? 'E_DEADLINE' : 'E_CANCELLED');
+        if (!job) return;
+        // The origin has answered: the job's share of the grant is free now, whatever it does.
+        this.uncount(job);
+        this.host.dispatcher.abandon(job, f[2] === 'E_DEADLINE' ? 'E_DEADLINE' : 'E_CANCELLED');
         return;
       }
       case PeerOp.HandBack: {
         const job = this.takeOutgoing(f[1]);
         if (!job) return;
         const reg = job.reg;
+        // Refused within a grant: send that peer no more of these until it grants again (before
+        // the release below offers that registration more work).
+        if (!f[2] && reg && reg.takes === Takes.Peer && !reg.closed) reg.concurrency = Math.max(0, reg.inflight - 1);
         this.host.dispatcher.release(job);
         if (!f[2]) {
           // It never ran there: not an attempt. Bounded, in case two hubs disagree for long.
           job.attempt--;
-          if (++job.handBacks > MAX_HAND_BACKS) job.attempt = this.host.options.maxAttempts;
-          // Refused within a grant: send that peer no more of these until it grants again.
-          if (reg && reg.takes === Takes.Peer && !reg.closed) reg.concurrency = reg.inflight;
+          if (++job.handBacks >= MAX_HAND_BACKS) job.attempt = this.host.options.maxAttempts;
         }
         this.host.dispatcher.lost(job);
         return;
@@ -409,11 +420,17 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
       return;
     }
     job.origin = this.remoteHubId;
+    if (instanceId === '' && mode !== RequestMode.Any) {
+      // Keyed and broadcast work names the worker it is for.
+      d.reject(job, 'E_PROTOCOL');
+      return;
+    }
     if (instanceId === '') {
       const svc = d.services.get(service);
       // Counted from here on: settled() counts it off whatever becomes of it.
       const n = (this.unkeyedIn.get(service) ?? 0) + 1;
       this.unkeyedIn.set(service, n);
+      job.countedGrant = true;
       // Sent beyond what this hub grants (the grant shrank on the way): back, not an attempt.
       if (!svc || n > svc.localCredit) {
         job.handBack = HandBack.NotRun;
@@ -433,9 +450,26 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
       this.host.counters.jobs.unknownReplies++;
       return null;
     }
+    this.unhold(job);
+    return job;
+  }
+
+  /** The origin no longer holds `job`'s body for this link; under the cap again, work may flow. */
+  private unhold(job: Job): void {
+    const cap = this.host.options.maxForwardBytesPerPeer;
+    const over = this.heldBytes >= cap;
     this.heldBytes -= job.forwardedBytes;
     job.forwardedBytes = 0;
-    return job;
+    if (over && this.heldBytes < cap && this.state === 'open') this.reoffer();
+  }
+
+  /** An unkeyed job from the peer no longer uses the credit this hub granted it. */
+  private uncount(job: Job): void {
+    if (!job.countedGrant) return;
+    job.countedGrant = false;
+    const n = (this.unkeyedIn.get(job.service) ?? 1) - 1;
+    if (n > 0) this.unkeyedIn.set(job.service, n);
+    else this.unkeyedIn.delete(job.service);
   }
 
   // ---- frames out, keep-alive, close ----
@@ -445,6 +479,13 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     const bytes = encodePeerFrame(frame);
     this.bytesOut += bytes.byteLength;
     this.outbox.push(bytes);
+    // A peer that does not read while frames pile up here would grow this hub without bound.
+    if (this.outbox.pendingBytes > 4 * this.host.options.maxBackpressureBytes && !this.closingSlow) {
+      this.closingSlow = true;
+      this.host.log.warn({ peer: this.remoteHubId, pendingBytes: this.outbox.pendingBytes }, 'peer does not read: dropping the link');
+      // Not from inside whatever is sending: the link's teardown reroutes jobs.
+      setImmediate(() => this.close(CloseCode.Unresponsive, 'peer not reading'));
+    }
   }
 
   onDrain(): void {

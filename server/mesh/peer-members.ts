@@ -10,6 +10,8 @@ import type { MemberTuple } from './peer-protocol.js';
 
 /** Credit a remote member's registration has here: its own hub holds the worker's real credit. */
 const REMOTE_CREDIT = 1_000_000;
+/** Members one peer may announce: past it, new ones are ignored (and logged once). */
+export const MAX_MEMBERS_PER_PEER = 100_000;
 
 export class PeerMembers {
   /** The peer's ring members: `service \0 instanceId`. */
@@ -18,6 +20,7 @@ export class PeerMembers {
   private readonly grants = new Map<string, Registration>();
   private lastSeq = -1;
   private awaitingSnapshot = false;
+  private warnedFull = false;
 
   constructor(
     private readonly dispatcher: Dispatcher,
@@ -61,6 +64,12 @@ export class PeerMembers {
           this.members.delete(k);
           d.unregister(existing);
         }
+        continue;
+      }
+      if (!existing && this.members.size >= MAX_MEMBERS_PER_PEER) {
+        if (!this.warnedFull)
+          this.log.warn({ peer: this.hubId, max: MAX_MEMBERS_PER_PEER }, 'a peer announced more members than a hub takes from one peer; ignoring the rest');
+        this.warnedFull = true;
         continue;
       }
       const r = d.register(this.link, service, REMOTE_CREDIT, { instanceId, hubId: this.hubId, weight, takes: Takes.Remote }, existing);

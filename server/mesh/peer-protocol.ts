@@ -126,6 +126,23 @@ export type PeerFrame =
   | LeaseReplyFrame
   | LeaseAnswerFrame;
 
+/**
+ * An address a hub can be dialled at: `host:port` (a name or an IPv4 address, or `[IPv6]:port`)
+ * or a ws:// or wss:// URL. Anything else a peer says is refused: it would be dialled.
+ */
+export function isPeerAddress(a: unknown): a is string {
+  if (typeof a !== 'string' || a.length > 300) return false;
+  if (/^wss?:\/\//.test(a)) {
+    try {
+      const u = new URL(a);
+      return u.hostname !== '' && (u.protocol === 'ws:' || u.protocol === 'wss:');
+    } catch {
+      return false;
+    }
+  }
+  return /^[A-Za-z0-9._-]{1,253}:\d{1,5}$|^\[[0-9a-fA-F:.]{2,45}\]:\d{1,5}$/.test(a) && Number(a.slice(a.lastIndexOf(':') + 1)) <= 65535;
+}
+
 /** Hub ids: 1-64 of A-Z a-z 0-9 . _ - */
 export const HUB_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -152,14 +169,14 @@ export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean): PeerFrame
       check.arity(f, 2, 'peer hello');
       const h = check.map(f[1], 'peer hello');
       checkChallenge(h);
-      check.str(h.advertise, 'advertise');
+      if (!isPeerAddress(h.advertise)) throw new ProtocolError('advertise must be host:port or a ws(s):// URL');
       h.proof = optBin(h.proof, 'proof');
       return f as PeerHelloFrame;
     }
     case PeerOp.PeerWelcome: {
       check.arity(f, 2, 'peer welcome');
       const w = check.map(f[1], 'peer welcome');
-      check.str(w.advertise, 'advertise');
+      if (!isPeerAddress(w.advertise)) throw new ProtocolError('advertise must be host:port or a ws(s):// URL');
       w.proof = optBin(w.proof, 'proof');
       return f as PeerWelcomeFrame;
     }
@@ -244,8 +261,8 @@ export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean): PeerFrame
       const list = f[1];
       if (!Array.isArray(list) || list.length > MAX_PEERS_PER_FRAME) throw new ProtocolError('peers must be an array');
       for (const p of list) {
-        if (!Array.isArray(p) || typeof p[0] !== 'string' || !HUB_ID_RE.test(p[0]) || typeof p[1] !== 'string' || p[1].length > 300)
-          throw new ProtocolError('a peer is [hubId, advertise]');
+        if (!Array.isArray(p) || typeof p[0] !== 'string' || !HUB_ID_RE.test(p[0]) || !isPeerAddress(p[1]))
+          throw new ProtocolError('a peer is [hubId, advertise], advertise host:port or a ws(s):// URL');
       }
       return f as PeersFrame;
     }
@@ -274,7 +291,15 @@ function optBin(v: unknown, what: string): Uint8Array | null {
 function members(v: unknown): void {
   if (!Array.isArray(v) || v.length > MAX_MEMBERS_PER_FRAME) throw new ProtocolError('members must be an array');
   for (const m of v) {
-    if (!Array.isArray(m) || m.length < 3 || typeof m[0] !== 'string' || typeof m[1] !== 'string' || typeof m[2] !== 'number' || !(m[2] >= 0))
+    if (
+      !Array.isArray(m) ||
+      m.length < 3 ||
+      typeof m[0] !== 'string' ||
+      typeof m[1] !== 'string' ||
+      typeof m[2] !== 'number' ||
+      !(m[2] >= 0) ||
+      !Number.isFinite(m[2])
+    )
       throw new ProtocolError('a member is [service, instanceId, weight]');
   }
 }

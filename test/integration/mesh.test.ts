@@ -295,6 +295,26 @@ describe('peer failures', { timeout: 120_000 }, () => {
     assert.deepEqual(failed, [], `${failed.length} of ${statuses.length} failed`);
   });
 
+  it('answers 503 E_OVERLOADED for new forwards once a peer holds all the forwarded bytes it may', async () => {
+    const hubs = await startMesh(['cap-a', 'cap-b'], { 'max-forward-bytes-per-peer': 2000 });
+    await startWorker({ url: hubs[1]!.url, instanceId: 'cap-w', services: [{ name: 'held', mode: 'hang', concurrency: 8 }] });
+    await converged(hubs, 'held', 1);
+    const body = JSON.stringify({ pad: 'x'.repeat(1000) });
+    // Two bodies of ~1 KB held for the two jobs running at hub-b reach the cap: a third is refused.
+    const running = [
+      post(`${hubs[0]!.url}/api/held/k1`, body, { 'x-timeout-ms': '1500' }),
+      post(`${hubs[0]!.url}/api/held/k2`, body, { 'x-timeout-ms': '1500' }),
+    ];
+    await waitUntil(async () => (await stats(hubs[0]!)).mesh.peers[0]?.heldBytes > 2000, 3000, 'two forwards held');
+    await post(`${hubs[0]!.url}/api/held/k3`, body, { 'x-timeout-ms': '1500' }).then((r) => {
+      assert.equal(r.status, 503, r.text);
+      assert.equal(r.json().error.code, 'E_OVERLOADED');
+    });
+    for (const r of await Promise.all(running)) assert.equal(r.status, 504);
+    // Settled: nothing is held any more, and forwards go through again.
+    await waitUntil(async () => (await stats(hubs[0]!)).mesh.peers[0]?.heldBytes === 0, 3000, 'bytes released');
+  });
+
   it('takes a hub restarted under its id (on a new port) back in place of the dead one', async () => {
     const [a, b] = await startMesh(['again-a', 'again-b']);
     await startWorker({ url: b!.url, instanceId: 'again-w', services: [{ name: 'again' }] });

@@ -131,6 +131,56 @@ describe('peer protocol, spoken by hand', { timeout: 60_000 }, () => {
   });
 });
 
+describe('peer protocol: what a peer may not do', { timeout: 60_000 }, () => {
+  let hub: HubProc;
+  before(async () => {
+    hub = await startHub({ ...FLAGS, 'hub-id': 'strict-hub' });
+    await startWorker({ url: hub.url, instanceId: 'strict-w', services: [{ name: 'one', mode: 'hang', concurrency: 1 }] });
+  });
+  after(stopAll);
+
+  it('frees a grant when the origin cancels an unkeyed job, so the next one runs instead of bouncing', async () => {
+    const p = await RawPeer.linked(hub.url, 'raw-grant');
+    const grants = (await p.next((f) => f[0] === PeerOp.Grants)) as Of<45>;
+    assert.deepEqual(grants[1], [['one', 1]]);
+    p.send([PeerOp.Forward, 1, RequestMode.Any, 'one', null, '', 2000, 1, null, null, null, Buffer.from('{}'), 1]);
+    await waitUntil(async () => (await stats(hub)).services.find((s: { name: string }) => s.name === 'one')?.inflight === 1, 3000, 'the job at the worker');
+    p.send([PeerOp.ForwardCancel, 1, 'E_CANCELLED']);
+    await waitUntil(async () => (await stats(hub)).services.find((s: { name: string }) => s.name === 'one')?.inflight === 0, 3000, 'the job cancelled');
+    // Within the grant again: it runs (and times out there), it is not handed back.
+    p.send([PeerOp.Forward, 2, RequestMode.Any, 'one', null, '', 300, 1, null, null, null, Buffer.from('{}'), 1]);
+    const answer = await p.next((f) => (f[0] === PeerOp.ForwardError || f[0] === PeerOp.HandBack) && f[1] === 2);
+    assert.equal(answer[0], PeerOp.ForwardError, JSON.stringify(answer));
+    assert.equal((answer as Of<39>)[3], 'E_DEADLINE');
+    p.close();
+  });
+
+  it('refuses keyed work that names no worker', async () => {
+    const p = await RawPeer.linked(hub.url, 'raw-keyless');
+    await p.next((f) => f[0] === PeerOp.Members);
+    p.send([PeerOp.Forward, 1, RequestMode.Keyed, 'one', 'k', '', 2000, 1, null, null, null, Buffer.from('{}'), 1]);
+    const e = (await p.next((f) => f[0] === PeerOp.ForwardError)) as Of<39>;
+    assert.equal(e[3], 'E_PROTOCOL');
+    p.close();
+  });
+
+  it('closes a link that gives an address it could not dial, and stays up', async () => {
+    const bad = await RawPeer.open(hub.url);
+    const c = (await bad.next((f) => f[0] === PeerOp.Challenge)) as Of<32>;
+    assert.equal(c[1].hubId, 'strict-hub');
+    bad.send([
+      PeerOp.PeerHello,
+      { hubId: 'raw-bad', bootNonce: 'x', versions: [1], ring: RING_ALGORITHM, challenge: bad.challenge, advertise: 'a b:1', proof: null },
+    ]);
+    assert.equal(await bad.closed, CloseCode.Protocol);
+    const p = await RawPeer.linked(hub.url, 'raw-gossip');
+    await p.next((f) => f[0] === PeerOp.Members);
+    p.send([PeerOp.Peers, [['evil', 'wss://[']]]);
+    assert.equal(await p.closed, CloseCode.Protocol);
+    assert.equal((await fetch(`${hub.url}/healthz`)).status, 200);
+  });
+});
+
 describe('peer protocol with a cluster secret', { timeout: 30_000 }, () => {
   after(stopAll);
 
