@@ -239,6 +239,17 @@ export class Dispatcher {
       if (job.pinned) this.workerGone(job, false);
       else this.route(svc, job, true);
     }
+    // The last consumer here is gone: unkeyed jobs peers sent would only wait for their
+    // deadline. Back to their origins (not run), which may have other hubs' workers for them.
+    if (svc.localUnkeyed === 0 && svc.peerQueues.size > 0) {
+      for (const q of [...svc.peerQueues.values()]) {
+        while ((job = q.shift())) {
+          this.dequeued(svc, job);
+          this.workerGone(job, false);
+        }
+      }
+      svc.peerQueues.clear();
+    }
   }
 
   /** The consumer behind `r` can take work again (credit back, socket drained). */

@@ -152,7 +152,7 @@ export class LongPoll {
       res.cork(() => {
         if (accepted) endWith(res.writeStatus('200 OK'), '', this.http);
         else if (accepted === false) writeError(res, 'E_UNKNOWN_JOB', this.http, 'the job was answered or expired while the reply arrived');
-        else writeError(res, 'E_UNKNOWN_JOB', this.http, `the link to the hub that leased that job (${issuer}) closed before it answered`);
+        else writeError(res, 'E_UNKNOWN_JOB', this.http, `the hub that leased that job (${issuer}) did not answer within the peer timeout, or its link closed`);
       });
     };
     const chunks: Buffer[] = [];

@@ -371,7 +371,14 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   /** Passes a legacy worker's reply on to the peer that leased the job. */
   sendLeaseReply(leaseId: string, contentType: string | null, body: Uint8Array, done: (accepted: boolean | null) => void): void {
     const id = this.nextLeaseReply++;
-    this.leaseReplies.set(id, done);
+    // A peer that never answers must not hold the legacy worker's request: give up after the peer timeout.
+    const timer = setTimeout(() => {
+      if (this.leaseReplies.delete(id)) done(null);
+    }, this.host.options.peerTimeoutMs);
+    this.leaseReplies.set(id, (accepted) => {
+      clearTimeout(timer);
+      done(accepted);
+    });
     this.send([PeerOp.LeaseReply, id, leaseId, contentType, body]);
   }
 
