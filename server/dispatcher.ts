@@ -6,7 +6,7 @@ import { ERRORS, type ErrorCode } from '../client/errors.js';
 import { type Headers, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { BroadcastGather } from './broadcast.js';
 import { Counters, type JobCounters } from './counters.js';
-import { type Consumer, HandBack, Job, type JobList, JobState, type Membership, Registration, Takes } from './job.js';
+import { type Consumer, HandBack, isLocalTakes, Job, type JobList, JobState, type Membership, Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
 import { ServiceState } from './service-queue.js';
 import { now, TimerWheel } from './timer-wheel.js';
@@ -16,6 +16,8 @@ export class Dispatcher {
   /** Every accepted job's deadline, and the lease of a job at a consumer that leases. */
   readonly wheel = new TimerWheel<Job>((job) => this.due(job));
   readonly counters: JobCounters;
+  /** Services in `services` that only peers' registrations created (budgeted apart). */
+  peerServices = 0;
   /** Bytes of bodies sitting in queues. */
   queuedBytes = 0;
   /** Accepted jobs not yet settled (broadcast parts count, their parent does not). */
@@ -211,10 +213,19 @@ export class Dispatcher {
       return existing;
     }
     let svc = this.services.get(name);
+    // Services only peers serve have a budget of their own: a peer announcing many services
+    // must not lock this hub's own workers out of the service table.
+    const byPeer = !isLocalTakes(membership.takes);
     if (!svc) {
-      if (this.services.size >= this.o.maxServices) return 'E_OVERLOADED';
+      if (byPeer ? this.peerServices >= this.o.maxServices : this.services.size - this.peerServices >= this.o.maxServices) return 'E_OVERLOADED';
       svc = new ServiceState(name);
+      svc.byPeer = byPeer;
+      if (byPeer) this.peerServices++;
       this.services.set(name, svc);
+    } else if (svc.byPeer && !byPeer) {
+      // A consumer here serves it too: it counts as this hub's own from now on.
+      svc.byPeer = false;
+      this.peerServices--;
     }
     const r = new Registration(consumer, name, concurrency, membership);
     svc.add(r);
@@ -296,6 +307,7 @@ export class Dispatcher {
     for (const [name, svc] of this.services) {
       if (svc.regs.length === 0 && svc.queued === 0 && !svc.isServed(this.o.serviceLingerMs, false, at)) {
         svc.ring.forget();
+        if (svc.byPeer) this.peerServices--;
         this.services.delete(name);
       }
     }

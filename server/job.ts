@@ -52,6 +52,11 @@ export const Takes = {
 } as const;
 export type TakesCode = (typeof Takes)[keyof typeof Takes];
 
+/** A consumer on this hub (a worker or a long-poll), not a peer's member or grant. */
+export function isLocalTakes(takes: TakesCode): boolean {
+  return takes === Takes.Ring || takes === Takes.Capacity;
+}
+
 /** Who serves: the identity a registration is known by in rings, /stats and X-Served-By. */
 export interface Membership {
   /** Stable worker identity; partition keys hash over it. */
@@ -100,7 +105,7 @@ export class Registration implements Membership {
   }
   /** A consumer on this hub (not a peer link). */
   isLocal(): boolean {
-    return this.takes === Takes.Ring || this.takes === Takes.Capacity;
+    return isLocalTakes(this.takes);
   }
 }
 

@@ -35,6 +35,8 @@ export class ServiceState {
   /** Of those, the ones on this hub, and the credit they have in all (what peers are granted). */
   localUnkeyed = 0;
   localCredit = 0;
+  /** Created by a peer's registration and not served here yet (counted apart from maxServices). */
+  byPeer = false;
   /** Every key owner of the stream. */
   readonly ring = new StreamRing();
   /** When the ring last became empty; never, for a service only long-pollers ever served. */

@@ -1162,3 +1162,24 @@ describe('dispatcher: random sequences of operations', () => {
     );
   });
 });
+
+describe('dispatcher: the service table', () => {
+  it("keeps services only peers serve in a budget of their own, so a peer's announcements cannot lock this hub's workers out", () => {
+    const { d } = hub({ maxServices: 2 });
+    const link = new FakeConsumer('link');
+    join(d, link, { service: 'far-1', takes: Takes.Remote });
+    join(d, link, { service: 'far-2', takes: Takes.Peer });
+    const third = d.register(link, 'far-3', 1, { instanceId: 'x', hubId: 'peer', weight: 1, takes: Takes.Remote });
+    assert.equal(third, 'E_OVERLOADED');
+    // This hub's own workers still have their two services.
+    join(d, new FakeConsumer('w1'), { service: 'mine-1' });
+    join(d, new FakeConsumer('w2'), { service: 'mine-2' });
+    assert.equal(d.register(new FakeConsumer('w3'), 'mine-3', 1, { instanceId: 'w3', hubId: 'hub-test', weight: 1, takes: Takes.Ring }), 'E_OVERLOADED');
+    // A worker here that serves a peer's service makes it this hub's own: the peer budget frees a slot.
+    assert.equal(d.peerServices, 2);
+    const { d: d2 } = hub({ maxServices: 2 });
+    join(d2, link, { service: 'shared', takes: Takes.Remote });
+    join(d2, new FakeConsumer('w'), { service: 'shared' });
+    assert.equal(d2.peerServices, 0);
+  });
+});
