@@ -104,8 +104,23 @@ export class Mesh implements LinkHost {
 
   linkUp(link: PeerLink): boolean {
     const id = link.remoteHubId;
+    if (id === this.hubId) {
+      this.log.error({ address: link.address }, 'another hub uses this hub id: refusing its link (give every hub its own --hub-id)');
+      link.close(CloseCode.PeerRefused, 'hub id in use');
+      return false;
+    }
     const existing = this.links.get(id);
     if (existing && existing !== link) {
+      // A new boot nonce while the old link still answers pings: not a restart, a second live
+      // hub with the same id. Its links would replace each other for ever: refuse the newer one.
+      if (existing.remoteBoot !== link.remoteBoot && existing.state === 'open' && now() - existing.lastSeen < (this.options.peerTimeoutMs * 2) / 3) {
+        this.log.error(
+          { peer: id, address: link.address, advertise: link.remoteAdvertise },
+          'two live hubs use one hub id: refusing the newer link (give every hub its own --hub-id)',
+        );
+        link.close(CloseCode.PeerRefused, 'hub id in use by a live hub');
+        return false;
+      }
       if (existing.remoteBoot !== link.remoteBoot) {
         // The same hub id with a new boot nonce: that hub restarted. What went over the old link
         // is lost (forwarded jobs are routed again); the new link replaces it.

@@ -315,6 +315,26 @@ describe('peer failures', { timeout: 120_000 }, () => {
     await waitUntil(async () => (await stats(hubs[0]!)).mesh.peers[0]?.heldBytes === 0, 3000, 'bytes released');
   });
 
+  it('refuses a second live hub with the same hub id, with a log line that says so', async () => {
+    const [a] = await startMesh(['twin-a']);
+    const b1 = await startHub({ ...MESH_FLAGS, 'hub-id': 'twin-b', peers: `127.0.0.1:${a!.port}` });
+    await waitUntil(
+      async () => (await stats(a!)).mesh.peers.some((p: { hubId: string; state: string }) => p.hubId === 'twin-b' && p.state === 'open'),
+      5000,
+      'twin-b linked',
+    );
+    const first = (await stats(a!)).mesh.peers.find((p: { hubId: string }) => p.hubId === 'twin-b').advertise;
+    await startHub({ ...MESH_FLAGS, 'hub-id': 'twin-b', peers: `127.0.0.1:${a!.port}` });
+    await a!.waitFor((l) => /two live hubs use one hub id/.test(String(l.msg)), 5000, 'the refusal log line');
+    const open = (await stats(a!)).mesh.peers.filter((p: { state: string }) => p.state === 'open');
+    assert.deepEqual(
+      open.map((p: { hubId: string; advertise: string }) => [p.hubId, p.advertise]),
+      [['twin-b', first]],
+      'the first twin keeps its link',
+    );
+    assert.ok(b1);
+  });
+
   it('takes a hub restarted under its id (on a new port) back in place of the dead one', async () => {
     const [a, b] = await startMesh(['again-a', 'again-b']);
     await startWorker({ url: b!.url, instanceId: 'again-w', services: [{ name: 'again' }] });
