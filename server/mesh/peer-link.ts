@@ -17,20 +17,10 @@ import type { Logger } from '../log.js';
 import type { HubOptions } from '../options.js';
 import type { SessionSocket, SessionSocketEvents } from '../session-socket.js';
 import { now } from '../timer-wheel.js';
-import { newChallenge, type PeerRole, proofOf, verifyProof } from './peer-auth.js';
+import type { PeerRole } from './peer-auth.js';
+import { PeerHandshake } from './peer-handshake.js';
 import { PeerMembers } from './peer-members.js';
-import {
-  type ChallengeInfo,
-  decodePeerFrame,
-  encodePeerFrame,
-  type ForwardFrame,
-  MAX_HOPS,
-  type MemberTuple,
-  PEER_PROTOCOL_VERSION,
-  type PeerFrame,
-  PeerOp,
-  RING_ALGORITHM,
-} from './peer-protocol.js';
+import { decodePeerFrame, encodePeerFrame, type ForwardFrame, MAX_HOPS, type MemberTuple, type PeerFrame, PeerOp } from './peer-protocol.js';
 
 /** A job handed back unrun more often than this fails rather than travel again. */
 const MAX_HAND_BACKS = 5;
@@ -92,7 +82,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   private pingSentAt = 0;
   private socket: SessionSocket | null = null;
   private readonly outbox: FrameOutbox;
-  private readonly challenge = newChallenge();
+  private readonly hs: PeerHandshake;
   /** Jobs this hub forwarded over the link, by forward id. */
   private readonly outgoing = new IdTable<Job>();
   private nextForwardId = 1;
@@ -117,6 +107,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   ) {
     this.nextPingAt = now() + Math.random() * pingInterval(host.options);
     this.outbox = new FrameOutbox(host.options.maxBackpressureBytes, host.counters.sockets, () => this.reoffer());
+    this.hs = new PeerHandshake(host, dialed, address);
   }
 
   get role(): PeerRole {
@@ -142,8 +133,8 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   attach(socket: SessionSocket): void {
     this.socket = socket;
     this.outbox.socket = socket;
-    // The acceptor speaks first: nothing about this hub but its id goes out before the dialer proves itself.
-    if (!this.dialed) this.send([PeerOp.Challenge, this.challengeInfo()]);
+    const opening = this.hs.opening();
+    if (opening) this.send(opening);
   }
 
   // ---- Consumer: jobs for the peer's workers ----
@@ -296,58 +287,17 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   }
 
   private handshake(f: PeerFrame): void {
-    const h = this.host;
-    if (this.dialed && f[0] === PeerOp.Challenge && this.remoteHubId === '') {
-      const c = f[1];
-      if (!this.compatible(c)) return;
-      this.remoteHubId = c.hubId;
-      this.remoteBoot = c.bootNonce;
-      const proof = h.secrets.length ? proofOf(h.secrets[0]!, 'dialer', c.challenge, h.hubId, c.hubId) : null;
-      this.send([PeerOp.PeerHello, { ...this.challengeInfo(), advertise: h.advertise(), proof }]);
-      return;
+    const step = this.hs.step(f);
+    if (step.kind === 'refuse') {
+      if (step.hubId) this.remoteHubId = step.hubId;
+      if (step.unauthorized) this.host.counters.sockets.protocolErrors++;
+      return this.refuse(step.code, step.why);
     }
-    if (!this.dialed && f[0] === PeerOp.PeerHello && this.remoteHubId === '') {
-      const hello = f[1];
-      if (!this.compatible(hello)) return;
-      const shared = verifyProof(h.secrets, hello.proof, 'dialer', this.challenge, hello.hubId, h.hubId);
-      if (shared === false) {
-        h.counters.sockets.protocolErrors++;
-        return this.refuse(CloseCode.PeerUnauthorized, `hub ${hello.hubId} at ${this.address} did not prove the cluster secret`);
-      }
-      this.remoteHubId = hello.hubId;
-      this.remoteBoot = hello.bootNonce;
-      this.remoteAdvertise = hello.advertise;
-      // Answer with the secret the dialer used: during a rotation the two may list them in another order.
-      const proof = shared === null ? null : proofOf(shared, 'acceptor', hello.challenge, h.hubId, hello.hubId);
-      this.send([PeerOp.PeerWelcome, { advertise: h.advertise(), proof }]);
-      return this.opened();
-    }
-    if (this.dialed && f[0] === PeerOp.PeerWelcome && this.remoteHubId !== '') {
-      const w = f[1];
-      if (verifyProof(h.secrets, w.proof, 'acceptor', this.challenge, this.remoteHubId, h.hubId) === false) {
-        return this.refuse(CloseCode.PeerUnauthorized, `hub ${this.remoteHubId} at ${this.address} did not prove the cluster secret`);
-      }
-      this.remoteAdvertise = w.advertise;
-      return this.opened();
-    }
-    this.refuse(CloseCode.Protocol, `unexpected peer op ${f[0]} during the handshake`);
-  }
-
-  private compatible(c: ChallengeInfo): boolean {
-    if (!c.versions.includes(PEER_PROTOCOL_VERSION)) {
-      this.refuse(CloseCode.PeerRefused, `hub ${c.hubId} speaks peer protocol versions ${c.versions.join(',')}, this hub ${PEER_PROTOCOL_VERSION}`);
-      return false;
-    }
-    if (c.ring !== RING_ALGORITHM) {
-      this.refuse(CloseCode.PeerRefused, `hub ${c.hubId} ranks keys with ${c.ring}, this hub with ${RING_ALGORITHM}`);
-      return false;
-    }
-    if (c.hubId === this.host.hubId && c.bootNonce === this.host.bootNonce) {
-      this.remoteHubId = c.hubId;
-      this.refuse(CloseCode.PeerRefused, 'dialled itself');
-      return false;
-    }
-    return true;
+    this.remoteHubId = step.peer.hubId;
+    this.remoteBoot = step.peer.bootNonce;
+    this.remoteAdvertise = step.peer.advertise;
+    if (step.frame) this.send(step.frame);
+    if (step.kind === 'open') this.opened();
   }
 
   private opened(): void {
@@ -357,10 +307,6 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     this.sendSnapshot();
     this.sendGrants(this.host.allGrants());
     this.host.announcePeers();
-  }
-
-  private challengeInfo(): ChallengeInfo {
-    return { hubId: this.host.hubId, bootNonce: this.host.bootNonce, versions: [PEER_PROTOCOL_VERSION], ring: RING_ALGORITHM, challenge: this.challenge };
   }
 
   sendSnapshot(): void {
