@@ -14,8 +14,8 @@ import { listenError } from './listen-error.js';
 import { createLogger, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
 import { Mesh } from './mesh/mesh.js';
-import type { PeerLink } from './mesh/peer-link.js';
 import { type HubOptions, resolveHubOptions } from './options.js';
+import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
 import { buildStats } from './stats.js';
 import { now } from './timer-wheel.js';
 import { UwsSessionSocket } from './uws-session-socket.js';
@@ -79,7 +79,6 @@ export class Hub implements SessionHost {
     const app = uWS.App();
     this.app = app;
     this.wireSockets(app);
-    this.wirePeers(app);
     this.ingress.routes(app);
     this.longPoll.routes(app);
     this.wireOperatorRoutes(app);
@@ -180,9 +179,34 @@ export class Hub implements SessionHost {
     return waitUntil(() => this.http.unanswered === 0, Math.max(until, now() + FINAL_FLUSH_MS));
   }
 
+  /** Worker and caller sessions at /ws; peer hubs at /peer (they dial with ws; here uWS accepts). */
   private wireSockets(app: TemplatedApp): void {
+    this.serveSockets(
+      app,
+      '/ws',
+      (remote) => new WorkerSession(this, this.nextSessionId++, remote),
+      (session) => this.sessions.add(session),
+      (session) => this.forget(session),
+    );
+    this.serveSockets(
+      app,
+      '/peer',
+      (remote) => this.mesh.accepted(remote),
+      () => {},
+      () => {},
+    );
+  }
+
+  /** One WebSocket route whose connections are sessions or links over the uWS adapter. */
+  private serveSockets<E extends SessionSocketEvents & { attach(socket: SessionSocket): void }>(
+    app: TemplatedApp,
+    path: string,
+    make: (remoteAddress: string) => E,
+    opened: (events: E) => void,
+    closed: (events: E) => void,
+  ): void {
     const o = this.options;
-    app.ws<SessionData>('/ws', {
+    app.ws<SocketData<E>>(path, {
       maxPayloadLength: o.maxFrameBytes,
       // Our own ping sweep does keep-alive with millisecond options; uWS's own is in seconds.
       idleTimeout: 0,
@@ -198,63 +222,29 @@ export class Hub implements SessionHost {
           this.counters.sockets.connectionsRefused++;
           return writeError(res, 'E_OVERLOADED', this.http, 'too many WebSocket connections');
         }
-        const session = new WorkerSession(this, this.nextSessionId++, remoteAddress(res));
-        res.upgrade<SessionData>(
-          { session },
+        res.upgrade<SocketData<E>>(
+          { events: make(remoteAddress(res)) },
           req.getHeader('sec-websocket-key'),
           req.getHeader('sec-websocket-protocol'),
           req.getHeader('sec-websocket-extensions'),
           context,
         );
       },
-      open: (ws: WebSocket<SessionData>) => {
-        const session = ws.getUserData().session;
-        session.attach(new UwsSessionSocket(ws));
-        this.sessions.add(session);
+      open: (ws: WebSocket<SocketData<E>>) => {
+        const events = ws.getUserData().events;
+        events.attach(new UwsSessionSocket(ws));
+        opened(events);
       },
       // The message's bytes are lent by uWS for this call only.
-      message: (ws, message, isBinary) => ws.getUserData().session.onMessage(new Uint8Array(message), isBinary, true),
-      drain: (ws) => ws.getUserData().session.onDrain(),
-      pong: (ws) => ws.getUserData().session.onPong(),
+      message: (ws, message, isBinary) => ws.getUserData().events.onMessage(new Uint8Array(message), isBinary, true),
+      drain: (ws) => ws.getUserData().events.onDrain(),
+      pong: (ws) => ws.getUserData().events.onPong(),
       close: (ws) => {
         // The socket can no longer be used here: only our own state is touched.
-        const session = ws.getUserData().session;
-        session.onClose();
-        this.forget(session);
+        const events = ws.getUserData().events;
+        events.onClose();
+        closed(events);
       },
-    });
-  }
-
-  /** Peer hubs link at /peer on the same port (they dial with ws; here uWS accepts). */
-  private wirePeers(app: TemplatedApp): void {
-    const o = this.options;
-    app.ws<PeerData>('/peer', {
-      maxPayloadLength: o.maxFrameBytes,
-      idleTimeout: 0,
-      sendPingsAutomatically: false,
-      maxBackpressure: o.maxBackpressureBytes * 2 + o.maxFrameBytes,
-      closeOnBackpressureLimit: 0,
-      compression: uWS.DISABLED,
-      upgrade: (res, req, context) => {
-        if (this.state !== 'listening') return writeError(res, 'E_SHUTTING_DOWN', this.http);
-        if (this.sessions.size + this.mesh.linkCount >= o.maxConnections) {
-          this.counters.sockets.connectionsRefused++;
-          return writeError(res, 'E_OVERLOADED', this.http, 'too many WebSocket connections');
-        }
-        const link = this.mesh.accepted(remoteAddress(res));
-        res.upgrade<PeerData>(
-          { link },
-          req.getHeader('sec-websocket-key'),
-          req.getHeader('sec-websocket-protocol'),
-          req.getHeader('sec-websocket-extensions'),
-          context,
-        );
-      },
-      open: (ws: WebSocket<PeerData>) => ws.getUserData().link.attach(new UwsSessionSocket(ws)),
-      message: (ws, message, isBinary) => ws.getUserData().link.onMessage(new Uint8Array(message), isBinary, true),
-      drain: (ws) => ws.getUserData().link.onDrain(),
-      pong: (ws) => ws.getUserData().link.onPong(),
-      close: (ws) => ws.getUserData().link.onClose(),
     });
   }
 
@@ -302,12 +292,9 @@ export class Hub implements SessionHost {
   }
 }
 
-/** What uWS keeps with each accepted WebSocket. */
-interface SessionData {
-  session: WorkerSession;
-}
-interface PeerData {
-  link: PeerLink;
+/** What uWS keeps with each accepted WebSocket: the session or link it carries. */
+interface SocketData<E> {
+  events: E;
 }
 
 /** The binding takes (host, port, options, callback); its typings list options only without a host. */

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { nanoid } from 'nanoid';
 import WebSocket from 'ws';
 import { CloseCode } from '../../client/protocol.js';
-import { InvalidOptionError } from '../args.js';
+import { InvalidOptionError, parseList } from '../args.js';
 import type { Counters } from '../counters.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { Takes } from '../job.js';
@@ -15,7 +15,6 @@ import type { HubOptions } from '../options.js';
 import { now } from '../timer-wheel.js';
 import { WsSessionSocket } from '../ws-session-socket.js';
 import { DnsSeed, dnsSeed } from './dns-seed.js';
-import { parseSecrets } from './peer-auth.js';
 import { type LinkHost, PeerLink } from './peer-link.js';
 import type { MemberTuple } from './peer-protocol.js';
 
@@ -486,5 +485,5 @@ function readSecrets(o: HubOptions): string[] {
       );
     }
   }
-  return parseSecrets(raw);
+  return parseList(raw);
 }

@@ -40,11 +40,3 @@ export function verifyProof(
   }
   return matched;
 }
-
-/** The secrets a hub accepts: a comma-separated list, first one used to prove itself. */
-export function parseSecrets(raw: string): string[] {
-  return raw
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-}

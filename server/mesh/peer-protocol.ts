@@ -230,16 +230,15 @@ export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean): PeerFrame
       return f as HandBackFrame;
     case PeerOp.SnapshotRequest:
       return [PeerOp.SnapshotRequest];
-    case PeerOp.Grants: {
+    case PeerOp.Grants:
       check.arity(f, 2, 'grants');
-      const list = f[1];
-      if (!Array.isArray(list) || list.length > MAX_MEMBERS_PER_FRAME) throw new ProtocolError('grants must be an array');
-      for (const g of list) {
-        if (!Array.isArray(g) || typeof g[0] !== 'string' || !Number.isSafeInteger(g[1]) || (g[1] as number) < 0)
-          throw new ProtocolError('a grant is [service, credit]');
-      }
+      tuples(
+        f[1],
+        MAX_MEMBERS_PER_FRAME,
+        'a grant is [service, credit]',
+        (g) => typeof g[0] === 'string' && Number.isSafeInteger(g[1]) && (g[1] as number) >= 0,
+      );
       return f as GrantsFrame;
-    }
     case PeerOp.LeaseReply:
       check.arity(f, 5, 'lease reply');
       check.uint(f[1], 'reply id');
@@ -256,16 +255,15 @@ export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean): PeerFrame
       check.arity(f, 2, 'claim');
       check.str(f[1], 'instanceId');
       return f as ClaimFrame;
-    case PeerOp.Peers: {
+    case PeerOp.Peers:
       check.arity(f, 2, 'peers');
-      const list = f[1];
-      if (!Array.isArray(list) || list.length > MAX_PEERS_PER_FRAME) throw new ProtocolError('peers must be an array');
-      for (const p of list) {
-        if (!Array.isArray(p) || typeof p[0] !== 'string' || !HUB_ID_RE.test(p[0]) || !isPeerAddress(p[1]))
-          throw new ProtocolError('a peer is [hubId, advertise], advertise host:port or a ws(s):// URL');
-      }
+      tuples(
+        f[1],
+        MAX_PEERS_PER_FRAME,
+        'a peer is [hubId, advertise], advertise host:port or a ws(s):// URL',
+        (p) => typeof p[0] === 'string' && HUB_ID_RE.test(p[0]) && isPeerAddress(p[1]),
+      );
       return f as PeersFrame;
-    }
     default:
       throw new ProtocolError(`unknown peer op ${String(f[0]).slice(0, 16)}`);
   }
@@ -289,17 +287,12 @@ function optBin(v: unknown, what: string): Uint8Array | null {
 }
 
 function members(v: unknown): void {
-  if (!Array.isArray(v) || v.length > MAX_MEMBERS_PER_FRAME) throw new ProtocolError('members must be an array');
-  for (const m of v) {
-    if (
-      !Array.isArray(m) ||
-      m.length < 3 ||
-      typeof m[0] !== 'string' ||
-      typeof m[1] !== 'string' ||
-      typeof m[2] !== 'number' ||
-      !(m[2] >= 0) ||
-      !Number.isFinite(m[2])
-    )
-      throw new ProtocolError('a member is [service, instanceId, weight]');
-  }
+  const weight = (w: unknown) => typeof w === 'number' && w >= 0 && Number.isFinite(w);
+  tuples(v, MAX_MEMBERS_PER_FRAME, 'a member is [service, instanceId, weight]', (m) => typeof m[0] === 'string' && typeof m[1] === 'string' && weight(m[2]));
+}
+
+/** An array of at most `max` arrays, each of which `valid` accepts. */
+function tuples(v: unknown, max: number, what: string, valid: (t: unknown[]) => boolean): void {
+  if (!Array.isArray(v) || v.length > max) throw new ProtocolError(`at most ${max} entries: ${what}`);
+  for (const t of v) if (!Array.isArray(t) || !valid(t)) throw new ProtocolError(what);
 }

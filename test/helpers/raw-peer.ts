@@ -3,23 +3,19 @@ import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { proofOf } from '../../server/mesh/peer-auth.js';
 import { decodePeerFrame, encodePeerFrame, type PeerFrame, PeerOp, RING_ALGORITHM } from '../../server/mesh/peer-protocol.js';
+import { FrameQueue } from './frame-queue.js';
 
 export class RawPeer {
-  readonly frames: PeerFrame[] = [];
+  private readonly queue = new FrameQueue<PeerFrame>();
+  readonly frames = this.queue.frames;
   readonly challenge = randomBytes(16);
   remoteHubId = '';
-  private waiters: { pred: (f: PeerFrame) => boolean; resolve: (f: PeerFrame) => void }[] = [];
   readonly closed: Promise<number>;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer) => {
       const f = decodePeerFrame(data, false);
-      this.frames.push(f);
-      this.waiters = this.waiters.filter((w) => {
-        if (!w.pred(f)) return true;
-        w.resolve(f);
-        return false;
-      });
+      this.queue.push(f);
     });
     this.closed = new Promise((r) => ws.on('close', (code) => r(code)));
   }
@@ -51,18 +47,7 @@ export class RawPeer {
   }
 
   next(pred: (f: PeerFrame) => boolean, timeoutMs = 3000): Promise<PeerFrame> {
-    const found = this.frames.find(pred);
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('timed out waiting for a peer frame')), timeoutMs);
-      this.waiters.push({
-        pred,
-        resolve: (f) => {
-          clearTimeout(t);
-          resolve(f);
-        },
-      });
-    });
+    return this.queue.next(pred, timeoutMs);
   }
 
   close(): void {

@@ -1,22 +1,18 @@
 /** A bare WebSocket to a hub for protocol tests: frames in, frames out, nothing else. */
 import WebSocket from 'ws';
 import { decodeFrame, encodeFrame, type Frame, Op } from '../../client/protocol.js';
+import { FrameQueue } from './frame-queue.js';
 
 export class RawSocket {
-  readonly frames: Frame[] = [];
+  private readonly queue = new FrameQueue<Frame>();
+  readonly frames = this.queue.frames;
   closeCode: number | null = null;
-  private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
   readonly closed: Promise<number>;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer) => {
       const f = decodeFrame(data, false);
-      this.frames.push(f);
-      this.waiters = this.waiters.filter((w) => {
-        if (!w.pred(f)) return true;
-        w.resolve(f);
-        return false;
-      });
+      this.queue.push(f);
     });
     this.closed = new Promise((r) =>
       ws.on('close', (code) => {
@@ -54,18 +50,7 @@ export class RawSocket {
   }
 
   next(pred: (f: Frame) => boolean, timeoutMs = 3000): Promise<Frame> {
-    const found = this.frames.find(pred);
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('timed out waiting for a frame')), timeoutMs);
-      this.waiters.push({
-        pred,
-        resolve: (f) => {
-          clearTimeout(t);
-          resolve(f);
-        },
-      });
-    });
+    return this.queue.next(pred, timeoutMs);
   }
 
   close(): void {
