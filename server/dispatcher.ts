@@ -58,6 +58,11 @@ export class Dispatcher {
     if (err) return this.reject(job, err);
     const svc = this.services.get(job.service)!;
     if (job.mode === RequestMode.Broadcast) return this.broadcast(svc, job);
+    return this.routeAndAccept(svc, job);
+  }
+
+  /** Routes a new job and accepts it, or settles it with the reason it was refused. */
+  private routeAndAccept(svc: ServiceState, job: Job): boolean {
     const refused = this.route(svc, job, false);
     if (refused) {
       if (refused === 'E_QUEUE_FULL') this.counters.rejectedQueueFull++;
@@ -79,13 +84,7 @@ export class Dispatcher {
       this.reject(job, 'E_WORKER_GONE');
       return;
     }
-    const refused = this.route(svc, job, false);
-    if (refused) {
-      if (refused === 'E_QUEUE_FULL') this.counters.rejectedQueueFull++;
-      this.reject(job, refused);
-      return;
-    }
-    this.accept(job);
+    this.routeAndAccept(svc, job);
   }
 
   /** Settles a job that was never accepted (refused by the ingress, a session or the dispatcher). */
@@ -259,7 +258,7 @@ export class Dispatcher {
           this.workerGone(job, false);
         }
       }
-      svc.peerQueues.clear();
+      svc.clearPeerQueues();
     }
   }
 
@@ -275,13 +274,16 @@ export class Dispatcher {
     }
     if (r.ownsKeys()) {
       // Keyed jobs that waited for any key owner now have one: each goes to its owner.
-      while ((job = svc.keyedQueue.head)) {
-        const owner = svc.owner(job.key!);
-        // No owner with a registration here (none, or only members this hub cannot reach): keep waiting.
-        if (!owner) break;
-        this.take(svc, svc.keyedQueue, job);
-        if (owner.canTake()) this.assign(owner, job);
-        else this.enqueue(svc, owner.ownerQueue, job);
+      for (let waiting = svc.keyedQueue.head; waiting; ) {
+        const next = waiting.qNext;
+        const owner = svc.owner(waiting.key!);
+        // A key without an owner registered here keeps waiting; the ones behind it need not.
+        if (owner) {
+          this.take(svc, svc.keyedQueue, waiting);
+          if (owner.canTake()) this.assign(owner, waiting);
+          else this.enqueue(svc, owner.ownerQueue, waiting);
+        }
+        waiting = next;
       }
     }
     let q: JobList | null;
@@ -418,8 +420,11 @@ export class Dispatcher {
     job.attempt++;
     r.inflight++;
     const lease = r.consumer.leaseMs;
-    // Without a reply within the lease, the attempt is lost and the job runs again (long-poll).
-    if (lease > 0 && now() + lease < job.deadline) this.wheel.add(job, now() + lease);
+    if (lease > 0) {
+      // Without a reply within the lease, the attempt is lost and the job runs again (long-poll).
+      const until = now() + lease;
+      if (until < job.deadline) this.wheel.add(job, until);
+    }
     r.consumer.deliver(job);
     const svc = this.services.get(r.service);
     if (svc && r.canTake()) svc.markReady(r);

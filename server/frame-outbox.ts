@@ -23,10 +23,6 @@ export class FrameOutbox implements Flushable {
     private readonly unblocked: () => void,
   ) {}
 
-  get pending(): number {
-    return this.frames.length;
-  }
-
   /** Queues `frame` for the end of this loop turn. */
   push(frame: Uint8Array): void {
     this.frames.push(frame);

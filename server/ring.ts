@@ -68,12 +68,11 @@ export function score(keyBytes: Uint8Array, seed: number, weight: number): numbe
 }
 
 /** The member that owns `key`, or null when there are none. */
-export function ownerOf<M extends RingMember>(key: string, members: readonly M[], eligible?: (m: M) => boolean): M | null {
+export function ownerOf<M extends RingMember>(key: string, members: readonly M[]): M | null {
   const bytes = encoder.encode(key);
   let best: M | null = null;
   let bestScore = -1;
   for (const m of members) {
-    if (eligible && !eligible(m)) continue;
     const s = score(bytes, m.seed, m.weight);
     if (s > bestScore || (s === bestScore && best !== null && m.instanceId < best.instanceId)) {
       best = m;

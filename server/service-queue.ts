@@ -23,6 +23,8 @@ export class ServiceState {
    * callers have no workers of their own gets a fair share of these, not what is left over.
    */
   readonly peerQueues = new Map<string, JobList>();
+  /** The same queues in an array, so taking turns allocates nothing. */
+  private peerQueueList: JobList[] = [];
   private turn = 0;
   /** Keyed jobs waiting for the first worker that can own keys. */
   readonly keyedQueue = new JobList();
@@ -81,6 +83,7 @@ export class ServiceState {
     if (!q) {
       q = new JobList();
       this.peerQueues.set(hubId, q);
+      this.peerQueueList.push(q);
     }
     return q;
   }
@@ -90,17 +93,26 @@ export class ServiceState {
    * in turn. A peer's grant takes only from this hub's own (one hop).
    */
   nextQueue(r: Registration): JobList | null {
-    if (!r.isLocal() || this.peerQueues.size === 0) return this.queue.head ? this.queue : null;
-    const queues = [this.queue, ...this.peerQueues.values()];
-    for (let i = 0; i < queues.length; i++) {
-      const q = queues[(this.turn + i) % queues.length]!;
+    const peers = this.peerQueueList;
+    if (!r.isLocal() || peers.length === 0) return this.queue.head ? this.queue : null;
+    const n = peers.length + 1;
+    for (let i = 0; i < n; i++) {
+      const t = (this.turn + i) % n;
+      const q = t === 0 ? this.queue : peers[t - 1]!;
       if (q.head) {
-        this.turn = (this.turn + i + 1) % queues.length;
+        this.turn = (t + 1) % n;
         return q;
       }
     }
-    for (const [hubId, q] of this.peerQueues) if (!q.head) this.peerQueues.delete(hubId);
+    this.clearPeerQueues();
     return null;
+  }
+
+  /** Forgets the per-peer queues (all empty, or emptied by the caller). */
+  clearPeerQueues(): void {
+    this.peerQueues.clear();
+    this.peerQueueList = [];
+    this.turn = 0;
   }
 
   /** The registration that owns `key`, or null while the ring is empty. */
@@ -133,7 +145,7 @@ export class ServiceState {
 
   /** A registration's credit changed. */
   recredit(r: Registration, concurrency: number): void {
-    if (r.takesUnkeyed() && r.isLocal() && this.regs.includes(r)) this.localCredit += concurrency - r.concurrency;
+    if (r.takesUnkeyed() && r.isLocal() && !r.closed) this.localCredit += concurrency - r.concurrency;
     r.concurrency = concurrency;
   }
 
