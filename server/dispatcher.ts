@@ -164,6 +164,12 @@ export class Dispatcher {
     const held = job.state === JobState.Assigned ? job.reg : null;
     if (code === 'E_DEADLINE') this.counters.expired++;
     else if (code === 'E_CANCELLED') this.counters.cancelled++;
+    // A job never accepted (its body was still arriving) is cancelled, not a failure to serve it.
+    if (!job.accepted) {
+      this.setError(job, code);
+      this.settle(job);
+      return;
+    }
     this.fail(job, code);
     if (held) held.consumer.cancel(job, code);
   }
