@@ -72,6 +72,7 @@ export class Connection extends EventEmitter {
   private lastHeard = 0;
   private readonly urls: string[];
   private urlIndex = 0;
+  private reconnects: boolean;
   /** Called with every frame after the welcome. */
   onFrame: (frame: Frame) => void = () => {};
   /** Called after each welcome, before queued frames go out (to re-register). */
@@ -83,6 +84,7 @@ export class Connection extends EventEmitter {
     super();
     this.backoff = o.reconnectMinMs ?? 100;
     this.urls = hubUrls(o.url);
+    this.reconnects = o.reconnect !== false;
     this.maxBatchFrames = Math.max(1, o.maxBatchFrames ?? (o.role === 'client' ? 16 : Infinity));
   }
 
@@ -128,6 +130,24 @@ export class Connection extends EventEmitter {
   /** The hub URL of the current (or next) session. */
   get url(): string {
     return this.urls[this.urlIndex % this.urls.length]!;
+  }
+
+  /** Hub URLs this connection may use. */
+  get urlCount(): number {
+    return this.urls.length;
+  }
+
+  /** The hub URLs in the order a next session elsewhere tries them: the one after this one first. */
+  nextUrls(): string[] {
+    const i = (this.urlIndex + 1) % this.urls.length;
+    return [...this.urls.slice(i), ...this.urls.slice(0, i)];
+  }
+
+  /** This socket finishes what it has; when it drops, no new one is opened. */
+  stopReconnecting(): void {
+    this.reconnects = false;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
   }
 
   /** Bytes waiting in this process for the socket. */
@@ -218,7 +238,7 @@ export class Connection extends EventEmitter {
       // That hub is gone or going: the next session goes to the next hub of the list.
       this.urlIndex++;
       this.onDrop(err);
-      if (this.o.reconnect === false) {
+      if (!this.reconnects) {
         this.state = 'closed';
         this.emit('fatal', err);
         this.emit('closed');

@@ -105,8 +105,8 @@ async function runEcho(args: string[]): Promise<number> {
   const { meshage } = await import('../client/meshage.js');
   const node = meshage({ url: hubUrl(values), ...(instanceId ? { instanceId } : {}) });
   for (const s of positionals) node.register(s, (m) => ({ echoed: m }), { concurrency });
-  node.worker.connection.on('welcome', (w) => log.info({ hubId: w.hubId, instanceId: w.instanceId, services: positionals }, 'serving'));
-  node.worker.connection.on('protocolError', (err: Error, ref: unknown) => log.error({ ref, err: err.message }, 'hub refused'));
+  node.worker.on('welcome', (w) => log.info({ hubId: w.hubId, instanceId: w.instanceId, services: positionals }, 'serving'));
+  node.worker.on('protocolError', (err: Error, ref: unknown) => log.error({ ref, err: err.message }, 'hub refused'));
   await node.start();
   const stop = () => {
     node.drain().then(

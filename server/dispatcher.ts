@@ -233,11 +233,39 @@ export class Dispatcher {
       this.peerServices--;
     }
     const r = new Registration(consumer, name, concurrency, membership);
-    svc.add(r);
+    const displaced = svc.add(r);
+    if (displaced) this.rehome(svc, displaced);
     if (r.takes === Takes.Ring) this.memberListener?.(name, r.instanceId, r.weight);
     if (r.isLocal() && r.takesUnkeyed()) this.creditListener?.(name);
     this.offer(r);
     return r;
+  }
+
+  /**
+   * `r`'s consumer became a lame duck (its hub is leaving the mesh): where another hub has the
+   * same instance, that copy becomes the ring member and takes the jobs waiting for `r`.
+   */
+  demote(r: Registration): void {
+    const svc = this.services.get(r.service);
+    const displaced = svc?.rechoose(r.instanceId);
+    if (svc && displaced) this.rehome(svc, displaced);
+  }
+
+  /**
+   * `r` is no longer its instance's ring member: the jobs waiting for it go to the member now,
+   * except jobs a peer sent for `r` itself (they travel one hop and still run on it).
+   */
+  private rehome(svc: ServiceState, r: Registration): void {
+    const member = svc.ring.get(r.instanceId)?.reg ?? null;
+    for (let job = r.ownerQueue.head; job; ) {
+      const next = job.qNext;
+      if (!job.fromPeer) {
+        this.take(svc, r.ownerQueue, job);
+        if (job.pinned && member) job.pinned = member;
+        this.route(svc, job, true);
+      }
+      job = next;
+    }
   }
 
   /** Closes `r` for new work; jobs waiting for it as their owner go to the next owner. */

@@ -61,8 +61,9 @@ export class Hub implements SessionHost {
     this.mesh = new Mesh(this.options, this.hubId, this.dispatcher, this.counters, this.log);
     this.mesh.onClaim = (instanceId, byHub) => {
       const older = this.instances.get(instanceId);
-      // A draining session is in no ring and finishes its work: it is never replaced.
-      if (older && older.state === 'open') {
+      // A draining session is in no ring and finishes its work: it is never replaced. Nor is
+      // one of a leaving hub: its worker opened that session elsewhere on Drain, and finishes here.
+      if (older && older.state === 'open' && this.state !== 'draining') {
         this.log.info({ instanceId, byHub }, 'worker instance moved to another hub: closing its session here');
         older.close(CloseCode.Replaced, `replaced by a newer session on hub ${byHub}`);
       }
@@ -142,7 +143,13 @@ export class Hub implements SessionHost {
     this.log.info({ open: this.dispatcher.open, grace: this.options.shutdownGraceMs }, 'draining');
     for (const s of this.sessions) s.sendDrain();
     const until = now() + this.options.shutdownGraceMs;
-    await waitUntil(() => this.dispatcher.open === 0, until);
+    // In a mesh, a lame duck first: its members keep their keys until their workers have moved
+    // to other hubs (or the peer timeout passes), then leave the rings.
+    await waitUntil(() => {
+      if (this.mesh.lameDuckOver()) this.mesh.withdraw();
+      return this.dispatcher.open === 0 && this.mesh.lameDuckOver();
+    }, until);
+    this.mesh.withdraw();
     if (this.dispatcher.open > 0) {
       this.log.warn({ open: this.dispatcher.open }, 'grace period over; answering the rest with 503');
       this.dispatcher.failAll('E_SHUTTING_DOWN');

@@ -37,6 +37,11 @@ export interface Consumer {
    * for it: a peer link that holds all the forwarded bytes it may, or is backed up.
    */
   refusesWaiting?(): boolean;
+  /**
+   * Its hub is leaving the mesh (a lame duck): its members keep their keys but take no new
+   * work, and another hub's registration of the same instance is the ring member instead.
+   */
+  readonly lameDuck?: boolean;
 }
 
 /** What a registration may take. */

@@ -46,8 +46,9 @@ export class ServiceState {
   private readonly entries = new Map<Registration, RingEntry>();
   /**
    * Every registration per instanceId that could be its ring member: the same worker may be
-   * registered on two hubs for a moment (it moved before its old session timed out). The ring
-   * holds the one on the smaller hubId, so every hub derives the same ring.
+   * registered on two hubs for a moment (it moved before its old session timed out, or its hub
+   * is leaving the mesh). The ring holds one not on a leaving hub, on the smaller hubId, so
+   * every hub derives the same ring.
    */
   private readonly candidates = new Map<string, RingEntry[]>();
 
@@ -133,14 +134,15 @@ export class ServiceState {
     return null;
   }
 
-  add(r: Registration): void {
+  /** Adds `r`; returns the ring member it displaced (whose waiting jobs must move), or null. */
+  add(r: Registration): Registration | null {
     this.regs.push(r);
     if (r.takesUnkeyed()) this.unkeyedConsumers++;
     if (r.takesUnkeyed() && r.isLocal()) {
       this.localUnkeyed++;
       this.localCredit += r.concurrency;
     }
-    if (r.ownsKeys()) this.join(r);
+    return r.ownsKeys() ? this.join(r) : null;
   }
 
   /** A registration's credit changed. */
@@ -173,15 +175,18 @@ export class ServiceState {
     if (r.takesUnkeyed() && --this.unkeyedConsumers === 0) this.lastConsumerAt = now();
   }
 
-  private join(r: Registration): void {
+  /**
+   * Makes `r` a candidate for its instance's ring entry. Returns the registration that was the
+   * member until now and no longer is (its waiting jobs must move), or null.
+   */
+  private join(r: Registration): Registration | null {
     const old = this.entries.get(r);
     const entry = new RingEntry(r.instanceId, r.hubId, r.weight, r);
     this.entries.set(r, entry);
     const list = (this.candidates.get(r.instanceId) ?? []).filter((e) => e !== old);
     list.push(entry);
-    list.sort((a, b) => (a.hubId < b.hubId ? -1 : a.hubId > b.hubId ? 1 : 0));
     this.candidates.set(r.instanceId, list);
-    if (this.ring.get(r.instanceId) !== list[0]) this.ring.set(list[0]!);
+    return this.choose(r.instanceId, list, old ?? null);
   }
 
   private leave(entry: RingEntry): void {
@@ -191,9 +196,42 @@ export class ServiceState {
       this.ring.delete(entry);
     } else {
       this.candidates.set(entry.instanceId, list);
-      if (this.ring.get(entry.instanceId) !== list[0]) this.ring.set(list[0]!);
+      this.choose(entry.instanceId, list, entry);
     }
   }
+
+  /**
+   * The candidate of `instanceId` that is the ring member: not on a leaving hub if one is not,
+   * then the one on the smaller hub id, so every hub picks the same. Returns the member it
+   * displaced (other than `gone`, which is leaving anyway), or null.
+   */
+  private choose(instanceId: string, list: RingEntry[], gone: RingEntry | null): Registration | null {
+    list.sort(byPreference);
+    const was = this.ring.get(instanceId);
+    if (was === list[0]) return null;
+    this.ring.set(list[0]!);
+    return was && was !== gone ? was.reg : null;
+  }
+
+  /**
+   * A candidate's hub began to leave the mesh: the instance's copy on another hub becomes the
+   * member. Returns the registration it displaced, or null.
+   */
+  rechoose(instanceId: string): Registration | null {
+    const list = this.candidates.get(instanceId);
+    return list ? this.choose(instanceId, list, null) : null;
+  }
+
+  /** Whether `instanceId` has a candidate on a hub other than `hubId` (it moved there). */
+  hasCopyElsewhere(instanceId: string, hubId: string): boolean {
+    return this.candidates.get(instanceId)?.some((e) => e.hubId !== hubId) ?? false;
+  }
+}
+
+function byPreference(a: RingEntry, b: RingEntry): number {
+  const lame = Number(a.reg?.consumer.lameDuck === true) - Number(b.reg?.consumer.lameDuck === true);
+  if (lame !== 0) return lame;
+  return a.hubId < b.hubId ? -1 : a.hubId > b.hubId ? 1 : 0;
 }
 
 /** Registrations that may have free credit, oldest first; stale entries are skipped. */

@@ -43,8 +43,13 @@ export class Mesh implements LinkHost {
   private startedAt = 0;
   private advertised = '';
   private stopped = false;
-  /** Shutting down: this hub's members are withdrawn from every peer's rings. */
+  /** Shutting down: peers send no new work here; this hub's members keep their keys (lame duck). */
   private leaving = false;
+  private leftAt = 0;
+  /** The members this hub had when it began to leave: what peers keep until it withdraws them. */
+  private frozen: MemberTuple[] = [];
+  /** The lame duck is over: this hub's members are withdrawn from every peer's rings. */
+  private withdrawn = false;
 
   constructor(
     readonly options: HubOptions,
@@ -256,12 +261,16 @@ export class Mesh implements LinkHost {
   }
 
   membersSnapshot(): { seq: number; members: MemberTuple[] } {
+    if (this.withdrawn) return { seq: this.seq, members: [] };
+    return { seq: this.seq, members: this.leaving ? this.frozen : this.ownMembers() };
+  }
+
+  private ownMembers(): MemberTuple[] {
     const members: MemberTuple[] = [];
-    if (this.leaving) return { seq: this.seq, members };
     for (const svc of this.dispatcher.services.values()) {
       for (const r of svc.regs) if (r.takes === Takes.Ring && !r.closed) members.push([svc.name, r.instanceId, r.weight]);
     }
-    return { seq: this.seq, members };
+    return members;
   }
 
   /** Every seed has linked and synced, or the sync timeout passed: the hub may report ready. */
@@ -277,24 +286,57 @@ export class Mesh implements LinkHost {
   }
 
   /**
-   * The hub is shutting down: every peer drops this hub's members from its rings and its grants,
-   * so no new work is forwarded here (work here already finishes, or goes back to its origin).
+   * The hub is shutting down, as a lame duck: peers send no new work here and its grants end,
+   * but its members keep their keys (peers hold keyed work for them) until their workers open
+   * sessions on other hubs, or the peer timeout passes; then `withdraw`.
    */
   leave(): void {
     if (this.leaving) return;
     this.leaving = true;
-    // Changes and grants scheduled before the leave must not follow it.
+    this.leftAt = now();
+    // Changes and grants scheduled before the leave must not follow it: the membership peers
+    // keep from now on is this one.
     this.changes = [];
     this.regrants.clear();
     if (this.grantTimer) clearTimeout(this.grantTimer);
     this.grantTimer = null;
+    this.frozen = this.ownMembers();
     this.seq++;
     const withdrawn = this.allGrants(true).map(([service]): [string, number] => [service, 0]);
     for (const link of this.links.values()) {
+      // A snapshot, since changes of this turn were not sent: peers keep exactly this.
       link.sendSnapshot();
       link.sendGrants(withdrawn);
+      link.sendLeaving();
     }
-    this.log.info({ peers: this.links.size }, 'leaving the mesh: members and grants withdrawn');
+    this.log.info(
+      { peers: this.links.size, members: this.frozen.length },
+      'leaving the mesh: peers send no new work here; members keep their keys until they move',
+    );
+  }
+
+  get isLeaving(): boolean {
+    return this.leaving;
+  }
+
+  /**
+   * Whether the lame duck is over: every member this hub had when it began to leave has a
+   * session on another hub now, or the peer timeout has passed, or no peer is linked.
+   */
+  lameDuckOver(): boolean {
+    if (!this.leaving || this.withdrawn || this.links.size === 0) return true;
+    if (now() - this.leftAt >= this.options.peerTimeoutMs) return true;
+    return this.frozen.every(([service, instanceId]) => this.dispatcher.services.get(service)?.hasCopyElsewhere(instanceId, this.hubId) === true);
+  }
+
+  /** Ends the lame duck: this hub's members leave every peer's rings (an empty Members). */
+  withdraw(): void {
+    if (!this.leaving || this.withdrawn) return;
+    this.withdrawn = true;
+    this.seq++;
+    for (const link of this.links.values()) link.sendSnapshot();
+    const moved = this.frozen.filter(([s, i]) => this.dispatcher.services.get(s)?.hasCopyElsewhere(i, this.hubId)).length;
+    this.log.info({ members: this.frozen.length, moved, afterMs: Math.round(now() - this.leftAt) }, 'members withdrawn from the mesh');
   }
 
   /** Closes every link and stops dialling. */
@@ -350,7 +392,7 @@ export class Mesh implements LinkHost {
     // Changes of one loop turn go out as one delta (a worker registering many services).
     setImmediate(() => {
       this.changesScheduled = false;
-      // A leave between the change and now withdrew everything: announcing it would undo that.
+      // A leave between the change and now froze the membership peers keep.
       if (this.leaving) return;
       const changes = this.changes;
       this.changes = [];

@@ -53,6 +53,8 @@ export interface LinkHost {
   learnPeers(peers: [string, string][]): void;
   /** This hub's ring members, and the sequence number of that state. */
   membersSnapshot(): { seq: number; members: MemberTuple[] };
+  /** This hub is leaving the mesh (a lame duck). */
+  readonly isLeaving: boolean;
 }
 
 export type LinkState = 'handshake' | 'open' | 'closed';
@@ -79,6 +81,8 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   bytesOut = 0;
   /** Body bytes held for jobs forwarded over this link and not settled. */
   heldBytes = 0;
+  /** The peer said it is leaving the mesh: no new work goes to it; its members keep their keys. */
+  lameDuck = false;
   private pingSentAt = 0;
   private socket: SessionSocket | null = null;
   private readonly outbox: FrameOutbox;
@@ -140,11 +144,12 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   // ---- Consumer: jobs for the peer's workers ----
 
   canSend(): boolean {
-    return this.state === 'open' && !this.outbox.blocked && this.heldBytes < this.host.options.maxForwardBytesPerPeer;
+    return this.state === 'open' && !this.lameDuck && !this.outbox.blocked && this.heldBytes < this.host.options.maxForwardBytesPerPeer;
   }
 
+  /** A full or backed-up link refuses new work; a leaving peer's work waits for its instance to move. */
   refusesWaiting(): boolean {
-    return this.state === 'open' && (this.outbox.blocked || this.heldBytes >= this.host.options.maxForwardBytesPerPeer);
+    return this.state === 'open' && !this.lameDuck && (this.outbox.blocked || this.heldBytes >= this.host.options.maxForwardBytesPerPeer);
   }
 
   deliver(job: Job): void {
@@ -243,6 +248,11 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
       }
       case PeerOp.Forward:
         return this.forwarded(f);
+      case PeerOp.Leaving:
+        if (this.lameDuck) return;
+        this.lameDuck = true;
+        this.host.log.info({ peer: this.remoteHubId, members: this.peer!.size }, 'peer is leaving the mesh: its members keep their keys until they move');
+        return this.peer!.leaving();
       case PeerOp.ForwardReply: {
         const job = this.takeOutgoing(f[1]);
         if (!job) return;
@@ -306,6 +316,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     this.peer = new PeerMembers(this.host.dispatcher, this, this.remoteHubId, this.host.log);
     this.sendSnapshot();
     this.sendGrants(this.host.allGrants());
+    if (this.host.isLeaving) this.sendLeaving();
     this.host.announcePeers();
   }
 
@@ -331,6 +342,11 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   /** Tells the peer how many unkeyed jobs per service it may have here. */
   sendGrants(grants: [string, number][]): void {
     if (this.state === 'open' && grants.length > 0) this.send([PeerOp.Grants, grants]);
+  }
+
+  /** Tells the peer this hub is leaving the mesh. */
+  sendLeaving(): void {
+    if (this.state === 'open') this.send([PeerOp.Leaving]);
   }
 
   /** Tells the peer that a worker instance opened a session here. */

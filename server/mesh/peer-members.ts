@@ -106,6 +106,16 @@ export class PeerMembers {
     return out;
   }
 
+  /**
+   * The peer is leaving the mesh: its grants end, and each of its members gives way to another
+   * hub's copy of the same instance where there is one (they keep their keys otherwise).
+   */
+  leaving(): void {
+    for (const r of this.grants.values()) this.dispatcher.unregister(r);
+    this.grants.clear();
+    for (const r of this.members.values()) this.dispatcher.demote(r);
+  }
+
   /** The link can take work again: every registration of the peer may. */
   offerAll(): void {
     for (const r of this.members.values()) this.dispatcher.offer(r);

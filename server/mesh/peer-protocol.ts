@@ -46,6 +46,11 @@ export const PeerOp = {
   LeaseReply: 46,
   /** Whether the job took that reply. */
   LeaseAnswer: 47,
+  /**
+   * The sender is leaving the mesh: send it no new work. Its members keep their keys until it
+   * withdraws them (an empty Members) or the link closes; another hub's copy of an instance wins.
+   */
+  Leaving: 48,
 } as const;
 
 export interface ChallengeInfo {
@@ -107,6 +112,7 @@ export type LeaseAnswerFrame = [typeof PeerOp.LeaseAnswer, number, boolean];
 export type ClaimFrame = [typeof PeerOp.Claim, string];
 /** [op, [[hubId, advertise], ...]] */
 export type PeersFrame = [typeof PeerOp.Peers, [string, string][]];
+export type LeavingFrame = [typeof PeerOp.Leaving];
 
 export type PeerFrame =
   | ChallengeFrame
@@ -124,7 +130,8 @@ export type PeerFrame =
   | ClaimFrame
   | GrantsFrame
   | LeaseReplyFrame
-  | LeaseAnswerFrame;
+  | LeaseAnswerFrame
+  | LeavingFrame;
 
 /**
  * An address a hub can be dialled at: `host:port` (a name or an IPv4 address, or `[IPv6]:port`)
@@ -230,6 +237,8 @@ export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean): PeerFrame
       return f as HandBackFrame;
     case PeerOp.SnapshotRequest:
       return [PeerOp.SnapshotRequest];
+    case PeerOp.Leaving:
+      return [PeerOp.Leaving];
     case PeerOp.Grants:
       check.arity(f, 2, 'grants');
       tuples(

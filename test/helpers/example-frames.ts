@@ -73,6 +73,7 @@ export const PEER_EXAMPLE_FRAMES: Record<string, PeerFrame> = {
   ],
   leaseReply: [PeerOp.LeaseReply, 1, 'V1StGXR8_Z5jdHi6B-myT.hub-a', 'application/json', Buffer.from('{"ok":1}')],
   leaseAnswer: [PeerOp.LeaseAnswer, 1, true],
+  leaving: [PeerOp.Leaving],
 };
 
 /** Names of each op's positional fields, as PROTOCOL.md's tables call them. */
@@ -107,6 +108,7 @@ export const FIELD_NAMES: Record<number, readonly string[]> = {
   [PeerOp.Grants]: ['op', 'grants'],
   [PeerOp.LeaseReply]: ['op', 'replyId', 'leaseId', 'contentType', 'body'],
   [PeerOp.LeaseAnswer]: ['op', 'replyId', 'accepted'],
+  [PeerOp.Leaving]: ['op'],
 };
 
 const OP_NAMES = new Map<number, string>([...Object.entries(Op), ...Object.entries(PeerOp)].map(([name, op]) => [op, name]));

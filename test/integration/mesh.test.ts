@@ -259,10 +259,11 @@ describe('peer failures', { timeout: 120_000 }, () => {
     );
   });
 
-  it('leaves the mesh on SIGTERM without failing a request that entered another hub, and exits 0', async () => {
-    const hubs = await startMesh(['leave-a', 'leave-b', 'leave-c'], { 'shutdown-grace-ms': 1000 });
+  it('leaves the mesh on SIGTERM as a lame duck: no request fails, no key changes its worker, exit 0', async () => {
+    const hubs = await startMesh(['leave-a', 'leave-b', 'leave-c'], { 'shutdown-grace-ms': 2000 });
+    const workers = [];
     for (const [i, h] of hubs.entries()) {
-      await startWorker({
+      workers[i] = await startWorker({
         url: `${h.url},${hubs[(i + 1) % 3]!.url}`,
         instanceId: `lw-${i}`,
         services: [{ name: 'lv', mode: 'sleep', sleepMs: 30, concurrency: 16 }],
@@ -271,18 +272,27 @@ describe('peer failures', { timeout: 120_000 }, () => {
     await converged(hubs, 'lv', 3);
     const live = [hubs[0]!, hubs[2]!];
     const statuses: number[] = [];
+    /** Every worker instance that served each key. */
+    const servedKey = new Map<string, Set<string>>();
     let stop = false;
     let n = 0;
     const callers = Array.from({ length: 8 }, async (_, c) => {
       while (!stop) {
-        const r = await post(`${live[c % 2]!.url}/api/lv/k${n++ % 100}`, '{}', { 'x-timeout-ms': '4000' });
+        const key = `k${n++ % 100}`;
+        const r = await post(`${live[c % 2]!.url}/api/lv/${key}`, '{}', { 'x-timeout-ms': '4000' });
         statuses.push(r.status);
+        const instance = servedBy(r)?.split('/')[1];
+        if (instance) servedKey.set(key, (servedKey.get(key) ?? new Set()).add(instance));
       }
     });
     await sleep(300);
     hubs[1]!.kill('SIGTERM');
     assert.equal((await hubs[1]!.exited).code, 0);
-    // Its worker moved to the next hub of its list; every hub left agrees on the ring.
+    // Its worker moved to the next hub of its list at once, before its old hub withdrew it.
+    const withdrawn = hubs[1]!.lines.find((l) => typeof l === 'object' && (l as { msg?: string }).msg === 'members withdrawn from the mesh') as
+      | { members: number; moved: number }
+      | undefined;
+    assert.deepEqual([withdrawn?.members, withdrawn?.moved], [1, 1], 'the leaving hub withdrew its member after it moved');
     const ring = await converged(live, 'lv', 3);
     assert.ok(
       ring.some((m) => m.instanceId === 'lw-1' && m.hubId === 'leave-c'),
@@ -293,6 +303,13 @@ describe('peer failures', { timeout: 120_000 }, () => {
     await Promise.all(callers);
     const failed = statuses.filter((s) => s !== 200);
     assert.deepEqual(failed, [], `${failed.length} of ${statuses.length} failed`);
+    const moved = [...servedKey].filter(([, instances]) => instances.size > 1).map(([k, i]) => `${k}: ${[...i].join(', ')}`);
+    assert.deepEqual(moved, [], 'keys served by more than one worker instance during the leave');
+    assert.equal(servedKey.size, 100);
+    // While it had two sessions, the moving worker never ran more jobs than its concurrency.
+    const peak = Math.max(...workers[1]!.events('done').map((e) => e.maxRunning as number));
+    assert.ok(peak <= 16, `ran ${peak} at once`);
+    assert.equal(workers[1]!.events('protocolError').length, 0);
   });
 
   it('answers 503 E_OVERLOADED for new forwards once a peer holds all the forwarded bytes it may', async () => {

@@ -110,6 +110,31 @@ describe('peer protocol, spoken by hand', { timeout: 60_000 }, () => {
     assert.equal((await stats(hub)).services.find((s: { name: string }) => s.name === 'far').ring.members.length, 0);
   });
 
+  it("keeps a Leaving peer's member in the ring, holds its keyed work, and gives it to the same instance once it registers here", async () => {
+    const p = await RawPeer.linked(hub.url, 'raw-leave');
+    await p.next((f) => f[0] === PeerOp.Members);
+    p.send([PeerOp.Members, 0, [['lame', 'lame-w', 1]]]);
+    p.send([PeerOp.Grants, [['lame', 4]]]);
+    const lame = async () => (await stats(hub)).services.find((s: { name: string }) => s.name === 'lame');
+    await waitUntil(async () => (await lame())?.ring.members.length === 1, 3000, 'the peer member in the ring');
+    p.send([PeerOp.Leaving]);
+    const keyed = post(`${hub.url}/api/lame/k1`, '{"n":1}', { 'x-timeout-ms': '3000' });
+    await waitUntil(async () => (await lame())?.queued === 1, 3000, 'the keyed job waiting');
+    assert.deepEqual((await lame()).ring.members, [{ instanceId: 'lame-w', hubId: 'raw-leave', weight: 1 }], 'its member keeps its keys');
+    // The same instance opens a session here: that copy is the member now, and takes the job.
+    await startWorker({ url: hub.url, instanceId: 'lame-w', services: [{ name: 'lame' }] });
+    const r = await keyed;
+    assert.deepEqual([r.status, r.headers.get('x-served-by')], [200, 'proto-hub/lame-w']);
+    assert.deepEqual((await lame()).ring.members, [{ instanceId: 'lame-w', hubId: 'proto-hub', weight: 1 }]);
+    assert.ok(!p.frames.some((f) => f[0] === PeerOp.Forward), 'nothing was forwarded to the leaving peer');
+    // Its withdrawal (an empty Members) changes no ring where the instance moved.
+    p.send([PeerOp.Members, 1, []]);
+    p.send([PeerOp.Leaving]);
+    const again = await post(`${hub.url}/api/lame/k1`, '{}');
+    assert.deepEqual([again.status, again.headers.get('x-served-by')], [200, 'proto-hub/lame-w']);
+    p.close();
+  });
+
   it('hands a job back to the origin when asked, and the origin routes it again without counting an attempt', async () => {
     const p = await RawPeer.linked(hub.url, 'raw-5');
     await p.next((f) => f[0] === PeerOp.Members);

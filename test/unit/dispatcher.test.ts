@@ -52,6 +52,8 @@ interface Delivery {
 /** A consumer that records deliveries and cancels; the test decides when it can send. */
 class FakeConsumer implements Consumer {
   sendable = true;
+  /** Its hub is leaving the mesh (as a peer link says after Leaving). */
+  lameDuck = false;
   /** Every delivery ever. */
   readonly delivered: Delivery[] = [];
   /** Deliveries not yet given back (reply, error, ack or lost). */
@@ -305,6 +307,60 @@ describe('dispatcher: keyed routing and owner queues', () => {
     reply(d, cs[1]!, cs[1]!.held[0]!);
     assert.deepEqual(cs[1]!.bodies(), ['first', 'second']);
     assert.equal(regs[1]!.ownerQueue.length, 0);
+  });
+
+  it("holds the keyed and broadcast work of a member whose hub is leaving, and gives it to the same instance's copy on another hub", () => {
+    const { d } = hub();
+    const remote = (c: FakeConsumer, hubId: string) => {
+      const r = d.register(c, 'svc', 1000, { instanceId: 'w-move', hubId, weight: 1, takes: Takes.Remote });
+      assert.ok(r instanceof Registration);
+      return r;
+    };
+    const viaX = new FakeConsumer('link-x');
+    const viaZ = new FakeConsumer('link-z');
+    const stay = new FakeConsumer('w-stay');
+    const xr = remote(viaX, 'hub-x');
+    join(d, stay, { concurrency: 1000 });
+    const svc = d.services.get('svc')!;
+    const digest = svc.ring.digest();
+    const keys = keysOwnedBy('w-move', [{ id: 'w-move' }, { id: 'w-stay' }], 3);
+    // hub-x leaves: nothing new goes to it, and its member keeps its keys (the work waits).
+    viaX.lameDuck = true;
+    viaX.sendable = false;
+    d.demote(xr);
+    const w = new Waiter();
+    const jobs = keys.map((key) => submit(d, job(w, { key, body: key })));
+    const parent = submit(d, job(w, { mode: RequestMode.Broadcast, key: 'b', body: 'all' }));
+    assert.equal(xr.ownerQueue.length, 4);
+    assert.deepEqual(stay.bodies(), ['all']);
+    // The instance opens a session on hub-z: that copy is the member (though hub-x sorts first).
+    const zr = remote(viaZ, 'hub-z');
+    assert.equal(svc.ring.get('w-move')?.reg, zr);
+    assert.equal(svc.ring.digest(), digest, 'the same instances and weights: the same ring');
+    assert.deepEqual(viaZ.bodies().sort(), [...keys, 'all'].sort());
+    assert.equal(xr.ownerQueue.length, 0);
+    for (const j of jobs) assert.equal(j.reg, zr);
+    assert.ok(parent.parts!.some((p) => p.pinned === zr));
+    assert.equal(viaX.delivered.length, 0);
+  });
+
+  it("makes an instance's copy on another hub the member when the member's hub begins to leave, moving the work that waits", () => {
+    const { d } = hub();
+    const viaA = new FakeConsumer('link-a');
+    const viaB = new FakeConsumer('link-b');
+    const ar = d.register(viaA, 'svc', 1000, { instanceId: 'w-1', hubId: 'hub-a', weight: 1, takes: Takes.Remote }) as Registration;
+    const br = d.register(viaB, 'svc', 1000, { instanceId: 'w-1', hubId: 'hub-b', weight: 1, takes: Takes.Remote }) as Registration;
+    const svc = d.services.get('svc')!;
+    assert.equal(svc.ring.get('w-1')?.reg, ar, 'the smaller hub id first');
+    viaA.sendable = false;
+    const w = new Waiter();
+    const j = submit(d, job(w, { key: 'k' }));
+    assert.equal(ar.ownerQueue.length, 1);
+    viaA.lameDuck = true;
+    d.demote(ar);
+    assert.equal(svc.ring.get('w-1')?.reg, br);
+    assert.equal(j.reg, br);
+    assert.equal(viaB.delivered.length, 1);
   });
 
   it('moves the keyed jobs queued at an owner that unregisters to the next owner in the ranking', () => {
