@@ -39,11 +39,11 @@ export class HttpSide {
 }
 
 /**
- * Ends an answer that has a body. While closing, uWS writes `Connection: close`, then shuts the
- * socket down and closes it once the answer is out of its buffer.
+ * Ends an answer that has a body. While closing (or when `close`), uWS writes
+ * `Connection: close`, then shuts the socket down and closes it once the answer is out of its buffer.
  */
-export function endWith(res: HttpResponse, body: RecognizedString, http: HttpSide): void {
-  res.end(body, http.closing);
+export function endWith(res: HttpResponse, body: RecognizedString, http: HttpSide, close = http.closing): void {
+  res.end(body, close);
 }
 
 /**
@@ -67,7 +67,10 @@ function writeErrorAnswer(res: HttpResponse, status: number, code: string, messa
   res.writeHeader(ERROR_CODE_HEADER, code);
   res.writeHeader(SERVED_BY_HEADER, servedBy);
   if (status === 503) res.writeHeader('retry-after', '1');
-  endAnswer(res, status, isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } }), http);
+  const body = isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } });
+  // The rest of an oversized body may still be on its way: the connection cannot carry another request.
+  if (code === 'E_BODY_TOO_LARGE') endWith(res, body, http, true);
+  else endAnswer(res, status, body, http);
 }
 
 /** Writes a settled job as the whole answer. Call inside a cork. */

@@ -8,7 +8,7 @@ import { BroadcastGather } from './broadcast.js';
 import { Counters, type JobCounters } from './counters.js';
 import { type Consumer, HandBack, isLocalTakes, Job, type JobList, JobState, type Membership, Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
-import { ServiceState } from './service-queue.js';
+import { ServiceOrigin, type ServiceOriginCode, ServiceState } from './service-queue.js';
 import { now, TimerWheel } from './timer-wheel.js';
 
 export class Dispatcher {
@@ -18,6 +18,8 @@ export class Dispatcher {
   readonly counters: JobCounters;
   /** Services in `services` that only peers' registrations created (budgeted apart). */
   peerServices = 0;
+  /** Services only long-polls asked for, least recently polled first (budgeted apart). */
+  readonly pollServices = new Set<ServiceState>();
   /** Bytes of bodies sitting in queues. */
   queuedBytes = 0;
   /** Accepted jobs not yet settled (broadcast parts count, their parent does not). */
@@ -217,20 +219,27 @@ export class Dispatcher {
       this.offer(existing);
       return existing;
     }
+    // Services only peers serve, and names only long-polls ask for, have budgets of their own:
+    // neither a peer announcing many services nor polls on made-up names may lock this hub's
+    // own workers out of the service table.
+    const origin = !isLocalTakes(membership.takes) ? ServiceOrigin.Peer : membership.takes === Takes.Capacity ? ServiceOrigin.Poll : ServiceOrigin.Own;
     let svc = this.services.get(name);
-    // Services only peers serve have a budget of their own: a peer announcing many services
-    // must not lock this hub's own workers out of the service table.
-    const byPeer = !isLocalTakes(membership.takes);
     if (!svc) {
-      if (byPeer ? this.peerServices >= this.o.maxServices : this.services.size - this.peerServices >= this.o.maxServices) return 'E_OVERLOADED';
+      if (!this.roomFor(origin)) return 'E_OVERLOADED';
       svc = new ServiceState(name);
-      svc.byPeer = byPeer;
-      if (byPeer) this.peerServices++;
+      svc.origin = origin;
+      if (origin === ServiceOrigin.Peer) this.peerServices++;
+      if (origin === ServiceOrigin.Poll) this.pollServices.add(svc);
       this.services.set(name, svc);
-    } else if (svc.byPeer && !byPeer) {
-      // A consumer here serves it too: it counts as this hub's own from now on.
-      svc.byPeer = false;
-      this.peerServices--;
+    } else if (svc.origin !== ServiceOrigin.Own && origin === ServiceOrigin.Own) {
+      // A worker here serves it too: it counts as this hub's own from now on.
+      if (!this.roomFor(origin)) return 'E_OVERLOADED';
+      this.forgetOrigin(svc);
+      svc.origin = ServiceOrigin.Own;
+    } else if (svc.origin === ServiceOrigin.Poll) {
+      // Polled again: the most recently used name of the LRU.
+      this.pollServices.delete(svc);
+      this.pollServices.add(svc);
     }
     const r = new Registration(consumer, name, concurrency, membership);
     const displaced = svc.add(r);
@@ -340,13 +349,38 @@ export class Dispatcher {
   /** Drops services with no consumer, no queue and no linger left. */
   sweepServices(): void {
     const at = now();
-    for (const [name, svc] of this.services) {
-      if (svc.regs.length === 0 && svc.queued === 0 && !svc.isServed(this.o.serviceLingerMs, false, at)) {
-        svc.ring.forget();
-        if (svc.byPeer) this.peerServices--;
-        this.services.delete(name);
+    for (const svc of this.services.values()) {
+      if (svc.regs.length === 0 && svc.queued === 0 && !svc.isServed(this.o.serviceLingerMs, false, at)) this.dropService(svc);
+    }
+  }
+
+  /**
+   * Whether a service of `origin` may be added. Own and peer services each have maxServices;
+   * long-poll names too, and when they are full the least recently polled name that nothing
+   * waits on gives way (its linger ends early: a poller on it would create it again).
+   */
+  private roomFor(origin: ServiceOriginCode): boolean {
+    if (origin === ServiceOrigin.Peer) return this.peerServices < this.o.maxServices;
+    if (origin === ServiceOrigin.Own) return this.services.size - this.peerServices - this.pollServices.size < this.o.maxServices;
+    if (this.pollServices.size < this.o.maxServices) return true;
+    for (const svc of this.pollServices) {
+      if (svc.regs.length === 0 && svc.queued === 0) {
+        this.dropService(svc);
+        return true;
       }
     }
+    return false;
+  }
+
+  private dropService(svc: ServiceState): void {
+    svc.ring.forget();
+    this.forgetOrigin(svc);
+    this.services.delete(svc.name);
+  }
+
+  private forgetOrigin(svc: ServiceState): void {
+    if (svc.origin === ServiceOrigin.Peer) this.peerServices--;
+    if (svc.origin === ServiceOrigin.Poll) this.pollServices.delete(svc);
   }
 
   /** A job's time on the wheel came: its deadline, or the lease of the attempt it is on. */

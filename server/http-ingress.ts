@@ -9,6 +9,7 @@ import { HttpAnswerQueue, type HttpSide, writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
 import { Job, JobState } from './job.js';
 import type { HubOptions } from './options.js';
+import { BodyDiscard, refuseOversizedBody } from './oversized-body.js';
 import { now } from './timer-wheel.js';
 import { decodeParam } from './url-params.js';
 
@@ -44,7 +45,7 @@ export class HttpIngress {
     if (timeout < 0) return writeError(res, 'E_BAD_TIMEOUT', this.http);
     const length = req.getHeader('content-length');
     const declared = length === '' ? -1 : Number(length);
-    if (declared > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.http);
+    if (declared > this.o.maxBodyBytes) return refuseOversizedBody(res, this.http, this.o);
     // A draining hub refuses after the body, not before: its answer closes the connection, and
     // body bytes still arriving at a closed socket would make the kernel reset it.
     const refused = this.dispatcher.draining ? null : this.dispatcher.precheck(service, mode);
@@ -78,12 +79,17 @@ export class HttpIngress {
     let whole: Buffer | null = null;
     let chunks: Buffer[] | null = null;
     let size = 0;
+    let discard: BodyDiscard | null = null;
     res.onData((chunk, isLast) => {
+      if (discard) return discard.chunk(chunk.byteLength, isLast);
       if (job.callerRef === null || job.state !== JobState.New) return; // answered early or aborted
       const at = size;
       size += chunk.byteLength;
       if (size > this.o.maxBodyBytes || (declared >= 0 && size > declared)) {
-        this.dispatcher.reject(job, 'E_BODY_TOO_LARGE');
+        // A chunked body grew past the limit: what was read goes, the rest is read and dropped.
+        whole = chunks = null;
+        discard = new BodyDiscard(this.o, () => this.dispatcher.reject(job, 'E_BODY_TOO_LARGE'));
+        discard.chunk(0, isLast);
         return;
       }
       if (isLast && at === 0) {

@@ -13,6 +13,7 @@ import { endWith, type HttpSide, writeError } from './answer.js';
 import type { Dispatcher } from './dispatcher.js';
 import { type Consumer, type Job, JobState, type Membership, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
+import { BodyDiscard, refuseOversizedBody } from './oversized-body.js';
 import { now, type Timed, TimerWheel } from './timer-wheel.js';
 import { decodeParam } from './url-params.js';
 
@@ -132,7 +133,7 @@ export class LongPoll {
       return writeError(res, 'E_UNKNOWN_JOB', this.http, `the hub that leased that job (${issuer}) is not linked to this one`);
     }
     const length = req.getHeader('content-length');
-    if (length !== '' && Number(length) > this.o.maxBodyBytes) return writeError(res, 'E_BODY_TOO_LARGE', this.http);
+    if (length !== '' && Number(length) > this.o.maxBodyBytes) return refuseOversizedBody(res, this.http, this.o);
     let aborted = false;
     let done = false;
     // Read and not answered until the answer is written (a peer may take a while to give it).
@@ -155,15 +156,22 @@ export class LongPoll {
         else writeError(res, 'E_UNKNOWN_JOB', this.http, `the hub that leased that job (${issuer}) did not answer within the peer timeout, or its link closed`);
       });
     };
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let size = 0;
+    let discard: BodyDiscard | null = null;
     res.onData((chunk, isLast) => {
+      if (discard) return discard.chunk(chunk.byteLength, isLast);
       if (done || aborted) return;
       size += chunk.byteLength;
       if (size > this.o.maxBodyBytes) {
         done = true;
-        uncount();
-        return res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.http));
+        chunks = [];
+        discard = new BodyDiscard(this.o, () => {
+          uncount();
+          if (!aborted) res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.http));
+        });
+        discard.chunk(0, isLast);
+        return;
       }
       chunks.push(ownCopy(chunk));
       if (!isLast) return;

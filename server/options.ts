@@ -20,6 +20,10 @@ export interface HubOptions {
   maxBodyBytes: number;
   /** Largest WebSocket frame. Default maxBodyBytes + 64 KiB. */
   maxFrameBytes: number;
+  /** Bytes of an oversized body read and dropped before its 413 goes out anyway. Default 16 MiB. */
+  bodyLingerBytes: number;
+  /** Time an oversized body is read and dropped before its 413 goes out anyway. Default 5 s. */
+  bodyLingerMs: number;
   /** Deadline of a job without X-Timeout-Ms. Default 30 s. */
   defaultTimeoutMs: number;
   /** Largest deadline; larger X-Timeout-Ms values are clamped to it. Default 5 min. */
@@ -34,9 +38,12 @@ export interface HubOptions {
   maxServices: number;
   /** How long a service that lost its last worker still queues jobs. Default 30 s. */
   serviceLingerMs: number;
-  /** Interval between WebSocket pings. Default 10 s. */
+  /**
+   * Interval between WebSocket pings. Default 5 s: with pongTimeoutMs 10 s a frozen worker is
+   * found within 5–10 s, well within the default 30 s deadline.
+   */
   pingIntervalMs: number;
-  /** A WebSocket silent for this long is closed. Default 20 s. */
+  /** A WebSocket silent for this long is closed. Default 10 s (a handler blocking its event loop longer looks dead). */
   pongTimeoutMs: number;
   /** Bytes buffered at a worker socket before the hub stops sending to it. Default 4 × maxFrameBytes. */
   maxBackpressureBytes: number;
@@ -93,6 +100,8 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   hubId: '',
   maxBodyBytes: 1 * MiB,
   maxFrameBytes: 0, // derived: maxBodyBytes + 64 KiB
+  bodyLingerBytes: 16 * MiB,
+  bodyLingerMs: 5_000,
   defaultTimeoutMs: 30_000,
   maxTimeoutMs: 5 * 60_000,
   maxAttempts: 3,
@@ -100,8 +109,8 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   maxQueuedBytes: 256 * MiB,
   maxServices: 10_000,
   serviceLingerMs: 30_000,
-  pingIntervalMs: 10_000,
-  pongTimeoutMs: 20_000,
+  pingIntervalMs: 5_000,
+  pongTimeoutMs: 10_000,
   maxBackpressureBytes: 0, // derived: 4 × maxFrameBytes
   maxConnections: 20_000,
   maxRequestsPerSession: 10_000,
@@ -140,6 +149,8 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
   spec('hubId', 'string', 'hub name in X-Served-By and /stats'),
   spec('maxBodyBytes', 'int', 'largest request/reply body, bytes'),
   spec('maxFrameBytes', 'int', 'largest WebSocket frame, bytes'),
+  spec('bodyLingerBytes', 'int', 'bytes of an oversized body read (and dropped) before its 413'),
+  spec('bodyLingerMs', 'int', 'time an oversized body is read (and dropped) before its 413, ms'),
   spec('defaultTimeoutMs', 'int', 'deadline without X-Timeout-Ms, ms'),
   spec('maxTimeoutMs', 'int', 'largest deadline, ms'),
   spec('maxAttempts', 'int', 'deliveries of one job before 502'),

@@ -8,6 +8,9 @@ import { JobList, type Registration } from './job.js';
 import { RingEntry, StreamRing } from './stream-ring.js';
 import { now } from './timer-wheel.js';
 
+export const ServiceOrigin = { Own: 0, Peer: 1, Poll: 2 } as const;
+export type ServiceOriginCode = (typeof ServiceOrigin)[keyof typeof ServiceOrigin];
+
 export class ServiceState {
   /** Open registrations on this hub; closed ones are removed at once. */
   readonly regs: Registration[] = [];
@@ -37,8 +40,12 @@ export class ServiceState {
   /** Of those, the ones on this hub, and the credit they have in all (what peers are granted). */
   localUnkeyed = 0;
   localCredit = 0;
-  /** Created by a peer's registration and not served here yet (counted apart from maxServices). */
-  byPeer = false;
+  /**
+   * Who made the service known here, for the service table's budgets: this hub's workers, a
+   * peer's members or grants, or only long-polls (a bounded LRU of names of its own, so polls
+   * on made-up names cannot lock real workers out). A worker registering here makes it Own.
+   */
+  origin: ServiceOriginCode = ServiceOrigin.Own;
   /** Every key owner of the stream. */
   readonly ring = new StreamRing();
   /** When the ring last became empty; never, for a service only long-pollers ever served. */

@@ -212,4 +212,28 @@ describe('legacy HTTP long-poll workers', () => {
     await Promise.all(held);
     await sleep(10);
   });
+
+  it('never locks a worker out of the service table with polls on made-up names', async () => {
+    const small = await startHub({ 'max-services': 20, 'longpoll-wait-ms': 200, 'service-linger-ms': 30_000 });
+    // 50 polls on names nobody serves, ten at a time, each ending empty: every name lingers, in
+    // the polls' own LRU, where the oldest give way.
+    const agent = new Agent({ connections: 16 });
+    const codes: number[] = [];
+    for (let wave = 0; wave < 5; wave++) {
+      const names = Array.from({ length: 10 }, (_, i) => `made-up-${wave * 10 + i}`);
+      codes.push(
+        ...(await Promise.all(
+          names.map((n) => request(`${small.url}/service/${n}/jobs`, { dispatcher: agent }).then((r) => r.body.text().then(() => r.statusCode))),
+        )),
+      );
+    }
+    await agent.close();
+    assert.deepEqual(new Set(codes), new Set([204]));
+    const w = await startWorker({ url: small.url, services: [{ name: 'real' }] });
+    const r = await post(`${small.url}/service/real`, '{"ok":1}');
+    assert.equal(r.status, 200, r.text);
+    assert.equal(w.events('protocolError').length, 0);
+    const names = (await stats(small)).services.map((s: { name: string }) => s.name);
+    assert.ok(names.length <= 21, `${names.length} services kept`);
+  });
 });

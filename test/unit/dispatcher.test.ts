@@ -1238,4 +1238,31 @@ describe('dispatcher: the service table', () => {
     join(d2, new FakeConsumer('w'), { service: 'shared' });
     assert.equal(d2.peerServices, 0);
   });
+
+  it('keeps names only long-polls asked for in an LRU of their own: polls on made-up names never lock a worker out', () => {
+    const { d } = hub({ maxServices: 3 });
+    const poll = (name: string) =>
+      d.register(new FakeConsumer(`poll-${name}`), name, 1, { instanceId: '', hubId: 'hub-test', weight: 1, takes: Takes.Capacity });
+    // Five made-up names, each polled and hung up: each lingers, and the oldest give way to the newest.
+    for (const name of ['p0', 'p1', 'p2', 'p3', 'p4']) {
+      const r = poll(name);
+      assert.ok(r instanceof Registration, `poll on ${name}: ${String(r)}`);
+      d.unregister(r);
+    }
+    assert.deepEqual([...d.services.keys()].sort(), ['p2', 'p3', 'p4']);
+    assert.equal(d.precheck('p0', RequestMode.Any), 'E_NO_WORKERS', 'a name that gave way serves no more');
+    assert.equal(d.precheck('p4', RequestMode.Any), null, 'the newest still lingers');
+    // This hub's workers still have their services.
+    for (const name of ['real-1', 'real-2']) join(d, new FakeConsumer(name), { service: name });
+    // A name a poller waits on (or with a caller's job queued) does not give way: a full LRU of those refuses.
+    const held = ['h1', 'h2', 'h3'].map((name) => poll(name));
+    for (const r of held) assert.ok(r instanceof Registration);
+    assert.equal(poll('h4'), 'E_OVERLOADED');
+    // A worker registering on a polled name makes it this hub's own (out of the LRU).
+    d.unregister(held[0] as Registration);
+    join(d, new FakeConsumer('w-h1'), { service: 'h1' });
+    assert.equal(d.pollServices.size, 2);
+    // ... within this hub's own budget, which is full now.
+    assert.equal(d.register(new FakeConsumer('w-h2'), 'h2', 1, { instanceId: 'w-h2', hubId: 'hub-test', weight: 1, takes: Takes.Ring }), 'E_OVERLOADED');
+  });
 });

@@ -31,6 +31,13 @@ describe('hub options', () => {
     assert.deepEqual(HUB_DEFAULTS.forwardHeaders, ['x-request-id', 'traceparent', 'tracestate']);
   });
 
+  it('finds a frozen worker well within the default deadline with the default keep-alive', () => {
+    const o = resolveHubOptions();
+    // The close comes at most pongTimeoutMs + pingIntervalMs after the worker last answered.
+    assert.deepEqual([o.pingIntervalMs, o.pongTimeoutMs], [5_000, 10_000]);
+    assert.ok(o.pongTimeoutMs + o.pingIntervalMs <= o.defaultTimeoutMs / 2);
+  });
+
   it('takes flags over environment over config file', () => {
     const file = configFile({ maxAttempts: 7, defaultTimeoutMs: 1000, serviceLingerMs: 5 });
     const { values: o } = optionsFromSources(['--config', file, '--default-timeout-ms', '2000', '--port=0'], {
