@@ -165,13 +165,13 @@ export function peerFrameValueLimit(op: number): number {
   switch (op) {
     case PeerOp.Members:
     case PeerOp.MembersDelta:
-      // [op, seq, [[service, instanceId, weight], ...]]
-      return 3 + 4 * MAX_MEMBERS_PER_FRAME;
+      // [op, seq, [[service, instanceId, weight], ...]]: the frame, op, seq and list, 4 a member.
+      return 4 + 4 * MAX_MEMBERS_PER_FRAME;
     case PeerOp.Grants:
       // [op, [[service, credit], ...]]
-      return 2 + 3 * MAX_MEMBERS_PER_FRAME;
+      return 3 + 3 * MAX_MEMBERS_PER_FRAME;
     case PeerOp.Peers:
-      return 2 + 3 * MAX_PEERS_PER_FRAME;
+      return 3 + 3 * MAX_PEERS_PER_FRAME;
     default:
       return MAX_FRAME_VALUES;
   }
