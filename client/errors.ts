@@ -16,6 +16,7 @@ export const ERRORS = {
   E_HANDLER: { status: 500, message: 'the worker handler failed' },
   E_INTERNAL: { status: 500, message: 'internal hub error' },
   E_WORKER_GONE: { status: 502, message: 'the worker went away and no attempts are left' },
+  E_BAD_REPLY: { status: 502, message: "the worker's answer was not a valid frame" },
   E_NO_WORKERS: { status: 503, message: 'no workers serve this service' },
   E_QUEUE_FULL: { status: 503, message: 'the queue for this service is full' },
   E_OVERLOADED: { status: 503, message: 'the hub is at a limit' },

@@ -36,6 +36,11 @@ export const Op = {
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
+/** The largest concurrency (credit) a Register may give a service. */
+export const MAX_CONCURRENCY = 100_000;
+/** The largest weight a Register may give; a weight must also be more than 0. */
+export const MAX_WEIGHT = 1_000_000;
+
 /** How a Request frame is routed. */
 export const RequestMode = { Any: 0, Keyed: 1, Broadcast: 2 } as const;
 export type RequestModeCode = (typeof RequestMode)[keyof typeof RequestMode];
@@ -130,11 +135,28 @@ export type Frame =
 
 /** A frame that does not follow the protocol. */
 export class ProtocolError extends Error {
-  constructor(message: string) {
+  /** The refused frame's op, when it could be read: a positive integer. */
+  op: number | null = null;
+  /** The refused frame's second element, when it could be read as a uint (a Reply's or an Error's jobId). */
+  id: number | null = null;
+  constructor(
+    message: string,
+    /** A well-formed frame of an op this build does not know: new ops may come within a version, so this need not end a session. */
+    readonly unknownOp = false,
+  ) {
     super(message);
     this.name = 'ProtocolError';
   }
 }
+
+/**
+ * The most msgpack values one frame of the worker protocol may hold, counting the frame array
+ * and every value inside it at any depth (a map entry is two: key and value). The largest
+ * frame of this version holds about 140 (a Request with 64 headers); the rest is room for
+ * trailing fields. Decoding costs per value, not per byte, so without this a message of
+ * `maxFrameBytes` nils would decode to a million-element array.
+ */
+export const MAX_FRAME_VALUES = 1024;
 
 const EMPTY = new Uint8Array(0);
 
@@ -151,7 +173,17 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, copyBuffer
  * of this version. `borrowed` says the bytes will be reused after this call returns.
  */
 export function decodeFrame(bytes: Uint8Array, borrowed: boolean): Frame {
-  const f = decodeArray(bytes, borrowed);
+  const f = decodeArray(bytes, borrowed, frameValueLimit);
+  try {
+    return checkFrame(f);
+  } catch (err) {
+    throw located(err, f[0], f[1]);
+  }
+}
+
+const frameValueLimit = (): number => MAX_FRAME_VALUES;
+
+function checkFrame(f: unknown[]): Frame {
   switch (f[0]) {
     case Op.Job:
       return checkJob(f);
@@ -182,8 +214,21 @@ export function decodeFrame(bytes: Uint8Array, borrowed: boolean): Frame {
     case Op.ProtocolError:
       return checkProtocolError(f);
     default:
-      throw new ProtocolError(`unknown op ${describe(f[0])}`);
+      if (isUint(f[0]) && f[0] > 0) throw new ProtocolError(`unknown op ${f[0]}`, true);
+      throw new ProtocolError(`op must be a positive integer, not ${describe(f[0])}`);
   }
+}
+
+/** Notes on `err` the op and id of the frame it refused, where they are uints. */
+function located(err: unknown, op: unknown, id: unknown): unknown {
+  if (!(err instanceof ProtocolError)) return err;
+  if (isUint(op) && op > 0) err.op = op;
+  if (isUint(id)) err.id = id;
+  return err;
+}
+
+function isUint(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
 function checkJob(f: unknown[]): JobFrame {
@@ -294,7 +339,8 @@ function checkRegister(f: unknown[]): RegisterFrame {
   arity(f, 4, 'register');
   str(f[1], 'service');
   uint(f[2], 'concurrency');
-  if (typeof f[3] !== 'number' || !(f[3] > 0) || !Number.isFinite(f[3])) throw new ProtocolError('register weight must be a positive number');
+  // Only the type: a weight out of range is the hub's to refuse, naming the service.
+  if (typeof f[3] !== 'number') throw new ProtocolError('register weight must be a number');
   return f as RegisterFrame;
 }
 
@@ -324,8 +370,14 @@ function checkProtocolError(f: unknown[]): ProtocolErrorFrame {
   return f as ProtocolErrorFrame;
 }
 
-/** Decodes one message that must be a non-empty msgpack array (every frame of every protocol here). */
-export function decodeArray(bytes: Uint8Array, borrowed: boolean): unknown[] {
+/**
+ * Decodes one message that must be a non-empty msgpack array (every frame of every protocol
+ * here) of at most `valueLimit(op)` values; a message over it is refused before it is decoded.
+ */
+export function decodeArray(bytes: Uint8Array, borrowed: boolean, valueLimit: (op: number) => number): unknown[] {
+  // A value takes at least one byte: only a longer message can hold more values than any limit
+  // this small, so frames on the hot path skip the count.
+  if (bytes.length > MAX_FRAME_VALUES) countValues(bytes, valueLimit);
   let msg: unknown;
   // One copy of a whole borrowed message costs less than a buffer of its own per body.
   if (borrowed) bytes = ownCopy(bytes);
@@ -336,6 +388,139 @@ export function decodeArray(bytes: Uint8Array, borrowed: boolean): unknown[] {
   }
   if (!Array.isArray(msg) || msg.length === 0) throw new ProtocolError('a frame must be a non-empty msgpack array');
   return msg as unknown[];
+}
+
+/**
+ * Counts the values of the msgpack array in `b` from their headers alone (strings, binaries
+ * and extensions are skipped whole) and throws when they exceed `valueLimit(op)`, as soon as
+ * the headers read so far announce more: a huge array is refused at its first bytes.
+ */
+function countValues(b: Uint8Array, valueLimit: (op: number) => number): void {
+  const first = b[0]!;
+  const n = first >= 0x90 && first <= 0x9f ? first & 0x0f : first === 0xdc ? be(b, 1, 2) : first === 0xdd ? be(b, 1, 4) : 0;
+  if (n === 0) throw new ProtocolError('a frame must be a non-empty msgpack array');
+  const head = first <= 0x9f ? 1 : first === 0xdc ? 3 : 5;
+  const op = peekUint(b, head);
+  const limit = valueLimit(op === null ? 0 : op.value);
+  let pos = 0;
+  let pending = 1;
+  let count = 0;
+  while (pending > 0) {
+    if (pos >= b.length) throw new ProtocolError('not a msgpack message: it ends inside a value');
+    const t = b[pos]!;
+    count++;
+    pending--;
+    if (t <= 0x7f || t >= 0xe0) pos += 1;
+    else if (t <= 0x8f) {
+      pending += 2 * (t & 0x0f);
+      pos += 1;
+    } else if (t <= 0x9f) {
+      pending += t & 0x0f;
+      pos += 1;
+    } else if (t <= 0xbf) pos += 1 + (t & 0x1f);
+    else {
+      switch (t) {
+        case 0xc0:
+        case 0xc2:
+        case 0xc3:
+          pos += 1;
+          break;
+        case 0xc4:
+        case 0xd9:
+          pos += 2 + be(b, pos + 1, 1);
+          break;
+        case 0xc5:
+        case 0xda:
+          pos += 3 + be(b, pos + 1, 2);
+          break;
+        case 0xc6:
+        case 0xdb:
+          pos += 5 + be(b, pos + 1, 4);
+          break;
+        case 0xc7:
+          pos += 3 + be(b, pos + 1, 1);
+          break;
+        case 0xc8:
+          pos += 4 + be(b, pos + 1, 2);
+          break;
+        case 0xc9:
+          pos += 6 + be(b, pos + 1, 4);
+          break;
+        case 0xcc:
+        case 0xd0:
+          pos += 2;
+          break;
+        case 0xcd:
+        case 0xd1:
+        case 0xd4:
+          pos += 3;
+          break;
+        case 0xd5:
+          pos += 4;
+          break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+          pos += 5;
+          break;
+        case 0xd6:
+          pos += 6;
+          break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+          pos += 9;
+          break;
+        case 0xd7:
+          pos += 10;
+          break;
+        case 0xd8:
+          pos += 18;
+          break;
+        case 0xdc:
+          pending += be(b, pos + 1, 2);
+          pos += 3;
+          break;
+        case 0xdd:
+          pending += be(b, pos + 1, 4);
+          pos += 5;
+          break;
+        case 0xde:
+          pending += 2 * be(b, pos + 1, 2);
+          pos += 3;
+          break;
+        case 0xdf:
+          pending += 2 * be(b, pos + 1, 4);
+          pos += 5;
+          break;
+        default:
+          throw new ProtocolError('not a msgpack message: byte 0xc1 is never used');
+      }
+    }
+    if (count + pending > limit) {
+      const err = new ProtocolError(`a frame holds at most ${limit} msgpack values; this one has ${count + pending} or more`);
+      throw located(err, op?.value, op ? peekUint(b, head + op.size)?.value : null);
+    }
+  }
+}
+
+/** The big-endian unsigned integer of `size` bytes at `at`; throws past the end of `b`. */
+function be(b: Uint8Array, at: number, size: number): number {
+  if (at + size > b.length) throw new ProtocolError('not a msgpack message: it ends inside a value');
+  let v = 0;
+  for (let i = 0; i < size; i++) v = v * 256 + b[at + i]!;
+  return v;
+}
+
+/** The msgpack unsigned integer at `at` and its size in bytes, or null for any other value. */
+function peekUint(b: Uint8Array, at: number): { value: number; size: number } | null {
+  const t = b[at];
+  if (t === undefined) return null;
+  if (t <= 0x7f) return { value: t, size: 1 };
+  const size = t === 0xcc ? 1 : t === 0xcd ? 2 : t === 0xce ? 4 : t === 0xcf ? 8 : 0;
+  if (size === 0 || at + 1 + size > b.length) return null;
+  const value = be(b, at + 1, size);
+  return Number.isSafeInteger(value) ? { value, size: 1 + size } : null;
 }
 
 /** The shape checks frames are validated with; the peer protocol uses the same ones. */

@@ -22,6 +22,8 @@ export class JobCounters {
   leasesExpired = 0;
   lateReplies = 0;
   unknownReplies = 0;
+  /** Jobs failed with E_BAD_REPLY: their worker's answer was a malformed frame. */
+  badAnswers = 0;
   rejectedNoWorkers = 0;
   rejectedQueueFull = 0;
 }

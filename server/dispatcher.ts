@@ -90,10 +90,10 @@ export class Dispatcher {
   }
 
   /** Settles a job that was never accepted (refused by the ingress, a session or the dispatcher). */
-  reject(job: Job, code: ErrorCode): false {
+  reject(job: Job, code: ErrorCode, message?: string): false {
     if (job.state === JobState.Settled) return false;
     this.counters.rejected++;
-    this.setError(job, code);
+    this.setError(job, code, message);
     this.settle(job);
     return false;
   }
@@ -137,6 +137,20 @@ export class Dispatcher {
     this.counters.errorReplies++;
     this.settle(job);
     return true;
+  }
+
+  /**
+   * A consumer's answer to `job` was refused as malformed. Final, like an error reply: the
+   * handler ran, and running it again would most likely draw the same answer.
+   */
+  badAnswer(job: Job, servedBy: string): void {
+    if (job.state === JobState.Settled) {
+      this.counters.lateReplies++;
+      return;
+    }
+    job.servedBy = servedBy;
+    this.counters.badAnswers++;
+    this.fail(job, 'E_BAD_REPLY');
   }
 
   /**
@@ -533,9 +547,9 @@ export class Dispatcher {
     this.settle(job);
   }
 
-  private setError(job: Job, code: ErrorCode): void {
+  private setError(job: Job, code: ErrorCode, message: string = ERRORS[code].message): void {
     job.errorCode = code;
-    job.errorMessage = ERRORS[code].message;
+    job.errorMessage = message;
     job.status = ERRORS[code].status;
   }
 

@@ -15,9 +15,12 @@ import {
   isValidInstanceId,
   isValidKey,
   isValidName,
+  MAX_CONCURRENCY,
+  MAX_WEIGHT,
   negotiateVersion,
   Op,
   PROTOCOL_VERSION,
+  ProtocolError,
   type RequestFrame,
   RequestMode,
 } from '../client/protocol.js';
@@ -45,9 +48,6 @@ export interface SessionHost {
 }
 
 export type SessionState = 'hello' | 'open' | 'draining' | 'closed';
-
-const MAX_CONCURRENCY = 100_000;
-const MAX_WEIGHT = 1_000_000;
 
 export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   readonly leaseMs = 0;
@@ -128,12 +128,14 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   onMessage(data: Uint8Array, isBinary: boolean, borrowed: boolean): void {
     this.lastSeen = now();
     this.host.counters.sockets.framesIn++;
+    // After a Goodbye or a fatal error the session is settled: nothing more it says counts.
+    if (this.state === 'closed') return;
     if (!isBinary) return this.protocolError('E_PROTOCOL', 'frames must be binary msgpack messages', null, true);
     let frame: Frame;
     try {
       frame = decodeFrame(data, borrowed);
     } catch (err) {
-      return this.protocolError('E_PROTOCOL', (err as Error).message, null, true);
+      return this.refused(err);
     }
     if (this.state === 'hello') {
       if (frame[0] !== Op.Hello) return this.protocolError('E_PROTOCOL', 'the first frame must be hello', null, true);
@@ -190,6 +192,27 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     }
   }
 
+  /**
+   * A frame that could not be decoded. An unknown op after hello is refused on its own, since
+   * new ops may come within a version; anything else malformed ends the session.
+   */
+  private refused(err: unknown): void {
+    const e = err instanceof ProtocolError ? err : null;
+    const message = (err as Error).message;
+    if (this.state === 'hello' || !e) return this.protocolError('E_PROTOCOL', message, null, true);
+    if (e.unknownOp) return this.protocolError('E_PROTOCOL', message, e.op, false);
+    // A malformed answer still names its job: the worker did run it, and running it again would
+    // most likely draw the same answer, so its caller hears now rather than at its deadline.
+    if ((e.op === Op.Reply || e.op === Op.Error) && e.id !== null) {
+      const job = this.inflight.take(e.id);
+      if (job) {
+        this.host.dispatcher.badAnswer(job, this.servedBy);
+        this.host.dispatcher.release(job);
+      }
+    }
+    this.protocolError('E_PROTOCOL', message, null, true);
+  }
+
   private hello(frame: HelloFrame): void {
     const h = frame[1];
     const version = negotiateVersion(h.versions);
@@ -221,7 +244,8 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   private register(service: string, concurrency: number, weight: number): void {
     if (!isValidName(service)) return this.protocolError('E_BAD_NAME', ERRORS.E_BAD_NAME.message, service, false);
     if (concurrency < 1 || concurrency > MAX_CONCURRENCY) return this.protocolError('E_PROTOCOL', `concurrency must be 1-${MAX_CONCURRENCY}`, service, false);
-    if (weight > MAX_WEIGHT) return this.protocolError('E_PROTOCOL', `weight must be at most ${MAX_WEIGHT}`, service, false);
+    // Written so that NaN fails it too.
+    if (!(weight > 0 && weight <= MAX_WEIGHT)) return this.protocolError('E_PROTOCOL', `weight must be more than 0 and at most ${MAX_WEIGHT}`, service, false);
     if (this.state === 'draining') return this.protocolError('E_SHUTTING_DOWN', 'this session is draining', service, false);
     const membership = { instanceId: this.instanceId, hubId: this.host.hubId, weight, takes: Takes.Ring };
     const r = this.host.dispatcher.register(this, service, concurrency, membership, this.regs.get(service));
@@ -244,7 +268,8 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     job.callerId = id;
     this.requests.add(id, job);
     // Either way the answer comes back through settled(): refused jobs settle like any other.
-    if (err) this.host.dispatcher.reject(job, err);
+    // The catalogue's messages name the HTTP header and URL; a Request has fields instead.
+    if (err) this.host.dispatcher.reject(job, err, REQUEST_FIELD_MESSAGES[err]);
     else this.host.dispatcher.submit(job);
   }
 
@@ -349,3 +374,8 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
 }
 
 const EMPTY = new Uint8Array(0);
+
+const REQUEST_FIELD_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  E_BAD_TIMEOUT: 'timeoutMs must be a positive integer, or nil for the default',
+  E_BAD_KEY: 'key must be 1-256 bytes of UTF-8 text in modes 1 and 2',
+};

@@ -215,7 +215,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     let f: PeerFrame;
     try {
       if (!isBinary) throw new ProtocolError('peer frames are binary');
-      f = decodePeerFrame(data, borrowed);
+      f = decodePeerFrame(data, borrowed, this.state === 'handshake');
     } catch (err) {
       return this.refuse(CloseCode.Protocol, `bad peer frame: ${(err as Error).message}`);
     }

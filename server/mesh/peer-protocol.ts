@@ -4,7 +4,7 @@
  * op; peer ops live in their own range (32 and up). PROTOCOL.md ("Peer links") specifies it.
  */
 import { pack } from '../../client/msgpack-writer.js';
-import { check, decodeArray, type Headers, ProtocolError, RequestMode, type RequestModeCode } from '../../client/protocol.js';
+import { check, decodeArray, type Headers, MAX_FRAME_VALUES, ProtocolError, RequestMode, type RequestModeCode } from '../../client/protocol.js';
 
 /** The peer protocol version this build speaks. */
 export const PEER_PROTOCOL_VERSION = 1;
@@ -164,9 +164,35 @@ export function encodePeerFrame(frame: PeerFrame): Buffer {
   return pack(frame);
 }
 
-/** Decodes and checks one peer frame; throws ProtocolError on anything else. */
-export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean): PeerFrame {
-  const f = decodeArray(bytes, borrowed);
+/**
+ * The most msgpack values a peer frame of `op` may hold (as counted for MAX_FRAME_VALUES): room
+ * for the longest lists the peer protocol allows, and the worker protocol's limit for the rest.
+ */
+export function peerFrameValueLimit(op: number): number {
+  switch (op) {
+    case PeerOp.Members:
+    case PeerOp.MembersDelta:
+      // [op, seq, [[service, instanceId, weight], ...]]: the frame, op, seq and list, 4 a member.
+      return 4 + 4 * MAX_MEMBERS_PER_FRAME;
+    case PeerOp.Grants:
+      // [op, [[service, credit], ...]]
+      return 3 + 3 * MAX_MEMBERS_PER_FRAME;
+    case PeerOp.Peers:
+      return 3 + 3 * MAX_PEERS_PER_FRAME;
+    default:
+      return MAX_FRAME_VALUES;
+  }
+}
+
+/** Before the handshake is done only its own small frames may come, from a hub not yet proven. */
+const handshakeValueLimit = (): number => MAX_FRAME_VALUES;
+
+/**
+ * Decodes and checks one peer frame; throws ProtocolError on anything else. `handshake`: the
+ * link has not finished its handshake.
+ */
+export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean, handshake = false): PeerFrame {
+  const f = decodeArray(bytes, borrowed, handshake ? handshakeValueLimit : peerFrameValueLimit);
   switch (f[0]) {
     case PeerOp.Challenge:
       check.arity(f, 2, 'challenge');

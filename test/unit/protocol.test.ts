@@ -9,6 +9,7 @@ import {
   isValidInstanceId,
   isValidKey,
   isValidName,
+  MAX_FRAME_VALUES,
   negotiateVersion,
   Op,
   ProtocolError,
@@ -63,7 +64,8 @@ const WRONG: Record<FieldType, unknown[]> = {
   'headers?': ['a', 1, ['a'], { a: 1 }, { a: null }],
   bin: [42, true, ['a'], { a: 'b' }],
   map: ['x', 1, null, ['a']],
-  weight: [0, -1, '1', null],
+  // Only the type is the decoder's: a number out of range is the hub's to refuse, naming the service.
+  weight: ['1', null, true],
   mode: [3, -1, '0', null],
   code: ['E_NOPE', 'e_protocol', 1, null],
   ref: [1.5, true, ['a']],
@@ -188,6 +190,71 @@ describe('protocol codec', () => {
     assert.equal(decodeFrame(pack([Op.CancelAck, 0]), false)[1], 0);
     for (const status of [200, 599]) assert.equal(decodeFrame(pack([Op.Reply, 1, status, null, null, null]), false)[2], status);
     assert.equal(decodeFrame(pack([Op.Register, 's', 1, 0.5]), false)[3], 0.5);
+    for (const weight of [0, -1, Number.NaN, 1e9]) assert.ok(Object.is(decodeFrame(pack([Op.Register, 's', 1, weight]), false)[3], weight));
+  });
+
+  it('marks an unknown op, and notes the op and id of a refused frame', () => {
+    const refusal = (bytes: Uint8Array): ProtocolError => {
+      try {
+        decodeFrame(bytes, false);
+      } catch (err) {
+        assert.ok(err instanceof ProtocolError);
+        return err;
+      }
+      assert.fail('decoded');
+    };
+    const unknown = refusal(pack([99, 1, 'x']));
+    assert.deepEqual([unknown.unknownOp, unknown.op, unknown.id], [true, 99, 1]);
+    const bad = refusal(pack([Op.Reply, 7, 99, null, null, null]));
+    assert.deepEqual([bad.unknownOp, bad.op, bad.id], [false, Op.Reply, 7]);
+    const noId = refusal(pack([Op.Error, 'seven', 500, null, null]));
+    assert.deepEqual([noId.op, noId.id], [Op.Error, null]);
+    const notOp = refusal(pack(['6', 1]));
+    assert.deepEqual([notOp.unknownOp, notOp.op], [false, null]);
+    assert.equal(refusal(pack([0, 1])).unknownOp, false);
+  });
+});
+
+describe('the value limit of a frame', () => {
+  /** [op, ...fields, nil × extra] as an array 32, so any count fits. */
+  const padded = (frame: unknown[], extra: number): Buffer => {
+    const head = Buffer.from([0xdd, 0, 0, 0, 0]);
+    head.writeUInt32BE(frame.length + extra, 1);
+    return Buffer.concat([head, pack(frame).subarray(1), Buffer.alloc(extra, 0xc0)]);
+  };
+  const cancelAck = (extra: number) => padded([Op.CancelAck, 5], extra);
+
+  it(`counts every value at every depth, and refuses more than ${MAX_FRAME_VALUES}`, () => {
+    // The array and its two fields are 3 values.
+    assert.equal(decodeFrame(cancelAck(MAX_FRAME_VALUES - 3), false)[1], 5);
+    assert.throws(() => decodeFrame(cancelAck(MAX_FRAME_VALUES - 2), false), /at most 1024 msgpack values/);
+    // A map entry is two values, a nested array one plus its elements; strings and bins one each.
+    const nested = (n: number) => padded([Op.CancelAck, 5, { a: [1, 2], b: 'x'.repeat(2000) }, Buffer.alloc(3000)], n);
+    // 3 + map (1 + 2 keys + array 3 + str 1) + bin 1 = 11.
+    assert.doesNotThrow(() => decodeFrame(nested(MAX_FRAME_VALUES - 11), true));
+    assert.throws(() => decodeFrame(nested(MAX_FRAME_VALUES - 10), true), /at most 1024 msgpack values/);
+  });
+
+  it('refuses a frame from the header that announces too many values, without reading the rest', () => {
+    const err = (() => {
+      try {
+        decodeFrame(Buffer.concat([Buffer.from([0xdd, 0x7f, 0xff, 0xff, 0xff, Op.Reply, 0x09]), Buffer.alloc(2000, 0xc0)]), false);
+      } catch (e) {
+        return e as ProtocolError;
+      }
+      return null;
+    })();
+    assert.ok(err instanceof ProtocolError);
+    assert.match(err.message, /at most 1024 msgpack values/);
+    assert.deepEqual([err.op, err.id], [Op.Reply, 9]);
+    const map = Buffer.concat([Buffer.from([0x92, Op.Hello, 0xdf, 0x00, 0x10, 0x00, 0x00]), Buffer.alloc(2000, 0xc0)]);
+    assert.throws(() => decodeFrame(map, false), /at most 1024 msgpack values/);
+  });
+
+  it('refuses a long message that ends inside a value, or holds the unused byte 0xc1', () => {
+    const long = pack([Op.Reply, 1, 200, null, null, Buffer.alloc(2000)]);
+    rejects(long.subarray(0, long.length - 1), 'truncated');
+    rejects(Buffer.concat([Buffer.from([0xdc, 0x00, 0x03, Op.CancelAck, 0x01, 0xc1]), Buffer.alloc(2000)]), '0xc1');
   });
 });
 
