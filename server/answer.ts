@@ -67,6 +67,7 @@ function writeErrorAnswer(res: HttpResponse, status: number, code: string, messa
   res.writeHeader(ERROR_CODE_HEADER, code);
   res.writeHeader(SERVED_BY_HEADER, servedBy);
   if (status === 503) res.writeHeader('retry-after', '1');
+  if (status === 401) res.writeHeader('www-authenticate', 'Bearer realm="astromesh"');
   const body = isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } });
   // The rest of an oversized body may still be on its way: the connection cannot carry another request.
   if (code === 'E_BODY_TOO_LARGE') endWith(res, body, http, true);

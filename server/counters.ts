@@ -36,12 +36,23 @@ export class SocketCounters {
   connectionsRefused = 0;
 }
 
+/** Auth refusals and reloads. */
+export class AuthCounters {
+  /** No token, or one the auth file does not hold (401, or a refused Hello). */
+  unauthorized = 0;
+  /** A known token without the right (403, a refused Register or Request). */
+  forbidden = 0;
+  reloads = 0;
+  reloadErrors = 0;
+}
+
 export class Counters {
   readonly jobs = new JobCounters();
   readonly sockets = new SocketCounters();
+  readonly auth = new AuthCounters();
 
   /** A copy that later increments do not change. */
-  snapshot(): { jobs: JobCounters; sockets: SocketCounters } {
-    return { jobs: { ...this.jobs }, sockets: { ...this.sockets } };
+  snapshot(): { jobs: JobCounters; sockets: SocketCounters; auth: AuthCounters } {
+    return { jobs: { ...this.jobs }, sockets: { ...this.sockets }, auth: { ...this.auth } };
   }
 }

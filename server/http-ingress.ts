@@ -6,6 +6,8 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { ownCopy } from '../client/bytes.js';
 import { type Headers, isValidKey, isValidName, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { HttpAnswerQueue, type HttpSide, writeError } from './answer.js';
+import type { Auth } from './auth/auth.js';
+import { httpAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
 import { Job, JobState } from './job.js';
 import type { HubOptions } from './options.js';
@@ -20,6 +22,7 @@ export class HttpIngress {
     private readonly o: HubOptions,
     private readonly dispatcher: Dispatcher,
     private readonly http: HttpSide,
+    private readonly auth: Auth,
   ) {
     this.answers = new HttpAnswerQueue(http);
   }
@@ -41,6 +44,7 @@ export class HttpIngress {
       key = decodeParam(req.getParameter(1));
       if (!isValidKey(key)) return writeError(res, 'E_BAD_KEY', this.http);
     }
+    if (httpAllowed(res, req, this.auth, this.http, 'request', service) === false) return;
     const timeout = parseTimeout(req.getHeader('x-timeout-ms'), this.o);
     if (timeout < 0) return writeError(res, 'E_BAD_TIMEOUT', this.http);
     const length = req.getHeader('content-length');

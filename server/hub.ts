@@ -7,7 +7,11 @@ import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import { CloseCode, ERROR_CODE_HEADER } from '../client/protocol.js';
 import { endEmpty, endWith, HttpSide, writeError } from './answer.js';
-import { Counters } from './counters.js';
+import { InvalidOptionError } from './args.js';
+import { Auth } from './auth/auth.js';
+import { AuthFileError, type Principal } from './auth/auth-file.js';
+import { httpAllowed } from './auth/http-auth.js';
+import { type AuthCounters, Counters } from './counters.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
 import { listenError } from './listen-error.js';
@@ -34,6 +38,7 @@ export class Hub implements SessionHost {
   readonly options: HubOptions;
   readonly hubId: string;
   readonly dispatcher: Dispatcher;
+  readonly auth: Auth;
   readonly counters = new Counters();
   readonly sessions = new Set<WorkerSession>();
   readonly instances = new Map<string, WorkerSession>();
@@ -58,20 +63,27 @@ export class Hub implements SessionHost {
     this.hubId = this.options.hubId || (this.options.advertise ? this.options.advertise.replace(/[^A-Za-z0-9._-]/g, '-') : `hub-${nanoid(8)}`);
     this.log = log ?? createLogger(this.options.logLevel);
     this.dispatcher = new Dispatcher(this.options, this.counters);
+    this.auth = newAuth(this.options.authFile, this.counters.auth);
     this.mesh = new Mesh(this.options, this.hubId, this.dispatcher, this.counters, this.log);
-    this.mesh.onClaim = (instanceId, byHub) => {
+    // With auth on, a peer is trusted with everything its hub's callers and workers may do: a
+    // mesh without a secret would let any process announce workers for any service.
+    if (this.auth.enabled && this.options.peers.length > 0 && this.mesh.secrets.length === 0) {
+      throw new InvalidOptionError('auth is on and peers are configured, but there is no cluster secret (set --cluster-secret): refusing to start');
+    }
+    this.mesh.onClaim = (instanceId, byHub, token) => {
       const older = this.instances.get(instanceId);
       // A draining session is in no ring and finishes its work: it is never replaced. Nor is
       // one of a leaving hub: its worker opened that session elsewhere on Drain, and finishes here.
-      if (older && older.state === 'open' && this.state !== 'draining') {
+      // With auth on, only a session of the same token may take an instance's place.
+      if (older && older.state === 'open' && this.state !== 'draining' && (older.principal?.name ?? null) === token) {
         this.log.info({ instanceId, byHub }, 'worker instance moved to another hub: closing its session here');
         older.close(CloseCode.Replaced, `replaced by a newer session on hub ${byHub}`);
       }
     };
     this.http = new HttpSide(this.hubId);
-    this.ingress = new HttpIngress(this.options, this.dispatcher, this.http);
-    this.longPoll = new LongPoll(this.options, this.dispatcher, this.http, this.mesh.leaseForwarder);
-    this.mesh.answerLease = (leaseId, contentType, body) => this.longPoll.answerLease(leaseId, contentType, body);
+    this.ingress = new HttpIngress(this.options, this.dispatcher, this.http, this.auth);
+    this.longPoll = new LongPoll(this.options, this.dispatcher, this.http, this.mesh.leaseForwarder, this.auth);
+    this.mesh.answerLease = (leaseId, contentType, body, poster) => this.longPoll.answerLease(leaseId, contentType, body, poster);
   }
 
   /** Binds the port (exclusively) and starts serving; resolves with the port bound, rejects with a ListenError. */
@@ -111,13 +123,53 @@ export class Hub implements SessionHost {
     });
   }
 
-  claimInstance(session: WorkerSession, chosen: boolean): void {
+  /**
+   * Reads the auth file again (SIGHUP). Sessions whose token is gone are closed (1008); their
+   * registrations no longer allowed are removed (each with a non-fatal E_FORBIDDEN naming the
+   * service); everything else keeps running. On a bad file nothing changes and it throws.
+   */
+  reloadAuth(): { closed: number; unregistered: number } {
+    this.auth.reload();
+    let closed = 0;
+    let unregistered = 0;
+    for (const s of [...this.sessions]) {
+      if (!s.principal) continue;
+      const now = this.auth.current(s.principal.sha256);
+      if (!now) {
+        closed++;
+        s.close(CloseCode.Policy, 'token revoked');
+        this.forget(s);
+      } else {
+        unregistered += s.reauthorize(now);
+      }
+    }
+    this.log.info({ tokens: this.auth.size, closed, unregistered }, 'auth file reloaded');
+    return { closed, unregistered };
+  }
+
+  /** WebSocket sessions open per token (by its digest), for a token's own connection limit. */
+  private readonly sessionsByToken = new Map<string, number>();
+
+  admitToken(p: Principal): boolean {
+    const n = this.sessionsByToken.get(p.sha256) ?? 0;
+    if (p.maxConnections > 0 && n >= p.maxConnections) {
+      this.counters.sockets.connectionsRefused++;
+      return false;
+    }
+    this.sessionsByToken.set(p.sha256, n + 1);
+    return true;
+  }
+
+  claimInstance(session: WorkerSession, chosen: boolean): boolean {
     const older = this.instances.get(session.instanceId);
+    // With auth on, an instance (and the keys it owns) belongs to the token it first came with.
+    if (older && older !== session && older.state !== 'closed' && older.principal?.name !== session.principal?.name) return false;
     // A draining session is in no ring and finishes its work: it is never replaced.
     if (older && older !== session && older.state !== 'draining') older.close(CloseCode.Replaced, 'replaced by a newer session of the same instance');
     this.instances.set(session.instanceId, session);
     // An instanceId the worker chose may have a session on another hub (it moved): claim it.
-    if (chosen) this.mesh.claim(session.instanceId);
+    if (chosen) this.mesh.claim(session.instanceId, session.principal?.name ?? null);
+    return true;
   }
 
   /**
@@ -256,7 +308,11 @@ export class Hub implements SessionHost {
   }
 
   private forget(session: WorkerSession): void {
-    this.sessions.delete(session);
+    if (this.sessions.delete(session) && session.principal) {
+      const n = (this.sessionsByToken.get(session.principal.sha256) ?? 1) - 1;
+      if (n > 0) this.sessionsByToken.set(session.principal.sha256, n);
+      else this.sessionsByToken.delete(session.principal.sha256);
+    }
     if (this.instances.get(session.instanceId) === session) this.instances.delete(session.instanceId);
   }
 
@@ -269,7 +325,8 @@ export class Hub implements SessionHost {
       const ready = this.state === 'listening' && this.mesh.ready();
       json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http);
     });
-    app.get('/stats', (res) => {
+    app.get('/stats', (res, req) => {
+      if (httpAllowed(res, req, this.auth, this.http, 'monitor') === false) return;
       json(res, '200 OK', buildStats(this), this.http);
     });
   }
@@ -321,6 +378,16 @@ function remoteAddress(res: HttpResponse): string {
     return Buffer.from(res.getRemoteAddressAsText()).toString();
   } catch {
     return '';
+  }
+}
+
+/** The auth of `file` (off without one); a bad file is a configuration error. */
+function newAuth(file: string, counters: AuthCounters): Auth {
+  try {
+    return new Auth(file, counters);
+  } catch (err) {
+    if (err instanceof AuthFileError) throw new InvalidOptionError(err.message);
+    throw err;
   }
 }
 

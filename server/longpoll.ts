@@ -10,6 +10,8 @@ import { nanoid } from 'nanoid';
 import { ownCopy } from '../client/bytes.js';
 import { isValidName } from '../client/protocol.js';
 import { endWith, type HttpSide, writeError } from './answer.js';
+import type { Auth } from './auth/auth.js';
+import { httpAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
 import { type Consumer, type Job, JobState, type Membership, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
@@ -30,12 +32,28 @@ export function leaseIssuer(id: string): string | null {
   return LEASE_ID_RE.exec(id)?.[1] ?? null;
 }
 
+/**
+ * What became of a legacy worker's reply: the job took it (true), the job was no longer open
+ * (false), or the token that posted it may not serve the job's service.
+ */
+export type LeaseOutcome = boolean | 'E_FORBIDDEN';
+
 /** Passes a legacy worker's reply on to the hub that leased the job (a peer). */
 export interface LeaseReplyForwarder {
   /** Whether a link to `hubId` is open. */
   reaches(hubId: string): boolean;
-  /** Sends the reply; `done` gets whether the job took it, or null when the link closed first. False without a link. */
-  send(hubId: string, leaseId: string, contentType: string | null, body: Uint8Array, done: (accepted: boolean | null) => void): boolean;
+  /**
+   * Sends the reply with the name of the token that posted it (null without auth); `done` gets
+   * the outcome, or null when the link closed first. False without a link.
+   */
+  send(
+    hubId: string,
+    leaseId: string,
+    contentType: string | null,
+    body: Uint8Array,
+    poster: string | null,
+    done: (outcome: LeaseOutcome | null) => void,
+  ): boolean;
 }
 
 export class LongPoll {
@@ -55,6 +73,7 @@ export class LongPoll {
     readonly dispatcher: Dispatcher,
     readonly http: HttpSide,
     private readonly forwardReply: LeaseReplyForwarder,
+    private readonly auth: Auth,
   ) {
     this.hubId = http.hubId;
     this.servedBy = `${this.hubId}/longpoll`;
@@ -96,6 +115,7 @@ export class LongPoll {
     }
     const enc = query.get('encoding') ?? this.o.longPollEncoding;
     if (enc !== 'json' && enc !== 'base64') return writeError(res, 'E_BAD_REQUEST', this.http, '?encoding= must be json or base64');
+    if (httpAllowed(res, req, this.auth, this.http, 'serve', service) === false) return;
     if (this.dispatcher.draining) return writeError(res, 'E_SHUTTING_DOWN', this.http);
     const here = this.waiting.get(service) ?? 0;
     if (here >= this.o.maxPollersPerService || this.totalWaiting >= this.o.maxPollers) {
@@ -121,6 +141,10 @@ export class LongPoll {
   }
 
   private reply(res: HttpResponse, req: HttpRequest): void {
+    // Who posts is checked against the job's service where the job is (maybe another hub).
+    const principal = httpAllowed(res, req, this.auth, this.http, 'token');
+    if (principal === false) return;
+    const poster = principal?.name ?? null;
     const id = req.getParameter(0);
     const contentType = req.getHeader('content-type') || null;
     // The id names the hub that leased the job: a reply a load balancer sent here may be for another.
@@ -147,11 +171,12 @@ export class LongPoll {
       aborted = true;
       uncount();
     });
-    const answer = (accepted: boolean | null): void => {
+    const answer = (accepted: LeaseOutcome | null): void => {
       uncount();
       if (aborted) return;
       res.cork(() => {
-        if (accepted) endWith(res.writeStatus('200 OK'), '', this.http);
+        if (accepted === true) endWith(res.writeStatus('200 OK'), '', this.http);
+        else if (accepted === 'E_FORBIDDEN') writeError(res, 'E_FORBIDDEN', this.http, "this token may not serve that job's service");
         else if (accepted === false) writeError(res, 'E_UNKNOWN_JOB', this.http, 'the job was answered or expired while the reply arrived');
         else writeError(res, 'E_UNKNOWN_JOB', this.http, `the hub that leased that job (${issuer}) did not answer within the peer timeout, or its link closed`);
       });
@@ -177,8 +202,8 @@ export class LongPoll {
       if (!isLast) return;
       done = true;
       const body = Buffer.concat(chunks, size);
-      if (local) answer(this.answerLease(id, contentType, body));
-      else if (!this.forwardReply.send(issuer, id, contentType, body, answer)) answer(null);
+      if (local) answer(this.answerLease(id, contentType, body, poster));
+      else if (!this.forwardReply.send(issuer, id, contentType, body, poster, answer)) answer(null);
     });
   }
 
@@ -189,12 +214,17 @@ export class LongPoll {
 
   /**
    * A legacy worker's reply to attempt `id` of a job this hub leased (posted here, or to a peer
-   * that passed it on). False when the job is no longer open.
+   * that passed it on), by the token named `poster`. False when the job is no longer open;
+   * with auth on, only a token that may serve the job's service is heard.
    */
-  answerLease(id: string, contentType: string | null, body: Uint8Array): boolean {
+  answerLease(id: string, contentType: string | null, body: Uint8Array, poster: string | null): LeaseOutcome {
     const lease = this.leases.get(id);
     if (!lease || lease.job.state === JobState.Settled) return false;
     const job = lease.job;
+    if (this.auth.enabled) {
+      const p = poster === null ? null : this.auth.named(poster);
+      if (!p?.serve.allows(job.service)) return this.auth.forbid() || 'E_FORBIDDEN';
+    }
     // An earlier attempt may answer while a later one runs elsewhere: that holder is told
     // to stop and keeps its credit until it acknowledges.
     const holder = job.state === JobState.Assigned && !lease.isCurrent() ? job.reg : null;

@@ -77,6 +77,8 @@ export interface HubOptions {
   clusterSecret: string;
   /** A file holding the cluster secrets (one line, comma-separated). Default none. */
   clusterSecretFile: string;
+  /** The auth file (tokens and what each may do); none leaves auth off, with a warning. */
+  authFile: string;
   /** A peer silent for this long is dropped; pings go at a third of it. Default 3 s. */
   peerTimeoutMs: number;
   /** Readiness waits this long at most for every seed to sync its membership. Default 5 s. */
@@ -127,6 +129,7 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   advertise: '',
   clusterSecret: '',
   clusterSecretFile: '',
+  authFile: '',
   peerTimeoutMs: 3_000,
   peerSyncTimeoutMs: 5_000,
   peerReconnectMaxMs: 2_000,
@@ -176,6 +179,7 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
   spec('advertise', 'string', 'host:port peers dial for this hub'),
   spec('clusterSecret', 'string', 'cluster secrets, comma-separated (the first proves this hub)'),
   spec('clusterSecretFile', 'string', 'file holding the cluster secrets'),
+  spec('authFile', 'string', 'auth file: tokens and their rights (none: auth off)'),
   spec('peerTimeoutMs', 'int', 'drop a silent peer after, ms'),
   spec('peerSyncTimeoutMs', 'int', 'longest wait for seeds before ready, ms'),
   spec('peerReconnectMaxMs', 'int', 'longest backoff between dials of a peer, ms'),

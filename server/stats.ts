@@ -1,5 +1,6 @@
 /** The JSON behind GET /stats: services, their rings and queues, every connected session, counters. */
 import type { HttpSide } from './answer.js';
+import type { Auth } from './auth/auth.js';
 import type { Counters } from './counters.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { LongPoll } from './longpoll.js';
@@ -19,6 +20,7 @@ export interface StatsSource {
   readonly counters: Counters;
   readonly mesh: Mesh;
   readonly http: HttpSide;
+  readonly auth: Auth;
 }
 
 export function buildStats(hub: StatsSource) {
@@ -52,6 +54,7 @@ export function buildStats(hub: StatsSource) {
     instanceId: s.instanceId,
     role: s.role,
     name: s.name || undefined,
+    token: s.principal?.name,
     state: s.state,
     remoteAddress: s.remoteAddress,
     connectedAt: new Date(s.openedAt).toISOString(),
@@ -74,5 +77,6 @@ export function buildStats(hub: StatsSource) {
     services,
     workers,
     mesh: hub.mesh.stats(),
+    auth: { enabled: hub.auth.enabled, tokens: hub.auth.size, ...counted.auth },
   };
 }

@@ -24,6 +24,8 @@ import {
   type RequestFrame,
   RequestMode,
 } from '../client/protocol.js';
+import type { Auth } from './auth/auth.js';
+import type { Principal } from './auth/auth-file.js';
 import type { Counters } from './counters.js';
 import type { Dispatcher } from './dispatcher.js';
 import { FrameOutbox } from './frame-outbox.js';
@@ -43,8 +45,11 @@ export interface SessionHost {
    * Binds an instance id to this session, closing an older session of the same instance;
    * `chosen`: the worker named it (an anonymous one cannot exist elsewhere).
    */
-  claimInstance(session: WorkerSession, chosen: boolean): void;
+  claimInstance(session: WorkerSession, chosen: boolean): boolean;
   readonly counters: Counters;
+  readonly auth: Auth;
+  /** Counts a session of `p`; false when the token has all the sessions it may have. */
+  admitToken(p: Principal): boolean;
 }
 
 export type SessionState = 'hello' | 'open' | 'draining' | 'closed';
@@ -67,6 +72,8 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   readonly inflight = new IdTable<Job>();
   /** This session's own requests by request id. */
   readonly requests = new IdTable<Job>();
+  /** The token the session said hello with (null with auth off). */
+  principal: Principal | null = null;
   private socket: SessionSocket | null = null;
   private readonly outbox: FrameOutbox;
   private nextWireId = 1;
@@ -217,13 +224,25 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     const h = frame[1];
     const version = negotiateVersion(h.versions);
     if (version === 0) return this.protocolError('E_VERSION', `this hub speaks protocol versions ${PROTOCOL_VERSION}`, null, true);
+    const auth = this.host.auth;
+    if (auth.enabled) {
+      const p = auth.authenticate(h.token);
+      if (!p) return this.protocolError('E_UNAUTHORIZED', 'a valid token is required in hello', null, true, CloseCode.Policy);
+      if (!this.host.admitToken(p)) {
+        return this.protocolError('E_OVERLOADED', `this token has all the connections it may have (${p.maxConnections})`, null, true, CloseCode.Policy);
+      }
+      this.principal = p;
+    }
     this.role = h.role;
     this.name = typeof h.name === 'string' ? h.name : '';
     const chosen = !!h.instanceId && isValidInstanceId(h.instanceId);
     this.instanceId = chosen ? h.instanceId! : `anon-${nanoid(12)}`;
     this.servedBy = `${this.host.hubId}/${this.instanceId}`;
     this.state = 'open';
-    this.host.claimInstance(this, chosen);
+    if (!this.host.claimInstance(this, chosen)) {
+      this.host.auth.forbid();
+      return this.protocolError('E_FORBIDDEN', 'that instanceId is in use by a session of another token', null, true, CloseCode.Policy);
+    }
     const o = this.host.options;
     this.send(
       encodeFrame([
@@ -247,6 +266,10 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     // Written so that NaN fails it too.
     if (!(weight > 0 && weight <= MAX_WEIGHT)) return this.protocolError('E_PROTOCOL', `weight must be more than 0 and at most ${MAX_WEIGHT}`, service, false);
     if (this.state === 'draining') return this.protocolError('E_SHUTTING_DOWN', 'this session is draining', service, false);
+    if (this.principal && !this.principal.serve.allows(service)) {
+      this.host.auth.forbid();
+      return this.protocolError('E_FORBIDDEN', `this token may not serve ${service}`, service, false);
+    }
     const membership = { instanceId: this.instanceId, hubId: this.host.hubId, weight, takes: Takes.Ring };
     const r = this.host.dispatcher.register(this, service, concurrency, membership, this.regs.get(service));
     if (typeof r === 'string') return this.protocolError(r, ERRORS[r].message, service, false);
@@ -263,6 +286,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     else if (timeoutMs === 0) err = 'E_BAD_TIMEOUT';
     else if (body.length > o.maxBodyBytes) err = 'E_BODY_TOO_LARGE';
     else if (this.requests.size >= o.maxRequestsPerSession) err = 'E_OVERLOADED';
+    else if (this.principal && !this.principal.request.allows(service)) err = this.host.auth.forbid() || 'E_FORBIDDEN';
     const deadline = now() + Math.min(timeoutMs ?? o.defaultTimeoutMs, o.maxTimeoutMs);
     const job = new Job(service, mode, mode === RequestMode.Any ? null : key, body, contentType, headers, query, deadline, this);
     job.callerId = id;
@@ -319,15 +343,32 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     for (const r of this.regs.values()) this.host.dispatcher.offer(r);
   }
 
-  /** Sends a protocol error; a fatal one closes the socket after it is written. */
-  protocolError(code: ErrorCode, message: string, ref: string | number | null, fatal: boolean): void {
+  /** Sends a protocol error; a fatal one closes the socket (1002, or `closeCode`) after it is written. */
+  protocolError(code: ErrorCode, message: string, ref: string | number | null, fatal: boolean, closeCode: number = CloseCode.Protocol): void {
     this.host.counters.sockets.protocolErrors++;
     if (this.state === 'closed') return;
     this.send(encodeFrame([Op.ProtocolError, code, message, ref, fatal]));
     if (fatal) {
       this.flush();
-      this.close(CloseCode.Protocol, message.slice(0, 100));
+      this.close(closeCode, message.slice(0, 100));
     }
+  }
+
+  /**
+   * The auth file was reloaded and the session's token is still in it, as `p`: registrations
+   * it may no longer serve are removed, each with a non-fatal E_FORBIDDEN. Returns how many.
+   */
+  reauthorize(p: Principal): number {
+    this.principal = p;
+    let removed = 0;
+    for (const [service, r] of [...this.regs]) {
+      if (p.serve.allows(service)) continue;
+      this.regs.delete(service);
+      this.host.dispatcher.unregister(r);
+      this.protocolError('E_FORBIDDEN', `this token may no longer serve ${service}`, service, false);
+      removed++;
+    }
+    return removed;
   }
 
   /** Tells the worker the hub is going away; it should finish what it has. */

@@ -11,6 +11,7 @@ import type { Counters } from '../counters.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { Takes } from '../job.js';
 import type { Logger } from '../log.js';
+import type { LeaseOutcome, LeaseReplyForwarder } from '../longpoll.js';
 import type { HubOptions } from '../options.js';
 import { now } from '../timer-wheel.js';
 import { WsSessionSocket } from '../ws-session-socket.js';
@@ -182,15 +183,15 @@ export class Mesh implements LinkHost {
   }
 
   /** Set by the hub: a legacy worker's reply to a job this hub leased, passed on by a peer. */
-  answerLease: (leaseId: string, contentType: string | null, body: Uint8Array) => boolean = () => false;
+  answerLease: (leaseId: string, contentType: string | null, body: Uint8Array, poster: string | null) => LeaseOutcome = () => false;
 
   /** Passes legacy replies for jobs other hubs leased on to them. */
-  readonly leaseForwarder = {
-    reaches: (hubId: string): boolean => this.links.get(hubId)?.state === 'open',
-    send: (hubId: string, leaseId: string, contentType: string | null, body: Uint8Array, done: (accepted: boolean | null) => void): boolean => {
+  readonly leaseForwarder: LeaseReplyForwarder = {
+    reaches: (hubId) => this.links.get(hubId)?.state === 'open',
+    send: (hubId, leaseId, contentType, body, poster, done) => {
       const link = this.links.get(hubId);
       if (link?.state !== 'open') return false;
-      link.sendLeaseReply(leaseId, contentType, body, done);
+      link.sendLeaseReply(leaseId, contentType, body, poster, done);
       return true;
     },
   };
@@ -226,15 +227,15 @@ export class Mesh implements LinkHost {
   }
 
   /** Set by the hub: closes its own older session of `instanceId` when a peer claims it. */
-  onClaim: (instanceId: string, byHub: string) => void = () => {};
+  onClaim: (instanceId: string, byHub: string, token: string | null) => void = () => {};
 
-  claimed(instanceId: string, byHub: string): void {
-    this.onClaim(instanceId, byHub);
+  claimed(instanceId: string, byHub: string, token: string | null): void {
+    this.onClaim(instanceId, byHub, token);
   }
 
   /** A worker instance opened a session here: every peer closes an older session of it. */
-  claim(instanceId: string): void {
-    for (const link of this.links.values()) link.sendClaim(instanceId);
+  claim(instanceId: string, token: string | null): void {
+    for (const link of this.links.values()) link.sendClaim(instanceId, token);
   }
 
   announcePeers(): void {

@@ -14,6 +14,7 @@ import { FrameOutbox } from '../frame-outbox.js';
 import { IdTable } from '../id-table.js';
 import { type Consumer, HandBack, Job, JobState, type JobWaiter, Takes } from '../job.js';
 import type { Logger } from '../log.js';
+import type { LeaseOutcome } from '../longpoll.js';
 import type { HubOptions } from '../options.js';
 import type { SessionSocket, SessionSocketEvents } from '../session-socket.js';
 import { now } from '../timer-wheel.js';
@@ -40,13 +41,13 @@ export interface LinkHost {
   /** The link closed; `wasOpen` says whether it had finished its handshake. */
   linkDown(link: PeerLink, wasOpen: boolean): void;
   /** A legacy worker's reply for a job this hub leased, passed on by the peer it reached. */
-  answerLease(leaseId: string, contentType: string | null, body: Uint8Array): boolean;
+  answerLease(leaseId: string, contentType: string | null, body: Uint8Array, poster: string | null): LeaseOutcome;
   /** What this hub grants every peer now, for every service it has consumers of. */
   allGrants(): [string, number][];
   /** Grant `service` again to every peer soon (a peer used a grant that is gone). */
   regrant(service: string): void;
   /** A peer opened a session for `instanceId`: close an older one here. */
-  claimed(instanceId: string, byHub: string): void;
+  claimed(instanceId: string, byHub: string, token: string | null): void;
   /** A link opened: every peer hears of every other (the mesh becomes full). */
   announcePeers(): void;
   /** Hubs a peer is linked to: dial those this hub does not know yet. */
@@ -97,7 +98,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   /** Unkeyed jobs the peer has here now, per service (within what this hub granted it). */
   private readonly unkeyedIn = new Map<string, number>();
   /** Legacy replies passed on to the peer, waiting for its answer. */
-  private readonly leaseReplies = new Map<number, (accepted: boolean | null) => void>();
+  private readonly leaseReplies = new Map<number, (outcome: LeaseOutcome | null) => void>();
   private nextLeaseReply = 1;
   private lastSnapshotAt = -Infinity;
   private closingSlow = false;
@@ -235,15 +236,17 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
       case PeerOp.Peers:
         return this.host.learnPeers(f[1]);
       case PeerOp.Claim:
-        return this.host.claimed(f[1], this.remoteHubId);
+        return this.host.claimed(f[1], this.remoteHubId, f[2]);
       case PeerOp.Grants:
         return this.peer!.applyGrants(f[1]);
-      case PeerOp.LeaseReply:
-        return this.send([PeerOp.LeaseAnswer, f[1], this.host.answerLease(f[2], f[3], f[4])]);
+      case PeerOp.LeaseReply: {
+        const outcome = this.host.answerLease(f[2], f[3], f[4], f[5]);
+        return this.send([PeerOp.LeaseAnswer, f[1], outcome === true, outcome === 'E_FORBIDDEN' ? outcome : null]);
+      }
       case PeerOp.LeaseAnswer: {
         const done = this.leaseReplies.get(f[1]);
         this.leaseReplies.delete(f[1]);
-        done?.(f[2]);
+        done?.(f[3] === 'E_FORBIDDEN' ? 'E_FORBIDDEN' : f[2]);
         return;
       }
       case PeerOp.Forward:
@@ -326,17 +329,17 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   }
 
   /** Passes a legacy worker's reply on to the peer that leased the job. */
-  sendLeaseReply(leaseId: string, contentType: string | null, body: Uint8Array, done: (accepted: boolean | null) => void): void {
+  sendLeaseReply(leaseId: string, contentType: string | null, body: Uint8Array, poster: string | null, done: (outcome: LeaseOutcome | null) => void): void {
     const id = this.nextLeaseReply++;
     // A peer that never answers must not hold the legacy worker's request: give up after the peer timeout.
     const timer = setTimeout(() => {
       if (this.leaseReplies.delete(id)) done(null);
     }, this.host.options.peerTimeoutMs);
-    this.leaseReplies.set(id, (accepted) => {
+    this.leaseReplies.set(id, (outcome) => {
       clearTimeout(timer);
-      done(accepted);
+      done(outcome);
     });
-    this.send([PeerOp.LeaseReply, id, leaseId, contentType, body]);
+    this.send([PeerOp.LeaseReply, id, leaseId, contentType, body, poster]);
   }
 
   /** Tells the peer how many unkeyed jobs per service it may have here. */
@@ -350,8 +353,8 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   }
 
   /** Tells the peer that a worker instance opened a session here. */
-  sendClaim(instanceId: string): void {
-    if (this.state === 'open') this.send([PeerOp.Claim, instanceId]);
+  sendClaim(instanceId: string, token: string | null): void {
+    if (this.state === 'open') this.send([PeerOp.Claim, instanceId, token]);
   }
 
   /** Tells the peer every hub this one is linked to. */

@@ -105,11 +105,11 @@ export type SnapshotRequestFrame = [typeof PeerOp.SnapshotRequest];
 /** [op, [[service, credit], ...]]: credit 0 withdraws the service. */
 export type GrantsFrame = [typeof PeerOp.Grants, [string, number][]];
 /** [op, replyId, leaseId, contentType, body] */
-export type LeaseReplyFrame = [typeof PeerOp.LeaseReply, number, string, string | null, Uint8Array];
+export type LeaseReplyFrame = [typeof PeerOp.LeaseReply, number, string, string | null, Uint8Array, string | null];
 /** [op, replyId, accepted] */
-export type LeaseAnswerFrame = [typeof PeerOp.LeaseAnswer, number, boolean];
+export type LeaseAnswerFrame = [typeof PeerOp.LeaseAnswer, number, boolean, string | null];
 /** [op, instanceId] */
-export type ClaimFrame = [typeof PeerOp.Claim, string];
+export type ClaimFrame = [typeof PeerOp.Claim, string, string | null];
 /** [op, [[hubId, advertise], ...]] */
 export type PeersFrame = [typeof PeerOp.Peers, [string, string][]];
 export type LeavingFrame = [typeof PeerOp.Leaving];
@@ -275,20 +275,23 @@ export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean, handshake 
       );
       return f as GrantsFrame;
     case PeerOp.LeaseReply:
-      check.arity(f, 5, 'lease reply');
+      check.arity(f, 6, 'lease reply');
       check.uint(f[1], 'reply id');
       check.str(f[2], 'lease id');
       check.optStr(f[3], 'contentType');
       f[4] = check.body(f[4]);
+      check.optStr(f[5], 'poster');
       return f as LeaseReplyFrame;
     case PeerOp.LeaseAnswer:
-      check.arity(f, 3, 'lease answer');
+      check.arity(f, 4, 'lease answer');
       check.uint(f[1], 'reply id');
       if (typeof f[2] !== 'boolean') throw new ProtocolError('lease answer "accepted" must be a boolean');
+      check.optStr(f[3], 'code');
       return f as LeaseAnswerFrame;
     case PeerOp.Claim:
-      check.arity(f, 2, 'claim');
+      check.arity(f, 3, 'claim');
       check.str(f[1], 'instanceId');
+      check.optStr(f[2], 'token');
       return f as ClaimFrame;
     case PeerOp.Peers:
       check.arity(f, 2, 'peers');

@@ -63,7 +63,7 @@ export const PEER_EXAMPLE_FRAMES: Record<string, PeerFrame> = {
   handBack: [PeerOp.HandBack, 1, false],
   snapshotRequest: [PeerOp.SnapshotRequest],
   peers: [PeerOp.Peers, [['hub-c', '10.0.0.3:3000']]],
-  claim: [PeerOp.Claim, 'w1'],
+  claim: [PeerOp.Claim, 'w1', null],
   grants: [
     PeerOp.Grants,
     [
@@ -71,8 +71,8 @@ export const PEER_EXAMPLE_FRAMES: Record<string, PeerFrame> = {
       ['old-service', 0],
     ],
   ],
-  leaseReply: [PeerOp.LeaseReply, 1, 'V1StGXR8_Z5jdHi6B-myT.hub-a', 'application/json', Buffer.from('{"ok":1}')],
-  leaseAnswer: [PeerOp.LeaseAnswer, 1, true],
+  leaseReply: [PeerOp.LeaseReply, 1, 'V1StGXR8_Z5jdHi6B-myT.hub-a', 'application/json', Buffer.from('{"ok":1}'), 'legacy-workers'],
+  leaseAnswer: [PeerOp.LeaseAnswer, 1, true, null],
   leaving: [PeerOp.Leaving],
 };
 
@@ -104,10 +104,10 @@ export const FIELD_NAMES: Record<number, readonly string[]> = {
   [PeerOp.HandBack]: ['op', 'forwardId', 'ran'],
   [PeerOp.SnapshotRequest]: ['op'],
   [PeerOp.Peers]: ['op', 'peers'],
-  [PeerOp.Claim]: ['op', 'instanceId'],
+  [PeerOp.Claim]: ['op', 'instanceId', 'token'],
   [PeerOp.Grants]: ['op', 'grants'],
-  [PeerOp.LeaseReply]: ['op', 'replyId', 'leaseId', 'contentType', 'body'],
-  [PeerOp.LeaseAnswer]: ['op', 'replyId', 'accepted'],
+  [PeerOp.LeaseReply]: ['op', 'replyId', 'leaseId', 'contentType', 'body', 'poster'],
+  [PeerOp.LeaseAnswer]: ['op', 'replyId', 'accepted', 'code'],
   [PeerOp.Leaving]: ['op'],
 };
 

@@ -12,7 +12,7 @@ export const MESH_FLAGS = {
 };
 
 /** Starts hubs `ids`, the first alone and each later one seeded with the first only (the rest come by gossip). */
-export async function startMesh(ids: string[], flags: Record<string, string | number> = {}): Promise<HubProc[]> {
+export async function startMesh(ids: string[], flags: Record<string, string | number> = {}, statsToken?: string): Promise<HubProc[]> {
   const hubs: HubProc[] = [];
   for (const id of ids) {
     const seed: Record<string, string> = hubs[0] ? { peers: `127.0.0.1:${hubs[0].port}` } : {};
@@ -21,7 +21,7 @@ export async function startMesh(ids: string[], flags: Record<string, string | nu
   await waitUntil(
     async () => {
       for (const h of hubs) {
-        const open = (await stats(h)).mesh.peers.filter((p: { state: string }) => p.state === 'open').length;
+        const open = (await stats(h, statsToken)).mesh.peers.filter((p: { state: string }) => p.state === 'open').length;
         if (open !== hubs.length - 1) return false;
       }
       return true;
@@ -33,11 +33,16 @@ export async function startMesh(ids: string[], flags: Record<string, string | nu
 }
 
 /** Waits until every hub has the same ring for `service`, with `n` members; returns it. */
-export async function converged(hubs: HubProc[], service: string, n: number): Promise<{ instanceId: string; hubId: string; weight: number }[]> {
+export async function converged(
+  hubs: HubProc[],
+  service: string,
+  n: number,
+  statsToken?: string,
+): Promise<{ instanceId: string; hubId: string; weight: number }[]> {
   let members: { instanceId: string; hubId: string; weight: number }[] = [];
   await waitUntil(
     async () => {
-      const rings = await Promise.all(hubs.map(async (h) => (await stats(h)).services.find((s: { name: string }) => s.name === service)?.ring));
+      const rings = await Promise.all(hubs.map(async (h) => (await stats(h, statsToken)).services.find((s: { name: string }) => s.name === service)?.ring));
       if (rings.some((r) => !r || r.members.length !== n)) return false;
       if (new Set(rings.map((r) => r.digest)).size !== 1) return false;
       members = rings[0].members;

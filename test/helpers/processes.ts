@@ -157,6 +157,10 @@ export interface WorkerSpec {
   url: string;
   instanceId?: string;
   services: ServiceSpec[];
+  /** The worker's token (a hub with auth on). */
+  token?: string;
+  /** A token with the monitor right, to watch /stats for the registration (a hub with auth on). */
+  statsToken?: string;
 }
 
 /** Starts the fixture worker process and waits until it is registered. */
@@ -167,7 +171,7 @@ export async function startWorker(spec: WorkerSpec): Promise<Proc & { instanceId
   // Registered means the hub lists every service for this instance.
   await waitUntil(
     async () => {
-      const st = await stats({ url: spec.url.split(',')[0]! });
+      const st = await stats({ url: spec.url.split(',')[0]! }, spec.statsToken);
       const w = st.workers.find((x: { instanceId: string }) => x.instanceId === ready.instanceId);
       return w && w.services.length === spec.services.length;
     },
@@ -195,8 +199,8 @@ export async function waitUntil<T>(fn: () => T | Promise<T>, timeoutMs = 5000, w
 
 /** GET /stats of a hub. */
 // biome-ignore lint/suspicious/noExplicitAny: tests read the /stats JSON field by field
-export async function stats(hub: { url: string }): Promise<any> {
-  const r = await fetch(`${hub.url}/stats`);
+export async function stats(hub: { url: string }, token?: string): Promise<any> {
+  const r = await fetch(`${hub.url}/stats`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   return r.json();
 }
 

@@ -524,12 +524,13 @@ describe('dispatcher: redelivery', () => {
 
   it('redelivers a job whose lease ran out without a reply, and still expires it at the original deadline', async () => {
     const { d, c } = hub();
-    const leased = new FakeConsumer('leased', 30);
+    // Wide margins: a loaded machine may stall the event loop for a while.
+    const leased = new FakeConsumer('leased', 50);
     const plain = new FakeConsumer('plain');
     join(d, leased);
     join(d, plain);
     const w = new Waiter();
-    const j = submit(d, job(w, { timeoutMs: 150 }));
+    const j = submit(d, job(w, { timeoutMs: 600 }));
     assert.equal(j.reg?.consumer, leased);
     await until(() => c.leasesExpired === 1, 'the lease to run out');
     assert.equal(c.redelivered, 1);
@@ -541,7 +542,7 @@ describe('dispatcher: redelivery', () => {
     assert.equal(j.status, 504);
     const at = w.settledAt.get(j)!;
     assert.ok(at >= j.deadline, 'not before the deadline');
-    assert.ok(at < j.deadline + 100, `close to the deadline (${(at - j.deadline).toFixed(1)} ms late)`);
+    assert.ok(at < j.deadline + 300, `close to the deadline (${(at - j.deadline).toFixed(1)} ms late)`);
     assert.deepEqual(plain.cancels, [{ job: j, code: 'E_DEADLINE' }]);
     assert.equal(leased.cancels.length, 0, 'the withdrawn attempt is not told');
     assert.equal(c.expired, 1);

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
 import { decodeFrame, encodeFrame, type Frame, Op, RequestMode } from '../../client/protocol.js';
+import { Auth } from '../../server/auth/auth.js';
 import { Counters } from '../../server/counters.js';
 import { Dispatcher } from '../../server/dispatcher.js';
 import { Job, type JobWaiter } from '../../server/job.js';
@@ -63,7 +64,7 @@ function hubSide(maxBackpressureBytes = 0) {
   const options = resolveHubOptions({ maxBodyBytes: 64 * 1024, ...(maxBackpressureBytes ? { maxBackpressureBytes } : {}) });
   const counters = new Counters();
   const dispatcher = new Dispatcher(options, counters);
-  const host = { options, dispatcher, hubId: 'hub-test', counters, claimInstance: () => {} };
+  const host = { options, dispatcher, hubId: 'hub-test', counters, claimInstance: () => true, auth: new Auth(''), admitToken: () => true };
   return { options, dispatcher, counters, session: new WorkerSession(host, 1, 'test') };
 }
 
