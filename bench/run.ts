@@ -62,7 +62,9 @@ function wrkScript(s: Scenario, dir: string): string {
     `wrk.method = "POST"
 wrk.body = ${JSON.stringify(body)}
 wrk.headers["Content-Type"] = "application/json"
-${request}done = function(summary, latency, requests)
+${Object.entries(s.headers ?? {})
+  .map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}\n`)
+  .join('')}${request}done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('{"requests":%d,"errors":%d,"non2xx":%d,"seconds":%f,"p50us":%d,"p99us":%d,"p999us":%d}\\n',
     summary.requests, e.connect + e.read + e.write + e.timeout, e.status, summary.duration / 1e6,

@@ -35,6 +35,8 @@ export interface Scenario {
   connections: number;
   /** wrk: request path, or 'keyed' for random partition keys. */
   path: string;
+  /** wrk: more request headers (a bearer token). */
+  headers?: Record<string, string>;
   requires?: string;
   /** Baselines this scenario's throughput is divided by, when measured in the same run. */
   compareWith?: string[];
@@ -84,8 +86,8 @@ async function listeningPort(pid: number): Promise<number> {
   throw new Error(`process ${pid} never listened`);
 }
 
-async function workers(url: string, n: number, service = 'echo', concurrency = 256): Promise<BenchProc[]> {
-  const ps = Array.from({ length: n }, () => start(SERVER_CPU, node, [js('workers/echo-worker.js'), url, service, String(concurrency)]));
+async function workers(url: string, n: number, service = 'echo', concurrency = 256, env: NodeJS.ProcessEnv = {}): Promise<BenchProc[]> {
+  const ps = Array.from({ length: n }, () => start(SERVER_CPU, node, [js('workers/echo-worker.js'), url, service, String(concurrency)], env));
   await Promise.all(ps.map((p) => p.line((l) => l.event === 'ready')));
   return ps;
 }
@@ -93,6 +95,25 @@ async function workers(url: string, n: number, service = 'echo', concurrency = 2
 async function astromesh(nWorkers: number, hubCli?: string): Promise<Target> {
   const { hub, url } = await startHub(hubCli);
   const ws = await workers(url, nWorkers);
+  return { measured: hub, url, procs: [hub, ...ws] };
+}
+
+/** Tokens of the auth scenario: a caller that may request and a worker that may serve anything. */
+const BENCH_TOKENS = { caller: 'bench-caller-token-6f1c0e5d9a8b7c6d5e4f', worker: 'bench-worker-token-1a2b3c4d5e6f7a8b9c0d' };
+
+/** One hub with auth on and one worker that proves its token. */
+async function astromeshWithAuth(hubCli?: string): Promise<Target> {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { hashToken } = await import('../server/auth/auth.js');
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'astromesh-bench-')), 'auth.json');
+  const tokens = [
+    { name: 'caller', sha256: hashToken(BENCH_TOKENS.caller), request: ['>'] },
+    { name: 'worker', sha256: hashToken(BENCH_TOKENS.worker), serve: ['>'] },
+  ];
+  writeFileSync(file, JSON.stringify({ tokens }));
+  const { hub, url } = await startHub(hubCli, ['--auth-file', file]);
+  const ws = await workers(url, 1, 'echo', 256, { BENCH_TOKEN: BENCH_TOKENS.worker });
   return { measured: hub, url, procs: [hub, ...ws] };
 }
 
@@ -228,6 +249,20 @@ export const SCENARIOS: Scenario[] = [
     compareWith: HTTP_BASELINES,
     description: 'HTTP caller → hub → 1 WS worker (client library), 100 B',
     start: (hubCli) => astromesh(1, hubCli),
+  },
+  {
+    name: 'http-1w-auth',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/service/echo',
+    headers: { Authorization: `Bearer ${BENCH_TOKENS.caller}` },
+    compareWith: HTTP_BASELINES,
+    compareCpuWith: ['http-1w'],
+    noReference: true,
+    description: 'http-1w with auth on: every request carries a bearer token the hub checks',
+    start: () => astromeshWithAuth(),
   },
   {
     name: 'http-4w',

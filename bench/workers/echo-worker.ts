@@ -14,7 +14,7 @@ const offset = Number(process.env.BENCH_IDLE_OFFSET ?? 0);
 const echo = (job: IncomingJob) => ({ body: job.body, contentType: job.contentType ?? 'application/json' });
 const workers: Worker[] = [];
 for (let i = 0; i < sessions; i++) {
-  const w = new Worker({ url: url!, reconnectMinMs: 100 });
+  const w = new Worker({ url: url!, reconnectMinMs: 100, ...(process.env.BENCH_TOKEN ? { token: process.env.BENCH_TOKEN } : {}) });
   w.handle(i === 0 && offset === 0 ? service! : `${idlePrefix}${offset + i}`, echo, { concurrency });
   workers.push(w);
 }

@@ -18,6 +18,7 @@ export class Auth {
   private byHash = new Map<string, Principal>();
   private byName = new Map<string, Principal>();
   private seen = new Map<string, Principal>();
+  private seenHeaders = new Map<string, Principal>();
 
   constructor(
     private readonly file: string,
@@ -42,8 +43,7 @@ export class Auth {
         // The map is keyed by a digest an attacker cannot steer; the comparison that decides is constant-time.
         const p = this.byHash.get(digest.toString('hex'));
         if (p && timingSafeEqual(Buffer.from(p.sha256, 'hex'), digest)) {
-          if (this.seen.size >= SEEN_TOKENS) this.seen.clear();
-          this.seen.set(token, p);
+          remember(this.seen, token, p);
           return p;
         }
       }
@@ -52,10 +52,17 @@ export class Auth {
     return null;
   }
 
-  /** The principal an `Authorization: Bearer <token>` header proves, or null. */
+  /**
+   * The principal an `Authorization: Bearer <token>` header proves, or null. Valid headers are
+   * remembered whole: a caller sends the same one with every request.
+   */
   bearer(header: string): Principal | null {
+    const known = this.seenHeaders.get(header);
+    if (known !== undefined) return known;
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-    return this.authenticate(m ? m[1] : null);
+    const p = this.authenticate(m ? m[1] : null);
+    if (p) remember(this.seenHeaders, header, p);
+    return p;
   }
 
   /** The principal named `name` (a peer hub passes on who posted a long-poll reply). */
@@ -90,7 +97,14 @@ export class Auth {
     this.byHash = new Map(principals.map((p) => [p.sha256, p]));
     this.byName = new Map(principals.map((p) => [p.name, p]));
     this.seen = new Map();
+    this.seenHeaders = new Map();
   }
+}
+
+/** Remembers a valid token (or header) within SEEN_TOKENS, starting afresh when full. */
+function remember(m: Map<string, Principal>, key: string, p: Principal): void {
+  if (m.size >= SEEN_TOKENS) m.clear();
+  m.set(key, p);
 }
 
 /** The hex SHA-256 of a token, as the auth file stores it. */
