@@ -532,8 +532,13 @@ function arity(f: unknown[], n: number, what: string): void {
 function uint(v: unknown, what: string): void {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError(`${what} must be a non-negative integer`);
 }
+/** The statuses a Reply or Error may carry. */
+export function isValidStatus(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 200 && v <= 599;
+}
+
 function status(v: unknown): void {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 200 || v > 599) throw new ProtocolError('status must be an integer from 200 to 599');
+  if (!isValidStatus(v)) throw new ProtocolError('status must be an integer from 200 to 599');
 }
 function str(v: unknown, what: string): void {
   if (typeof v !== 'string') throw new ProtocolError(`${what} must be a string`);

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { nanoid } from 'nanoid';
 import { Connection, type ConnectionOptions } from './connection.js';
 import { BusError } from './errors.js';
-import { DEFAULT_CONTENT_TYPE, type Frame, type Headers, type JobFrame, Op, type WelcomeInfo } from './protocol.js';
+import { DEFAULT_CONTENT_TYPE, type Frame, type Headers, isValidStatus, type JobFrame, Op, type WelcomeInfo } from './protocol.js';
 import { type BusResponse, Requester, type RequestOptions } from './requester.js';
 
 /** What a handler gets. */
@@ -373,10 +373,15 @@ export class Worker extends EventEmitter {
     } else if (err !== undefined) {
       const he = err instanceof HandlerError ? err : null;
       const message = err instanceof Error ? err.message : String(err);
-      conn.send([Op.Error, id, he?.status ?? 500, he?.code ?? 'E_HANDLER', message]);
+      conn.send([Op.Error, id, isValidStatus(he?.status) ? he!.status : 500, he?.code ?? 'E_HANDLER', message]);
     } else {
       const r = toReply(value);
-      conn.send([Op.Reply, id, r.status ?? 200, r.contentType ?? DEFAULT_CONTENT_TYPE, r.headers ?? null, toBytes(r.body)]);
+      // A status the hub would refuse would cost the whole session: the caller gets a 500 instead.
+      if (r.status !== undefined && !isValidStatus(r.status)) {
+        conn.send([Op.Error, id, 500, 'E_HANDLER', `the handler returned status ${String(r.status)}; a reply's status is an integer from 200 to 599`]);
+      } else {
+        conn.send([Op.Reply, id, r.status ?? 200, r.contentType ?? DEFAULT_CONTENT_TYPE, r.headers ?? null, toBytes(r.body)]);
+      }
     }
     if (link !== this.current) {
       // A slot of a retiring session is free: the current one may take one more job.

@@ -111,6 +111,30 @@ describe('round trips through one hub', () => {
     }
   });
 
+  it('turns a handler status the protocol does not allow into a 500 and keeps the session', async () => {
+    const w = new Worker({ url: hub.url });
+    const drops: unknown[] = [];
+    w.connection.on('socketError', (e) => drops.push(e));
+    w.handle('odd-status', (job) => ({ status: Number(job.text()), body: 'x' }));
+    await w.start();
+    try {
+      for (const [status, want] of [
+        [150, 500],
+        [700, 500],
+        [201, 201],
+        [599, 599],
+      ] as const) {
+        const r = await post(`${hub.url}/service/odd-status`, String(status));
+        assert.equal(r.status, want, `handler status ${status}`);
+        if (want === 500) assert.equal(r.headers.get('x-error-code'), 'E_HANDLER');
+      }
+      assert.equal(w.connection.state, 'open');
+      assert.deepEqual(drops, []);
+    } finally {
+      w.close();
+    }
+  });
+
   it('answers the meshage facade error for a body that is not a JSON object', async () => {
     const r = await post(`${hub.url}/api/echo/1`, '[1,2]');
     assert.equal(r.status, 400);
