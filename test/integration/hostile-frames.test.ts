@@ -34,7 +34,7 @@ const GARBAGE: [string, (s: RawSocket) => void][] = [
 describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 }, () => {
   let hub: HubProc;
   before(async () => {
-    hub = await startHub({ 'max-body-bytes': 4096, 'max-frame-bytes': 8192, 'ping-interval-ms': 100, 'pong-timeout-ms': 300, 'hello-timeout-ms': 300 });
+    hub = await startHub({ 'max-body-bytes': 4096, 'max-frame-bytes': 8192, 'ping-interval-ms': 100, 'pong-timeout-ms': 300, 'hello-timeout-ms': 1000 });
     await startWorker({ url: hub.url, instanceId: 'healthy', services: [{ name: 'healthy' }] });
   });
   after(stopAll);
