@@ -54,6 +54,8 @@ export const CloseCode = {
   TooBig: 1009,
   Replaced: 4001,
   Unresponsive: 4002,
+  /** A session that did not read its frames: over its unsent-bytes cap for too long, or far over it. */
+  SlowConsumer: 4003,
   /** Peer links: a second link between the same two hubs; the other one stays. Not a failure. */
   DuplicateLink: 4010,
   /** Peer links: the other hub could not prove it knows the cluster secret. */

@@ -34,6 +34,8 @@ export class SocketCounters {
   framesIn = 0;
   framesOut = 0;
   connectionsRefused = 0;
+  /** Sessions closed because they did not read their frames (4003). */
+  slowConsumers = 0;
 }
 
 /** Auth refusals and reloads. */

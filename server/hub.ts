@@ -341,11 +341,12 @@ export class Hub implements SessionHost {
         this.forget(s);
         continue;
       }
-      if (s.state === 'hello' && at - s.createdAt > this.options.pongTimeoutMs) {
+      if (s.state === 'hello' && at - s.createdAt > this.options.helloTimeoutMs) {
         s.close(CloseCode.Protocol, 'no hello');
         this.forget(s);
         continue;
       }
+      if (s.overCapSince !== 0) s.sweepQueue(at);
       if (at >= s.nextPingAt) s.keepAlive(at);
     }
     this.mesh.keepAlive(at);

@@ -51,6 +51,22 @@ export interface HubOptions {
   maxConnections: number;
   /** Requests in flight from one WebSocket client. Default 10,000. */
   maxRequestsPerSession: number;
+  /**
+   * Bytes of frames a session's socket has not taken (beyond maxBackpressureBytes in its buffer).
+   * Past it the session's Requests are refused; at twice it, or over it for slowConsumerMs, the
+   * session is closed as a slow consumer. Default 4 × maxBackpressureBytes.
+   */
+  maxSessionQueuedBytes: number;
+  /** A session over maxSessionQueuedBytes this long is closed as a slow consumer. Default 5 s. */
+  slowConsumerMs: number;
+  /** A WebSocket session must say Hello within this. Default 2 s. */
+  helloTimeoutMs: number;
+  /** Non-fatal protocol errors one session may draw before it is closed. Default 100. */
+  maxProtocolErrors: number;
+  /** Services one worker session may register. Default 1,000. */
+  maxServicesPerSession: number;
+  /** Jobs a peer may have forwarded to this hub and not yet had answered. Default 10,000. */
+  maxForwardsPerPeer: number;
   /** Time in-flight work may take to finish on shutdown. Default 10 s. */
   shutdownGraceMs: number;
   /** How long a legacy long-poll waits for a job without ?wait=. Default 30 s. */
@@ -116,6 +132,12 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   maxBackpressureBytes: 0, // derived: 4 × maxFrameBytes
   maxConnections: 20_000,
   maxRequestsPerSession: 10_000,
+  maxSessionQueuedBytes: 0, // derived: 4 × maxBackpressureBytes
+  slowConsumerMs: 5_000,
+  helloTimeoutMs: 2_000,
+  maxProtocolErrors: 100,
+  maxServicesPerSession: 1_000,
+  maxForwardsPerPeer: 10_000,
   shutdownGraceMs: 10_000,
   longPollWaitMs: 30_000,
   longPollMaxWaitMs: 120_000,
@@ -166,6 +188,12 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
   spec('maxBackpressureBytes', 'int', 'buffered bytes at a worker before the hub stops sending'),
   spec('maxConnections', 'int', 'concurrent WebSocket connections'),
   spec('maxRequestsPerSession', 'int', 'in-flight requests per WebSocket client'),
+  spec('maxSessionQueuedBytes', 'int', 'unsent bytes per WebSocket session before its requests are refused'),
+  spec('slowConsumerMs', 'int', 'close a session over its unsent-bytes cap after, ms'),
+  spec('helloTimeoutMs', 'int', 'close a WebSocket that has not said hello after, ms'),
+  spec('maxProtocolErrors', 'int', 'refused frames per WebSocket session before it is closed'),
+  spec('maxServicesPerSession', 'int', 'services one worker session may register'),
+  spec('maxForwardsPerPeer', 'int', 'jobs in flight forwarded by one peer hub (and to it)'),
   spec('shutdownGraceMs', 'int', 'time in-flight work gets on shutdown, ms'),
   spec('longPollWaitMs', 'int', 'long-poll wait without ?wait=, ms', 'longpoll-wait-ms'),
   spec('longPollMaxWaitMs', 'int', 'longest long-poll wait, ms', 'longpoll-max-wait-ms'),
@@ -223,6 +251,7 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
   }
   if (!o.maxFrameBytes) o.maxFrameBytes = o.maxBodyBytes + FRAME_OVERHEAD_BYTES;
   if (!o.maxBackpressureBytes) o.maxBackpressureBytes = 4 * o.maxFrameBytes;
+  if (!o.maxSessionQueuedBytes) o.maxSessionQueuedBytes = 4 * o.maxBackpressureBytes;
   o.forwardHeaders = o.forwardHeaders.map((h) => h.trim().toLowerCase()).filter(Boolean);
   if (o.port > 65535) throw new InvalidOptionError(`${n('port')} must be at most 65535, got ${o.port}`);
   const positive: (keyof HubOptions)[] = [
@@ -236,6 +265,11 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
     'pongTimeoutMs',
     'maxConnections',
     'maxRequestsPerSession',
+    'slowConsumerMs',
+    'helloTimeoutMs',
+    'maxProtocolErrors',
+    'maxServicesPerSession',
+    'maxForwardsPerPeer',
     'longPollWaitMs',
     'longPollMaxWaitMs',
     'longPollLeaseMs',
@@ -261,6 +295,9 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
   notAbove('maxBodyBytes', 'maxQueuedBytes');
   if (o.maxBackpressureBytes < o.maxFrameBytes) {
     throw new InvalidOptionError(`${n('maxBackpressureBytes')} must be at least ${n('maxFrameBytes')} (${o.maxBackpressureBytes} < ${o.maxFrameBytes})`);
+  }
+  if (o.maxSessionQueuedBytes < o.maxFrameBytes) {
+    throw new InvalidOptionError(`${n('maxSessionQueuedBytes')} must be at least ${n('maxFrameBytes')} (${o.maxSessionQueuedBytes} < ${o.maxFrameBytes})`);
   }
   if (o.pongTimeoutMs < o.pingIntervalMs) {
     throw new InvalidOptionError(`${n('pongTimeoutMs')} must be at least ${n('pingIntervalMs')} (${o.pongTimeoutMs} < ${o.pingIntervalMs})`);

@@ -59,10 +59,13 @@ export function buildStats(hub: StatsSource) {
     remoteAddress: s.remoteAddress,
     connectedAt: new Date(s.openedAt).toISOString(),
     blocked: s.blocked,
+    queuedBytes: s.queuedBytes,
     inflight: s.inflight.size,
     requests: s.requests.size,
     services: [...s.regs.values()].map((r) => ({ name: r.service, credit: r.concurrency, inflight: r.inflight, weight: r.weight })),
   }));
+  let sessionQueuedBytes = 0;
+  for (const s of hub.sessions) sessionQueuedBytes += s.queuedBytes;
   const counted = hub.counters.snapshot();
   return {
     hubId: hub.hubId,
@@ -73,7 +76,7 @@ export function buildStats(hub: StatsSource) {
     queuedBytes: d.queuedBytes,
     http: { callerRequests: hub.http.callerRequests, unanswered: hub.http.unanswered },
     jobs: counted.jobs,
-    sockets: { connections: hub.sessions.size, ...counted.sockets },
+    sockets: { connections: hub.sessions.size, queuedBytes: sessionQueuedBytes, ...counted.sockets },
     services,
     workers,
     mesh: hub.mesh.stats(),

@@ -62,7 +62,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   name = '';
   servedBy = '';
   lastSeen = now();
-  /** Monotonic time the socket opened: a session must say hello within the pong timeout. */
+  /** Monotonic time the socket opened: a session must say hello within helloTimeoutMs. */
   readonly createdAt = now();
   /** When the hub's sweep next pings this session: a random phase within the interval. */
   nextPingAt: number;
@@ -74,9 +74,15 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   readonly requests = new IdTable<Job>();
   /** The token the session said hello with (null with auth off). */
   principal: Principal | null = null;
+  /** Monotonic time the unsent frames went over maxSessionQueuedBytes; 0 while within it. */
+  overCapSince = 0;
   private socket: SessionSocket | null = null;
   private readonly outbox: FrameOutbox;
+  private readonly queueCap: number;
   private nextWireId = 1;
+  /** Non-fatal protocol errors drawn so far. */
+  private refusals = 0;
+  private closingSlow = false;
 
   constructor(
     private readonly host: SessionHost,
@@ -85,6 +91,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   ) {
     this.nextPingAt = this.createdAt + Math.random() * host.options.pingIntervalMs;
     this.outbox = new FrameOutbox(host.options.maxBackpressureBytes, host.counters.sockets, () => this.reoffer());
+    this.queueCap = host.options.maxSessionQueuedBytes;
   }
 
   attach(socket: SessionSocket): void {
@@ -95,6 +102,16 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   /** Socket buffer above the limit: no new jobs until it drains. */
   get blocked(): boolean {
     return this.outbox.blocked;
+  }
+
+  /** Bytes of frames the socket has not taken yet. */
+  get queuedBytes(): number {
+    return this.outbox.pendingBytes;
+  }
+
+  /** Frames held back behind a backed-up socket past the cap: the session takes no Requests. */
+  private get overCap(): boolean {
+    return this.outbox.blocked && this.outbox.pendingBytes > this.queueCap;
   }
 
   // ---- Consumer ----
@@ -270,6 +287,9 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
       this.host.auth.forbid();
       return this.protocolError('E_FORBIDDEN', `this token may not serve ${service}`, service, false);
     }
+    const most = this.host.options.maxServicesPerSession;
+    if (this.regs.size >= most && !this.regs.has(service))
+      return this.protocolError('E_OVERLOADED', `a session may register at most ${most} services`, service, false);
     const membership = { instanceId: this.instanceId, hubId: this.host.hubId, weight, takes: Takes.Ring };
     const r = this.host.dispatcher.register(this, service, concurrency, membership, this.regs.get(service));
     if (typeof r === 'string') return this.protocolError(r, ERRORS[r].message, service, false);
@@ -280,6 +300,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     const [, id, mode, service, key, timeoutMs, contentType, headers, query, body] = f;
     const o = this.host.options;
     let err: ErrorCode | null = null;
+    let message: string | undefined;
     if (this.requests.get(id) !== undefined) return this.protocolError('E_PROTOCOL', `request id ${id} is already in flight`, id, false);
     if (!isValidName(service)) err = 'E_BAD_NAME';
     else if (mode !== RequestMode.Any && !isValidKey(key)) err = 'E_BAD_KEY';
@@ -287,13 +308,19 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     else if (body.length > o.maxBodyBytes) err = 'E_BODY_TOO_LARGE';
     else if (this.requests.size >= o.maxRequestsPerSession) err = 'E_OVERLOADED';
     else if (this.principal && !this.principal.request.allows(service)) err = this.host.auth.forbid() || 'E_FORBIDDEN';
+    else if (this.overCap) {
+      // Its answer is a few dozen bytes: a caller that sends while it does not read grows its
+      // queue far slower than its requests would, until it is closed as a slow consumer.
+      err = 'E_OVERLOADED';
+      message = OVER_CAP_MESSAGE;
+    }
     const deadline = now() + Math.min(timeoutMs ?? o.defaultTimeoutMs, o.maxTimeoutMs);
     const job = new Job(service, mode, mode === RequestMode.Any ? null : key, body, contentType, headers, query, deadline, this);
     job.callerId = id;
     this.requests.add(id, job);
     // Either way the answer comes back through settled(): refused jobs settle like any other.
     // The catalogue's messages name the HTTP header and URL; a Request has fields instead.
-    if (err) this.host.dispatcher.reject(job, err, REQUEST_FIELD_MESSAGES[err]);
+    if (err) this.host.dispatcher.reject(job, err, message ?? REQUEST_FIELD_MESSAGES[err]);
     else this.host.dispatcher.submit(job);
   }
 
@@ -317,7 +344,33 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
 
   private send(frame: Uint8Array): void {
     if (this.state === 'closed') return;
-    this.outbox.push(frame);
+    const out = this.outbox;
+    out.push(frame);
+    // Only frames held back behind a backed-up socket count: a turn's batch goes out at its end.
+    if (out.blocked && out.pendingBytes > this.queueCap) this.queuedOverCap(frame.byteLength);
+  }
+
+  private queuedOverCap(added: number): void {
+    if (this.overCapSince === 0) this.overCapSince = now();
+    // A frame queued within the cap is always taken (a broadcast's answer may be large). Past it
+    // only answers to requests taken earlier and refusals are queued: a session that takes them
+    // to twice the cap is not reading, and its memory is what the cap is for.
+    const before = this.outbox.pendingBytes - added;
+    if (before > this.queueCap && this.outbox.pendingBytes > 2 * this.queueCap) this.slowConsumer();
+  }
+
+  /** Called by the hub's sweep while over the cap: a session that did not catch up in time is closed. */
+  sweepQueue(at: number): void {
+    if (!this.overCap) this.overCapSince = 0;
+    else if (at - this.overCapSince >= this.host.options.slowConsumerMs) this.slowConsumer();
+  }
+
+  private slowConsumer(): void {
+    if (this.closingSlow || this.state === 'closed') return;
+    this.closingSlow = true;
+    this.host.counters.sockets.slowConsumers++;
+    // Not from inside whatever is sending: teardown cancels requests and redelivers jobs.
+    setImmediate(() => this.close(CloseCode.SlowConsumer, 'slow consumer'));
   }
 
   /** Writes what is queued now, rather than at the end of the loop turn. */
@@ -328,6 +381,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   /** The socket drained: send what waited and take work again. */
   onDrain(): void {
     this.outbox.onDrain();
+    if (this.overCapSince !== 0 && !this.overCap) this.overCapSince = 0;
   }
 
   onPong(): void {
@@ -351,7 +405,15 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     if (fatal) {
       this.flush();
       this.close(closeCode, message.slice(0, 100));
+      return;
     }
+    // Each refusal costs the hub a frame out: a session that keeps drawing them is cut off.
+    const most = this.host.options.maxProtocolErrors;
+    if (++this.refusals < most) return;
+    const why = `${most} frames refused on this session`;
+    this.send(encodeFrame([Op.ProtocolError, 'E_PROTOCOL', why, null, true]));
+    this.flush();
+    this.close(CloseCode.Policy, why);
   }
 
   /**
@@ -415,6 +477,8 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
 }
 
 const EMPTY = new Uint8Array(0);
+
+const OVER_CAP_MESSAGE = 'this session has too many unsent frames: read them before sending more requests';
 
 const REQUEST_FIELD_MESSAGES: Partial<Record<ErrorCode, string>> = {
   E_BAD_TIMEOUT: 'timeoutMs must be a positive integer, or nil for the default',

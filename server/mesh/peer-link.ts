@@ -6,7 +6,7 @@
  * - a waiter: jobs the peer forwarded for this hub's workers settle back through here;
  * - the peer's membership: snapshots and deltas become those registrations.
  */
-import type { ErrorCode } from '../../client/errors.js';
+import { ERRORS, type ErrorCode } from '../../client/errors.js';
 import { CloseCode, type Headers, ProtocolError, RequestMode } from '../../client/protocol.js';
 import type { Counters } from '../counters.js';
 import type { Dispatcher } from '../dispatcher.js';
@@ -101,7 +101,10 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   private readonly leaseReplies = new Map<number, (outcome: LeaseOutcome | null) => void>();
   private nextLeaseReply = 1;
   private lastSnapshotAt = -Infinity;
-  private closingSlow = false;
+  /** When the peer last answered a ping: what it read up to then, it read. */
+  private lastPongAt = now();
+  /** Forwards from the peer refused because it had maxForwardsPerPeer in flight here. */
+  forwardsRefused = 0;
 
   constructor(
     private readonly host: LinkHost,
@@ -130,6 +133,10 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   get memberCount(): number {
     return this.peer?.size ?? 0;
   }
+  /** Bytes of frames the socket has not taken yet. */
+  get queuedBytes(): number {
+    return this.outbox.pendingBytes;
+  }
   /** What the peer granted this hub, per service. */
   grantedCredit(): Record<string, number> {
     return this.peer?.granted() ?? {};
@@ -145,12 +152,18 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   // ---- Consumer: jobs for the peer's workers ----
 
   canSend(): boolean {
-    return this.state === 'open' && !this.lameDuck && !this.outbox.blocked && this.heldBytes < this.host.options.maxForwardBytesPerPeer;
+    return this.state === 'open' && !this.lameDuck && !this.outbox.blocked && !this.full();
   }
 
   /** A full or backed-up link refuses new work; a leaving peer's work waits for its instance to move. */
   refusesWaiting(): boolean {
-    return this.state === 'open' && !this.lameDuck && (this.outbox.blocked || this.heldBytes >= this.host.options.maxForwardBytesPerPeer);
+    return this.state === 'open' && !this.lameDuck && (this.outbox.blocked || this.full());
+  }
+
+  /** As many bytes or forwards in flight as the peer takes: more waits or is refused here, not there. */
+  private full(): boolean {
+    const o = this.host.options;
+    return this.heldBytes >= o.maxForwardBytesPerPeer || this.outgoing.size >= o.maxForwardsPerPeer;
   }
 
   deliver(job: Job): void {
@@ -382,6 +395,12 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     const d = this.host.dispatcher;
     this.forwardedIn++;
     if (this.incoming.get(id) !== undefined) return this.refuse(CloseCode.Protocol, `forward id ${id} is already in flight`);
+    if (this.incoming.size >= this.host.options.maxForwardsPerPeer) {
+      // Final, like the origin's own refusal when a link is full: its caller may try again.
+      this.forwardsRefused++;
+      this.send([PeerOp.ForwardError, id, ERRORS.E_OVERLOADED.status, 'E_OVERLOADED', FORWARDS_FULL, null]);
+      return;
+    }
     const job = new Job(service, mode, key, body, contentType, headers, query, now() + Math.max(1, remainingMs), this);
     job.callerId = id;
     job.fromPeer = true;
@@ -426,13 +445,13 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     return job;
   }
 
-  /** The origin no longer holds `job`'s body for this link; under the cap again, work may flow. */
+  /** The origin no longer holds `job` (taken off `outgoing`) for this link; under the caps again, work may flow. */
   private unhold(job: Job): void {
-    const cap = this.host.options.maxForwardBytesPerPeer;
-    const over = this.heldBytes >= cap;
+    const o = this.host.options;
+    const wasFull = this.heldBytes >= o.maxForwardBytesPerPeer || this.outgoing.size + 1 >= o.maxForwardsPerPeer;
     this.heldBytes -= job.forwardedBytes;
     job.forwardedBytes = 0;
-    if (over && this.heldBytes < cap && this.state === 'open') this.reoffer();
+    if (wasFull && !this.full() && this.state === 'open') this.reoffer();
   }
 
   /** An unkeyed job from the peer no longer uses the credit this hub granted it. */
@@ -451,13 +470,6 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     const bytes = encodePeerFrame(frame);
     this.bytesOut += bytes.byteLength;
     this.outbox.push(bytes);
-    // A peer that does not read while frames pile up here would grow this hub without bound.
-    if (this.outbox.pendingBytes > 4 * this.host.options.maxBackpressureBytes && !this.closingSlow) {
-      this.closingSlow = true;
-      this.host.log.warn({ peer: this.remoteHubId, pendingBytes: this.outbox.pendingBytes }, 'peer does not read: dropping the link');
-      // Not from inside whatever is sending: the link's teardown reroutes jobs.
-      setImmediate(() => this.close(CloseCode.Unresponsive, 'peer not reading'));
-    }
   }
 
   onDrain(): void {
@@ -466,6 +478,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
 
   onPong(): void {
     this.lastSeen = now();
+    this.lastPongAt = this.lastSeen;
     if (this.pingSentAt) this.rttMs = Math.round((now() - this.pingSentAt) * 100) / 100;
     this.pingSentAt = 0;
   }
@@ -489,6 +502,13 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     if (at - this.lastSeen > this.host.options.peerTimeoutMs) {
       this.host.log.warn({ peer: this.remoteHubId || this.address, silentMs: Math.round(at - this.lastSeen) }, 'peer unresponsive: dropping the link');
       this.close(CloseCode.Unresponsive, 'no pong');
+      return;
+    }
+    // Slow is not cut (a backed-up link only stops getting forwards), but a peer that sends and
+    // never reads looks alive by its frames alone: no pong while frames wait means it reads nothing.
+    if (this.outbox.blocked && at - this.lastPongAt > this.host.options.peerTimeoutMs) {
+      this.host.log.warn({ peer: this.remoteHubId, pendingBytes: this.outbox.pendingBytes }, 'peer does not read: dropping the link');
+      this.close(CloseCode.Unresponsive, 'peer not reading');
       return;
     }
     if (this.outbox.blocked) this.onDrain();
@@ -545,3 +565,4 @@ function pingInterval(o: HubOptions): number {
 }
 
 const EMPTY = new Uint8Array(0);
+const FORWARDS_FULL = 'this hub has as many forwarded jobs of yours in flight as it takes';

@@ -34,7 +34,7 @@ const GARBAGE: [string, (s: RawSocket) => void][] = [
 describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 }, () => {
   let hub: HubProc;
   before(async () => {
-    hub = await startHub({ 'max-body-bytes': 4096, 'max-frame-bytes': 8192, 'ping-interval-ms': 100, 'pong-timeout-ms': 300 });
+    hub = await startHub({ 'max-body-bytes': 4096, 'max-frame-bytes': 8192, 'ping-interval-ms': 100, 'pong-timeout-ms': 300, 'hello-timeout-ms': 1000 });
     await startWorker({ url: hub.url, instanceId: 'healthy', services: [{ name: 'healthy' }] });
   });
   after(stopAll);
@@ -110,7 +110,7 @@ describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 
     await stillServes('early frames');
   });
 
-  it('closes a socket that never says hello within the pong timeout', { timeout: 8000 }, async () => {
+  it('closes a socket that never says hello within the hello timeout', { timeout: 8000 }, async () => {
     const silent = await RawSocket.open(hub.url);
     assert.equal(await silent.closed, 1002);
     assert.equal(silent.frames.length, 0);

@@ -31,6 +31,17 @@ describe('hub options', () => {
     assert.deepEqual(HUB_DEFAULTS.forwardHeaders, ['x-request-id', 'traceparent', 'tracestate']);
   });
 
+  it('has the documented limits, and the unsent bytes of a session hold at least one frame', () => {
+    const o = resolveHubOptions();
+    assert.equal(o.maxSessionQueuedBytes, 4 * o.maxBackpressureBytes);
+    assert.deepEqual(
+      [o.slowConsumerMs, o.helloTimeoutMs, o.maxProtocolErrors, o.maxServicesPerSession, o.maxForwardsPerPeer],
+      [5_000, 2_000, 100, 1_000, 10_000],
+    );
+    assert.throws(() => resolveHubOptions({ maxSessionQueuedBytes: 1024 }), /"maxSessionQueuedBytes" must be at least "maxFrameBytes"/);
+    assert.throws(() => resolveHubOptions({ helloTimeoutMs: 0 }), /"helloTimeoutMs" must be greater than 0/);
+  });
+
   it('finds a frozen worker well within the default deadline with the default keep-alive', () => {
     const o = resolveHubOptions();
     // The close comes at most pongTimeoutMs + pingIntervalMs after the worker last answered.
