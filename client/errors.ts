@@ -13,6 +13,7 @@ export const ERRORS = {
   E_NOT_FOUND: { status: 404, message: 'no such route' },
   E_UNKNOWN_JOB: { status: 404, message: 'no open job with that id' },
   E_BODY_TOO_LARGE: { status: 413, message: 'request body is larger than the limit' },
+  E_HEADERS_TOO_LARGE: { status: 431, message: 'request has more header lines or header bytes than the limit' },
   E_HANDLER: { status: 500, message: 'the worker handler failed' },
   E_INTERNAL: { status: 500, message: 'internal hub error' },
   E_WORKER_GONE: { status: 502, message: 'the worker went away and no attempts are left' },

@@ -9,9 +9,10 @@ import { HttpAnswerQueue, type HttpSide, writeError } from './answer.js';
 import type { Auth } from './auth/auth.js';
 import { httpAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
+import { headersWithinLimits } from './header-limits.js';
 import { Job, JobState } from './job.js';
 import type { HubOptions } from './options.js';
-import { BodyDiscard, refuseOversizedBody } from './oversized-body.js';
+import { BodyDiscard, refuseAfterBody } from './oversized-body.js';
 import { now } from './timer-wheel.js';
 import { decodeParam } from './url-params.js';
 
@@ -36,6 +37,7 @@ export class HttpIngress {
 
   private accept(res: HttpResponse, req: HttpRequest, mode: RequestModeCode): void {
     this.http.callerRequests++;
+    if (!headersWithinLimits(req, this.o)) return refuseAfterBody(res, this.http, this.o, 'E_HEADERS_TOO_LARGE');
     // HttpRequest is stack-allocated: copy everything needed before returning.
     const service = decodeParam(req.getParameter(0));
     if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.http);
@@ -49,7 +51,7 @@ export class HttpIngress {
     if (timeout < 0) return writeError(res, 'E_BAD_TIMEOUT', this.http);
     const length = req.getHeader('content-length');
     const declared = length === '' ? -1 : Number(length);
-    if (declared > this.o.maxBodyBytes) return refuseOversizedBody(res, this.http, this.o);
+    if (declared > this.o.maxBodyBytes) return refuseAfterBody(res, this.http, this.o, 'E_BODY_TOO_LARGE');
     // A draining hub refuses after the body, not before: its answer closes the connection, and
     // body bytes still arriving at a closed socket would make the kernel reset it.
     const refused = this.dispatcher.draining ? null : this.dispatcher.precheck(service, mode);

@@ -13,9 +13,10 @@ import { endWith, type HttpSide, writeError } from './answer.js';
 import type { Auth } from './auth/auth.js';
 import { httpAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
+import { headersWithinLimits } from './header-limits.js';
 import { type Consumer, type Job, JobState, type Membership, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
-import { BodyDiscard, refuseOversizedBody } from './oversized-body.js';
+import { BodyDiscard, refuseAfterBody } from './oversized-body.js';
 import { now, type Timed, TimerWheel } from './timer-wheel.js';
 import { decodeParam } from './url-params.js';
 
@@ -104,6 +105,7 @@ export class LongPoll {
   }
 
   private poll(res: HttpResponse, req: HttpRequest): void {
+    if (!headersWithinLimits(req, this.o)) return refuseAfterBody(res, this.http, this.o, 'E_HEADERS_TOO_LARGE');
     const service = decodeParam(req.getParameter(0));
     if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.http);
     const query = new URLSearchParams(req.getQuery() ?? '');
@@ -141,6 +143,7 @@ export class LongPoll {
   }
 
   private reply(res: HttpResponse, req: HttpRequest): void {
+    if (!headersWithinLimits(req, this.o)) return refuseAfterBody(res, this.http, this.o, 'E_HEADERS_TOO_LARGE');
     // Who posts is checked against the job's service where the job is (maybe another hub).
     const principal = httpAllowed(res, req, this.auth, this.http, 'token');
     if (principal === false) return;
@@ -157,7 +160,7 @@ export class LongPoll {
       return writeError(res, 'E_UNKNOWN_JOB', this.http, `the hub that leased that job (${issuer}) is not linked to this one`);
     }
     const length = req.getHeader('content-length');
-    if (length !== '' && Number(length) > this.o.maxBodyBytes) return refuseOversizedBody(res, this.http, this.o);
+    if (length !== '' && Number(length) > this.o.maxBodyBytes) return refuseAfterBody(res, this.http, this.o, 'E_BODY_TOO_LARGE');
     let aborted = false;
     let done = false;
     // Read and not answered until the answer is written (a peer may take a while to give it).

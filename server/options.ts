@@ -65,6 +65,13 @@ export interface HubOptions {
   maxProtocolErrors: number;
   /** Services one worker session may register. Default 1,000. */
   maxServicesPerSession: number;
+  /**
+   * Header lines of an HTTP request on the job and long-poll routes; more get 431. Default 40:
+   * uWebSockets.js closes a request of more than 48 without an answer, so this is below it.
+   */
+  maxHeaderCount: number;
+  /** Bytes of an HTTP request's header names and values; more get 431. Default 64 KiB (uWebSockets.js closes past about 125 KiB). */
+  maxHeaderBytes: number;
   /** Jobs a peer may have forwarded to this hub and not yet had answered. Default 10,000. */
   maxForwardsPerPeer: number;
   /** Time in-flight work may take to finish on shutdown. Default 10 s. */
@@ -137,6 +144,8 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   helloTimeoutMs: 2_000,
   maxProtocolErrors: 100,
   maxServicesPerSession: 1_000,
+  maxHeaderCount: 40,
+  maxHeaderBytes: 64 * KiB,
   maxForwardsPerPeer: 10_000,
   shutdownGraceMs: 10_000,
   longPollWaitMs: 30_000,
@@ -193,6 +202,8 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
   spec('helloTimeoutMs', 'int', 'close a WebSocket that has not said hello after, ms'),
   spec('maxProtocolErrors', 'int', 'refused frames per WebSocket session before it is closed'),
   spec('maxServicesPerSession', 'int', 'services one worker session may register'),
+  spec('maxHeaderCount', 'int', 'header lines of an HTTP request before 431'),
+  spec('maxHeaderBytes', 'int', 'header bytes of an HTTP request before 431'),
   spec('maxForwardsPerPeer', 'int', 'jobs in flight forwarded by one peer hub (and to it)'),
   spec('shutdownGraceMs', 'int', 'time in-flight work gets on shutdown, ms'),
   spec('longPollWaitMs', 'int', 'long-poll wait without ?wait=, ms', 'longpoll-wait-ms'),
@@ -269,6 +280,8 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
     'helloTimeoutMs',
     'maxProtocolErrors',
     'maxServicesPerSession',
+    'maxHeaderCount',
+    'maxHeaderBytes',
     'maxForwardsPerPeer',
     'longPollWaitMs',
     'longPollMaxWaitMs',

@@ -43,16 +43,17 @@ export class BodyDiscard {
 }
 
 /**
- * Answers a request whose declared Content-Length is over the limit with 413 E_BODY_TOO_LARGE,
- * after reading (and dropping) its body within the linger bounds.
+ * Answers a request that cannot be taken (a declared Content-Length over the limit: 413; too
+ * many or too large headers: 431) after reading and dropping its body within the linger
+ * bounds: closing a socket with unread bytes resets it, and the client may lose the answer.
  */
-export function refuseOversizedBody(res: HttpResponse, http: HttpSide, o: HubOptions): void {
+export function refuseAfterBody(res: HttpResponse, http: HttpSide, o: HubOptions, code: 'E_BODY_TOO_LARGE' | 'E_HEADERS_TOO_LARGE'): void {
   let aborted = false;
   http.unanswered++;
   const discard = new BodyDiscard(o, () => {
     if (aborted) return;
     http.unanswered--;
-    res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', http));
+    res.cork(() => writeError(res, code, http));
   });
   res.onAborted(() => {
     aborted = true;
