@@ -264,8 +264,7 @@ function checkRequest(f: unknown[]): RequestFrame {
     throw new ProtocolError(`request mode must be 0, 1 or 2, not ${describe(f[2])}`);
   str(f[3], 'service');
   optStr(f[4], 'key');
-  if (f[5] !== null && f[5] !== undefined) uint(f[5], 'timeoutMs');
-  else f[5] = null;
+  if (f[5] !== null) uint(f[5], 'timeoutMs');
   optStr(f[6], 'contentType');
   optHeaders(f[7]);
   optStr(f[8], 'query');
@@ -287,8 +286,7 @@ function checkResponse(f: unknown[]): ResponseFrame {
 function checkError(f: unknown[]): ErrorFrame {
   arity(f, 5, 'error');
   uint(f[1], 'job id');
-  if (f[2] !== null && f[2] !== undefined) status(f[2]);
-  else f[2] = null;
+  if (f[2] !== null) status(f[2]);
   optStr(f[3], 'code');
   optStr(f[4], 'message');
   return f as ErrorFrame;
@@ -315,13 +313,15 @@ function checkHello(f: unknown[]): HelloFrame {
     throw new ProtocolError('hello.versions must be a non-empty array of positive integers');
   }
   if (o.role !== 'worker' && o.role !== 'client') throw new ProtocolError('hello.role must be "worker" or "client"');
-  if (o.instanceId !== undefined && o.instanceId !== null && !isValidInstanceId(o.instanceId))
-    throw new ProtocolError('hello.instanceId must be 1-128 printable ASCII characters');
-  if (o.token !== undefined && o.token !== null && (typeof o.token !== 'string' || o.token.length > 4096))
-    throw new ProtocolError('hello.token must be a string');
-  if (o.name !== undefined && o.name !== null && (typeof o.name !== 'string' || o.name.length > 256))
-    throw new ProtocolError('hello.name must be a short string');
+  if (!nilOrAbsent(o, 'instanceId') && !isValidInstanceId(o.instanceId)) throw new ProtocolError('hello.instanceId must be 1-128 printable ASCII characters');
+  if (!nilOrAbsent(o, 'token') && (typeof o.token !== 'string' || o.token.length > 4096)) throw new ProtocolError('hello.token must be a string');
+  if (!nilOrAbsent(o, 'name') && (typeof o.name !== 'string' || o.name.length > 256)) throw new ProtocolError('hello.name must be a short string');
   return f as HelloFrame;
+}
+
+/** A key that is absent or nil; a key present as `undefined` held extension type 0, which is neither. */
+function nilOrAbsent(o: Record<string, unknown>, key: string): boolean {
+  return o[key] === null || (o[key] === undefined && !Object.hasOwn(o, key));
 }
 
 function checkWelcome(f: unknown[]): WelcomeFrame {
@@ -353,10 +353,7 @@ function checkUnregister(f: unknown[]): UnregisterFrame {
 }
 
 function checkGoodbye(f: unknown[]): GoodbyeFrame {
-  if (f.length < 3) {
-    f[1] = f[1] ?? null;
-    f[2] = f[2] ?? null;
-  }
+  for (let i = f.length; i < 3; i++) f[i] = null;
   optStr(f[1], 'code');
   optStr(f[2], 'message');
   return f as GoodbyeFrame;
@@ -366,7 +363,7 @@ function checkProtocolError(f: unknown[]): ProtocolErrorFrame {
   arity(f, 5, 'protocol error');
   if (!isErrorCode(f[1])) throw new ProtocolError(`unknown error code ${describe(f[1])}`);
   str(f[2], 'message');
-  if (f[3] !== null && f[3] !== undefined && typeof f[3] !== 'string' && !Number.isSafeInteger(f[3]))
+  if (f[3] !== null && typeof f[3] !== 'string' && !Number.isSafeInteger(f[3]))
     throw new ProtocolError('protocol error ref must be a string, an integer or nil');
   if (typeof f[4] !== 'boolean') throw new ProtocolError('protocol error fatal must be a boolean');
   return f as ProtocolErrorFrame;
@@ -545,8 +542,12 @@ function status(v: unknown): void {
 function str(v: unknown, what: string): void {
   if (typeof v !== 'string') throw new ProtocolError(`${what} must be a string`);
 }
+/**
+ * Positional fields. A field a frame leaves off fails its arity check first, so an `undefined`
+ * here is what msgpackr makes of extension type 0, which frames never carry: not nil.
+ */
 function optStr(v: unknown, what: string): void {
-  if (v !== null && v !== undefined && typeof v !== 'string') throw new ProtocolError(`${what} must be a string or nil`);
+  if (v !== null && typeof v !== 'string') throw new ProtocolError(`${what} must be a string or nil`);
 }
 /**
  * A msgpack map decodes to a plain object. msgpackr also turns some extension types into
@@ -558,7 +559,7 @@ function map(v: unknown, what: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 function optHeaders(v: unknown): void {
-  if (v === null || v === undefined) return;
+  if (v === null) return;
   const o = map(v, 'headers');
   let n = 0;
   for (const k in o) {
@@ -568,12 +569,15 @@ function optHeaders(v: unknown): void {
 }
 function body(v: unknown): Uint8Array {
   if (v instanceof Uint8Array) return v;
-  if (v === null || v === undefined) return EMPTY;
+  if (v === null) return EMPTY;
   if (typeof v === 'string') return Buffer.from(v, 'utf8');
   throw new ProtocolError('body must be bin, str or nil');
 }
-function describe(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v.slice(0, 32)) : String(v);
+/** A value from the wire, for a message. Never String() of a decoded map: its own `toString` key would make that throw. */
+export function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.slice(0, 32));
+  if (v === null || typeof v !== 'object') return String(v).slice(0, 32);
+  return Array.isArray(v) ? 'an array' : v instanceof Uint8Array ? 'bin' : 'a map';
 }
 
 const NAME_RE = /^[A-Za-z0-9._-]{1,128}$/;

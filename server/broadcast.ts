@@ -68,10 +68,22 @@ export class BroadcastGather implements JobWaiter {
   }
 }
 
-/** A reply as one JSON value: JSON bodies as they are, empty as null, other text as a string. */
+/**
+ * A reply as one JSON value: JSON bodies as they are, empty as null, other text as a string. A
+ * body that says it is JSON goes into the array only if it is one JSON value: otherwise a worker
+ * could break the array, or add elements that look like other workers' replies.
+ */
 function partJson(part: Job): Uint8Array {
   const body = part.replyBody;
   if (!body || body.length === 0) return NULL;
-  if (part.replyContentType === null || isJsonContentType(part.replyContentType)) return body;
-  return Buffer.from(JSON.stringify(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8')));
+  const text = Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8');
+  if (part.replyContentType === null || isJsonContentType(part.replyContentType)) {
+    try {
+      JSON.parse(text);
+      return body;
+    } catch {
+      // Not JSON after all: it is text like any other.
+    }
+  }
+  return Buffer.from(JSON.stringify(text));
 }

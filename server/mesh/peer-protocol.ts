@@ -4,7 +4,7 @@
  * op; peer ops live in their own range (32 and up). PROTOCOL.md ("Peer links") specifies it.
  */
 import { pack } from '../../client/msgpack-writer.js';
-import { check, decodeArray, type Headers, MAX_FRAME_VALUES, ProtocolError, RequestMode, type RequestModeCode } from '../../client/protocol.js';
+import { check, decodeArray, describe, type Headers, MAX_FRAME_VALUES, ProtocolError, RequestMode, type RequestModeCode } from '../../client/protocol.js';
 
 /** The peer protocol version this build speaks. */
 export const PEER_PROTOCOL_VERSION = 1;
@@ -303,7 +303,7 @@ export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean, handshake 
       );
       return f as PeersFrame;
     default:
-      throw new ProtocolError(`unknown peer op ${String(f[0]).slice(0, 16)}`);
+      throw new ProtocolError(`unknown peer op ${describe(f[0])}`);
   }
 }
 
