@@ -260,7 +260,8 @@ describe('peer failures', { timeout: 120_000 }, () => {
   });
 
   it('leaves the mesh on SIGTERM as a lame duck: no request fails, no key changes its worker, exit 0', async () => {
-    const hubs = await startMesh(['leave-a', 'leave-b', 'leave-c'], { 'shutdown-grace-ms': 2000 });
+    // A lame duck lasts at most the peer timeout: room for a loaded machine to move the worker.
+    const hubs = await startMesh(['leave-a', 'leave-b', 'leave-c'], { 'shutdown-grace-ms': 4000, 'peer-timeout-ms': 2000 });
     const workers = [];
     for (const [i, h] of hubs.entries()) {
       workers[i] = await startWorker({

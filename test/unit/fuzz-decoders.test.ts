@@ -114,10 +114,10 @@ const PEER_FIELDS: Record<number, Check[]> = {
   [PeerOp.HandBack]: [isUint, (v) => typeof v === 'boolean'],
   [PeerOp.SnapshotRequest]: [],
   [PeerOp.Peers]: [listOf(MAX_PEERS_PER_FRAME, (p) => isHubId(p[0]) && isAddress(p[1]))],
-  [PeerOp.Claim]: [isStr],
+  [PeerOp.Claim]: [isStr, isOptStr],
   [PeerOp.Grants]: [listOf(MAX_MEMBERS_PER_FRAME, (g) => isStr(g[0]) && isUint(g[1]))],
-  [PeerOp.LeaseReply]: [isUint, isStr, isOptStr, isBin],
-  [PeerOp.LeaseAnswer]: [isUint, (v) => typeof v === 'boolean'],
+  [PeerOp.LeaseReply]: [isUint, isStr, isOptStr, isBin, isOptStr],
+  [PeerOp.LeaseAnswer]: [isUint, (v) => typeof v === 'boolean', isOptStr],
   [PeerOp.Leaving]: [],
 };
 
@@ -311,10 +311,10 @@ const PEER_SHAPES: Record<number, fc.Arbitrary<MsgValue>[]> = {
   [PeerOp.HandBack]: [field(uintish), field(fc.boolean())],
   [PeerOp.SnapshotRequest]: [],
   [PeerOp.Peers]: [field(fc.array(fc.tuple(field(fc.stringMatching(/^[A-Za-z0-9._-]{1,8}$/)), field(addr)) as fc.Arbitrary<MsgValue>, { maxLength: 4 }))],
-  [PeerOp.Claim]: [field(str)],
+  [PeerOp.Claim]: [field(str), field(optStr)],
   [PeerOp.Grants]: [field(fc.array(fc.tuple(field(str), field(uintish)) as fc.Arbitrary<MsgValue>, { maxLength: 4 }))],
-  [PeerOp.LeaseReply]: [field(uintish), field(str), field(optStr), field(body)],
-  [PeerOp.LeaseAnswer]: [field(uintish), field(fc.boolean())],
+  [PeerOp.LeaseReply]: [field(uintish), field(str), field(optStr), field(body), field(optStr)],
+  [PeerOp.LeaseAnswer]: [field(uintish), field(fc.boolean()), field(optStr)],
   [PeerOp.Leaving]: [],
 };
 
