@@ -57,11 +57,11 @@ export function endEmpty(res: HttpResponse, http: HttpSide): void {
 }
 
 /** Writes a hub error as the whole answer. Call inside a cork (or a uWS handler). */
-export function writeError(res: HttpResponse, code: ErrorCode, http: HttpSide, message: string = ERRORS[code].message): void {
-  writeErrorAnswer(res, ERRORS[code].status, code, message, http.hubId, http);
+export function writeError(res: HttpResponse, code: ErrorCode, http: HttpSide, message: string = ERRORS[code].message, close = false): void {
+  writeErrorAnswer(res, ERRORS[code].status, code, message, http.hubId, http, close);
 }
 
-function writeErrorAnswer(res: HttpResponse, status: number, code: string, message: string, servedBy: string, http: HttpSide): void {
+function writeErrorAnswer(res: HttpResponse, status: number, code: string, message: string, servedBy: string, http: HttpSide, close = false): void {
   res.writeStatus(statusLine(status));
   res.writeHeader('content-type', 'application/json');
   res.writeHeader(ERROR_CODE_HEADER, code);
@@ -70,7 +70,7 @@ function writeErrorAnswer(res: HttpResponse, status: number, code: string, messa
   if (status === 401) res.writeHeader('www-authenticate', 'Bearer realm="astromesh"');
   const body = isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } });
   // The rest of an oversized request may still be on its way: the connection cannot carry another.
-  if (code === 'E_BODY_TOO_LARGE' || code === 'E_HEADERS_TOO_LARGE') endWith(res, body, http, true);
+  if (close || code === 'E_BODY_TOO_LARGE') endWith(res, body, http, true);
   else endAnswer(res, status, body, http);
 }
 

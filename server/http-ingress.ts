@@ -9,7 +9,7 @@ import { HttpAnswerQueue, type HttpSide, writeError } from './answer.js';
 import type { Auth } from './auth/auth.js';
 import { httpAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
-import { headersWithinLimits } from './header-limits.js';
+import { headerRefusal } from './header-limits.js';
 import { Job, JobState } from './job.js';
 import type { HubOptions } from './options.js';
 import { BodyDiscard, refuseAfterBody } from './oversized-body.js';
@@ -37,7 +37,8 @@ export class HttpIngress {
 
   private accept(res: HttpResponse, req: HttpRequest, mode: RequestModeCode): void {
     this.http.callerRequests++;
-    if (!headersWithinLimits(req, this.o)) return refuseAfterBody(res, this.http, this.o, 'E_HEADERS_TOO_LARGE');
+    const badHeaders = headerRefusal(req, this.o);
+    if (badHeaders) return refuseAfterBody(res, this.http, this.o, badHeaders);
     // HttpRequest is stack-allocated: copy everything needed before returning.
     const service = decodeParam(req.getParameter(0));
     if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.http);

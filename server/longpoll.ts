@@ -13,7 +13,7 @@ import { endWith, type HttpSide, writeError } from './answer.js';
 import type { Auth } from './auth/auth.js';
 import { httpAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
-import { headersWithinLimits } from './header-limits.js';
+import { headerRefusal } from './header-limits.js';
 import { type Consumer, type Job, JobState, type Membership, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
 import { BodyDiscard, refuseAfterBody } from './oversized-body.js';
@@ -105,7 +105,8 @@ export class LongPoll {
   }
 
   private poll(res: HttpResponse, req: HttpRequest): void {
-    if (!headersWithinLimits(req, this.o)) return refuseAfterBody(res, this.http, this.o, 'E_HEADERS_TOO_LARGE');
+    const badHeaders = headerRefusal(req, this.o);
+    if (badHeaders) return refuseAfterBody(res, this.http, this.o, badHeaders);
     const service = decodeParam(req.getParameter(0));
     if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.http);
     const query = new URLSearchParams(req.getQuery() ?? '');
@@ -143,7 +144,8 @@ export class LongPoll {
   }
 
   private reply(res: HttpResponse, req: HttpRequest): void {
-    if (!headersWithinLimits(req, this.o)) return refuseAfterBody(res, this.http, this.o, 'E_HEADERS_TOO_LARGE');
+    const badHeaders = headerRefusal(req, this.o);
+    if (badHeaders) return refuseAfterBody(res, this.http, this.o, badHeaders);
     // Who posts is checked against the job's service where the job is (maybe another hub).
     const principal = httpAllowed(res, req, this.auth, this.http, 'token');
     if (principal === false) return;

@@ -44,16 +44,17 @@ export class BodyDiscard {
 
 /**
  * Answers a request that cannot be taken (a declared Content-Length over the limit: 413; too
- * many or too large headers: 431) after reading and dropping its body within the linger
- * bounds: closing a socket with unread bytes resets it, and the client may lose the answer.
+ * many or too large headers: 431; two Content-Lengths: 400) with `Connection: close`, after
+ * reading and dropping its body within the linger bounds: closing a socket with unread bytes
+ * resets it, and the client may lose the answer.
  */
-export function refuseAfterBody(res: HttpResponse, http: HttpSide, o: HubOptions, code: 'E_BODY_TOO_LARGE' | 'E_HEADERS_TOO_LARGE'): void {
+export function refuseAfterBody(res: HttpResponse, http: HttpSide, o: HubOptions, code: 'E_BODY_TOO_LARGE' | 'E_HEADERS_TOO_LARGE' | 'E_BAD_REQUEST'): void {
   let aborted = false;
   http.unanswered++;
   const discard = new BodyDiscard(o, () => {
     if (aborted) return;
     http.unanswered--;
-    res.cork(() => writeError(res, code, http));
+    res.cork(() => writeError(res, code, http, code === 'E_BAD_REQUEST' ? 'two Content-Length headers' : undefined, true));
   });
   res.onAborted(() => {
     aborted = true;
