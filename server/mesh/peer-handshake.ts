@@ -5,7 +5,16 @@
  */
 import { CloseCode } from '../../client/protocol.js';
 import { newChallenge, proofOf, verifyProof } from './peer-auth.js';
-import { type ChallengeFrame, type ChallengeInfo, PEER_PROTOCOL_VERSION, type PeerFrame, PeerOp, RING_ALGORITHM } from './peer-protocol.js';
+import {
+  type ChallengeFrame,
+  type ChallengeInfo,
+  PEER_BATCH_VERSION,
+  PEER_PROTOCOL_VERSION,
+  PEER_PROTOCOL_VERSIONS,
+  type PeerFrame,
+  PeerOp,
+  RING_ALGORITHM,
+} from './peer-protocol.js';
 
 /** This hub, as the handshake presents it. */
 export interface HandshakeIdentity {
@@ -20,6 +29,8 @@ export interface PeerIdentity {
   hubId: string;
   bootNonce: string;
   advertise: string;
+  /** Both sides speak version 2: frames may go in Batch frames. */
+  batches: boolean;
 }
 
 /** What to do with a handshake frame: answer, open the link (maybe answering first), or refuse. */
@@ -51,7 +62,7 @@ export class PeerHandshake {
       const c = f[1];
       const refused = this.incompatible(c);
       if (refused) return refused;
-      this.peer = { hubId: c.hubId, bootNonce: c.bootNonce, advertise: '' };
+      this.peer = { hubId: c.hubId, bootNonce: c.bootNonce, advertise: '', batches: c.versions.includes(PEER_BATCH_VERSION) };
       const proof = me.secrets.length ? proofOf(me.secrets[0]!, 'dialer', c.challenge, me.hubId, c.hubId) : null;
       return { kind: 'answer', frame: [PeerOp.PeerHello, { ...this.info(), advertise: me.advertise(), proof }], peer: this.peer };
     }
@@ -68,7 +79,7 @@ export class PeerHandshake {
           unauthorized: true,
         };
       }
-      this.peer = { hubId: hello.hubId, bootNonce: hello.bootNonce, advertise: hello.advertise };
+      this.peer = { hubId: hello.hubId, bootNonce: hello.bootNonce, advertise: hello.advertise, batches: hello.versions.includes(PEER_BATCH_VERSION) };
       // Answer with the secret the dialer used: during a rotation the two may list them in another order.
       const proof = shared === null ? null : proofOf(shared, 'acceptor', hello.challenge, me.hubId, hello.hubId);
       return { kind: 'open', frame: [PeerOp.PeerWelcome, { advertise: me.advertise(), proof }], peer: this.peer };
@@ -107,6 +118,6 @@ export class PeerHandshake {
   }
 
   private info(): ChallengeInfo {
-    return { hubId: this.self.hubId, bootNonce: this.self.bootNonce, versions: [PEER_PROTOCOL_VERSION], ring: RING_ALGORITHM, challenge: this.challenge };
+    return { hubId: this.self.hubId, bootNonce: this.self.bootNonce, versions: [...PEER_PROTOCOL_VERSIONS], ring: RING_ALGORITHM, challenge: this.challenge };
   }
 }
