@@ -15,7 +15,7 @@ import { renderChart } from './chart.js';
 import { CLOCK_TICKS, cpuMicros, hasTaskset, peakRss, start, which } from './procs.js';
 import { describe, RESULTS_HEADER, resultsSection, table } from './report.js';
 import type { Rep, Result } from './result.js';
-import { available, LOAD_CPU, referenceTwin, SCENARIOS, type Scenario, SERVER_CPU, type Target } from './scenarios.js';
+import { available, LOAD_CPU, referenceCanRun, referenceTwin, SCENARIOS, type Scenario, SERVER_CPU, type Target } from './scenarios.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
@@ -304,7 +304,7 @@ async function main(): Promise<void> {
     if (available(s)) {
       runnable.push(s);
       // The reference build's twin runs right after, in the same round.
-      if (reference && s.kind === 'astromesh' && !s.noReference) runnable.push(referenceTwin(s, reference));
+      if (reference && referenceCanRun(s, reference)) runnable.push(referenceTwin(s, reference));
     } else {
       skipped.push(`${s.name} (needs ${s.requires}, not installed)`);
       console.log(`skipping ${s.name}: ${s.requires} is not installed`);

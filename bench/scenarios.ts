@@ -2,6 +2,7 @@
  * What the bench runs: astromesh scenarios and the baselines they are compared with. Each
  * starts its own processes on the server core and says how to load it.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BenchProc, start, which } from './procs.js';
@@ -42,8 +43,8 @@ export interface Scenario {
   compareWith?: string[];
   /** Scenarios whose hub CPU per request this one's is divided by, in the same round. */
   compareCpuWith?: string[];
-  /** Needs what an older build may not have (the mesh): no reference twin. */
-  noReference?: boolean;
+  /** Needs what an older build may not have (the mesh): a file of the reference build's `dist/`, without which it has no twin. */
+  referenceNeeds?: string;
   /** Starts the processes; astromesh scenarios run the hub at `hubCli` when given (a reference build). */
   start(hubCli?: string): Promise<Target>;
 }
@@ -260,9 +261,9 @@ export const SCENARIOS: Scenario[] = [
     headers: { Authorization: `Bearer ${BENCH_TOKENS.caller}` },
     compareWith: HTTP_BASELINES,
     compareCpuWith: ['http-1w'],
-    noReference: true,
+    referenceNeeds: 'server/auth/auth.js',
     description: 'http-1w with auth on: every request carries a bearer token the hub checks',
-    start: () => astromeshWithAuth(),
+    start: (hubCli) => astromeshWithAuth(hubCli),
   },
   {
     name: 'http-4w',
@@ -329,7 +330,7 @@ export const SCENARIOS: Scenario[] = [
     compareWith: ['keyed'],
     compareCpuWith: ['keyed'],
     description: 'HTTP POST /api/echo/{random key} spread over 3 meshed hubs → owner among 4 WS workers (2+1+1): about 2/3 forwarded; CPU of all 3 hubs',
-    noReference: true,
+    referenceNeeds: 'server/mesh/mesh.js',
     start: (hubCli) => mesh([2, 1, 1], hubCli),
   },
   {
@@ -340,7 +341,7 @@ export const SCENARIOS: Scenario[] = [
     connections: 64,
     path: '/api/broadcast/echo/k',
     description: 'HTTP broadcast spread over 3 meshed hubs → 8 WS workers (3+3+2); CPU of all 3 hubs',
-    noReference: true,
+    referenceNeeds: 'server/mesh/mesh.js',
     start: (hubCli) => mesh([3, 3, 2], hubCli),
   },
   {
@@ -388,7 +389,20 @@ export const SCENARIOS: Scenario[] = [
  */
 export function referenceTwin(s: Scenario, dir: string): Scenario {
   const hubCli = path.resolve(dir, 'dist/server/cli.js');
-  return { ...s, name: `${s.name}@ref`, description: `${s.description} — reference build`, compareWith: [], start: () => s.start(hubCli) };
+  return {
+    ...s,
+    name: `${s.name}@ref`,
+    description: `${s.description} — reference build`,
+    compareWith: [],
+    // Its CPU ratio is to the reference build's own twins.
+    compareCpuWith: s.compareCpuWith?.map((b) => `${b}@ref`),
+    start: () => s.start(hubCli),
+  };
+}
+
+/** Whether the reference build in `dir` can run `s`. */
+export function referenceCanRun(s: Scenario, dir: string): boolean {
+  return s.kind === 'astromesh' && (!s.referenceNeeds || existsSync(path.resolve(dir, 'dist', s.referenceNeeds)));
 }
 
 export function available(s: Scenario): boolean {

@@ -14,7 +14,11 @@ export class FrameOutbox implements Flushable {
   socket: SessionSocket | null = null;
   /** Bytes of the frames not written yet. */
   pendingBytes = 0;
+  /** Joins frames into fewer messages, or null: see joinWith. */
+  private join: ((frames: readonly Uint8Array[], from: number) => Uint8Array[]) | null = null;
   private frames: Uint8Array[] = [];
+  /** Frames at the head already joined: held back by a full socket, they go out as they are. */
+  private joined = 0;
 
   constructor(
     private readonly limitBytes: number,
@@ -22,6 +26,16 @@ export class FrameOutbox implements Flushable {
     /** Called when a blocked outbox can take frames again. */
     private readonly unblocked: () => void,
   ) {}
+
+  /**
+   * From the next frame queued on, the frames of a flush go out joined by `join` (which gets
+   * them from index `from` on) instead of each as a message of its own: every message costs the
+   * sockets on both ends more than its bytes do. Frames already queued go out as they are.
+   */
+  joinWith(join: (frames: readonly Uint8Array[], from: number) => Uint8Array[]): void {
+    this.join = join;
+    this.joined = this.frames.length;
+  }
 
   /** Queues `frame` for the end of this loop turn. */
   push(frame: Uint8Array): void {
@@ -34,15 +48,26 @@ export class FrameOutbox implements Flushable {
     const socket = this.socket;
     if (!socket || this.frames.length === 0) return;
     const limit = this.limitBytes;
-    const out = this.frames;
+    let out = this.frames;
+    if (this.join !== null && out.length - this.joined > 1) out = this.joinNew(out);
     const i = socket.writeFrames(out, 0, limit);
     this.counters.framesOut += i;
     for (let k = 0; k < i; k++) this.pendingBytes -= out[k]!.byteLength;
     this.frames = i === out.length ? [] : out.slice(i);
+    this.joined = this.frames.length;
     const wasBlocked = this.blocked;
     // Only an estimate at the limit costs a second native call to confirm it.
     this.blocked = this.frames.length > 0 || (socket.level >= limit && socket.bufferedAmount() >= limit);
     if (wasBlocked && !this.blocked) this.unblocked();
+  }
+
+  private joinNew(out: Uint8Array[]): Uint8Array[] {
+    const joined = this.join!(out, this.joined);
+    const all = this.joined === 0 ? joined : out.slice(0, this.joined).concat(joined);
+    let bytes = 0;
+    for (const f of all) bytes += f.byteLength;
+    this.pendingBytes = bytes;
+    return all;
   }
 
   /** The socket drained: send what waited, and say so once nothing is held back. */
@@ -57,6 +82,7 @@ export class FrameOutbox implements Flushable {
   /** Drops everything unsent and forgets the socket (it closed). */
   clear(): void {
     this.frames = [];
+    this.joined = 0;
     this.pendingBytes = 0;
     this.socket = null;
   }

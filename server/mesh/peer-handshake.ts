@@ -5,7 +5,15 @@
  */
 import { CloseCode } from '../../client/protocol.js';
 import { newChallenge, proofOf, verifyProof } from './peer-auth.js';
-import { type ChallengeFrame, type ChallengeInfo, PEER_PROTOCOL_VERSION, type PeerFrame, PeerOp, RING_ALGORITHM } from './peer-protocol.js';
+import {
+  type ChallengeFrame,
+  type ChallengeInfo,
+  PEER_PROTOCOL_VERSION,
+  PEER_PROTOCOL_VERSIONS,
+  type PeerFrame,
+  PeerOp,
+  RING_ALGORITHM,
+} from './peer-protocol.js';
 
 /** This hub, as the handshake presents it. */
 export interface HandshakeIdentity {
@@ -107,6 +115,6 @@ export class PeerHandshake {
   }
 
   private info(): ChallengeInfo {
-    return { hubId: this.self.hubId, bootNonce: this.self.bootNonce, versions: [PEER_PROTOCOL_VERSION], ring: RING_ALGORITHM, challenge: this.challenge };
+    return { hubId: this.self.hubId, bootNonce: this.self.bootNonce, versions: [...PEER_PROTOCOL_VERSIONS], ring: RING_ALGORITHM, challenge: this.challenge };
   }
 }

@@ -21,7 +21,17 @@ import { now } from '../timer-wheel.js';
 import type { PeerRole } from './peer-auth.js';
 import { PeerHandshake } from './peer-handshake.js';
 import { PeerMembers } from './peer-members.js';
-import { decodePeerFrame, encodePeerFrame, type ForwardFrame, MAX_HOPS, type MemberTuple, type PeerFrame, PeerOp } from './peer-protocol.js';
+import {
+  batchPeerFrames,
+  decodePeerFrame,
+  encodePeerFrame,
+  type ForwardFrame,
+  MAX_BATCH_BYTES,
+  MAX_HOPS,
+  type MemberTuple,
+  type PeerFrame,
+  PeerOp,
+} from './peer-protocol.js';
 
 /** A job handed back unrun more often than this fails rather than travel again. */
 const MAX_HAND_BACKS = 5;
@@ -105,6 +115,8 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   private lastPongAt = now();
   /** Forwards from the peer refused because it had maxForwardsPerPeer in flight here. */
   forwardsRefused = 0;
+  private readonly joinFrames = (frames: readonly Uint8Array[], from: number): Uint8Array[] =>
+    batchPeerFrames(frames, from, Math.min(MAX_BATCH_BYTES, this.host.options.maxFrameBytes));
 
   constructor(
     private readonly host: LinkHost,
@@ -234,6 +246,12 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
       return this.refuse(CloseCode.Protocol, `bad peer frame: ${(err as Error).message}`);
     }
     if (this.state === 'handshake') return this.handshake(f);
+    if (f[0] !== PeerOp.Batch) return this.apply(f);
+    // A frame may close the link: the ones after it are for a link that is gone.
+    for (let i = 1; i < f.length && this.state === 'open'; i++) this.apply(f[i] as PeerFrame);
+  }
+
+  private apply(f: PeerFrame): void {
     switch (f[0]) {
       case PeerOp.Members:
         return this.members(f[1], f[2], true);
@@ -323,6 +341,8 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     this.remoteBoot = step.peer.bootNonce;
     this.remoteAdvertise = step.peer.advertise;
     if (step.frame) this.send(step.frame);
+    // After the handshake's own frames, which go alone.
+    if (step.kind === 'open') this.outbox.joinWith(this.joinFrames);
     if (step.kind === 'open') this.opened();
   }
 

@@ -6,8 +6,15 @@
 import { pack } from '../../client/msgpack-writer.js';
 import { check, decodeArray, describe, type Headers, MAX_FRAME_VALUES, ProtocolError, RequestMode, type RequestModeCode } from '../../client/protocol.js';
 
-/** The peer protocol version this build speaks. */
-export const PEER_PROTOCOL_VERSION = 1;
+/**
+ * The peer protocol version this build speaks. Version 2 (Batch, Leaving, tokens in Claim and
+ * lease replies) changed frames of version 1, which nothing speaks any more.
+ */
+export const PEER_PROTOCOL_VERSION = 2;
+/** The versions this build lists in its handshake. */
+export const PEER_PROTOCOL_VERSIONS: readonly number[] = [PEER_PROTOCOL_VERSION];
+/** A Batch holds at most this many bytes: past a few frames a larger one saves nothing more. */
+export const MAX_BATCH_BYTES = 16 * 1024;
 /** Every hub of a mesh must rank keys the same way: PROTOCOL.md, "Partitioning". */
 export const RING_ALGORITHM = 'hrw-murmur3-v1';
 /** A forwarded job travels one hop: the origin to the hub holding the worker. */
@@ -51,6 +58,8 @@ export const PeerOp = {
    * withdraws them (an empty Members) or the link closes; another hub's copy of an instance wins.
    */
   Leaving: 48,
+  /** Several frames in one message: one WebSocket message per link and loop turn. */
+  Batch: 49,
 } as const;
 
 export interface ChallengeInfo {
@@ -114,6 +123,9 @@ export type ClaimFrame = [typeof PeerOp.Claim, string, string | null];
 export type PeersFrame = [typeof PeerOp.Peers, [string, string][]];
 export type LeavingFrame = [typeof PeerOp.Leaving];
 
+/** [op, frame, frame, ...]: frames of any op but the handshake's and Batch, in the order sent. */
+export type BatchFrame = [typeof PeerOp.Batch, ...PeerFrame[]];
+
 export type PeerFrame =
   | ChallengeFrame
   | PeerHelloFrame
@@ -131,7 +143,8 @@ export type PeerFrame =
   | GrantsFrame
   | LeaseReplyFrame
   | LeaseAnswerFrame
-  | LeavingFrame;
+  | LeavingFrame
+  | BatchFrame;
 
 /**
  * An address a hub can be dialled at: `host:port` (a name or an IPv4 address, or `[IPv6]:port`)
@@ -179,6 +192,9 @@ export function peerFrameValueLimit(op: number): number {
       return 3 + 3 * MAX_MEMBERS_PER_FRAME;
     case PeerOp.Peers:
       return 3 + 3 * MAX_PEERS_PER_FRAME;
+    case PeerOp.Batch:
+      // Frames that share a message: never more than the largest frame alone may hold.
+      return 4 + 4 * MAX_MEMBERS_PER_FRAME;
     default:
       return MAX_FRAME_VALUES;
   }
@@ -188,11 +204,72 @@ export function peerFrameValueLimit(op: number): number {
 const handshakeValueLimit = (): number => MAX_FRAME_VALUES;
 
 /**
- * Decodes and checks one peer frame; throws ProtocolError on anything else. `handshake`: the
- * link has not finished its handshake.
+ * Joins `frames[from..]` (each one encoded frame) into Batch frames of at most `maxBytes`, in
+ * order; a frame that fills a batch on its own goes as it is. One copy of every frame's bytes.
+ */
+export function batchPeerFrames(frames: readonly Uint8Array[], from: number, maxBytes: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let i = from;
+  while (i < frames.length) {
+    let end = i;
+    let bytes = BATCH_HEADER_BYTES;
+    while (end < frames.length && end - i < MAX_BATCH_FRAMES && bytes + frames[end]!.byteLength <= maxBytes) bytes += frames[end++]!.byteLength;
+    if (end - i < 2) {
+      out.push(frames[i++]!);
+      continue;
+    }
+    out.push(encodeBatch(frames, i, end, bytes));
+    i = end;
+  }
+  return out;
+}
+
+/** The array header (3 bytes at most, for up to 65,535 elements) and the op. */
+const BATCH_HEADER_BYTES = 4;
+const MAX_BATCH_FRAMES = 0xfffe;
+
+/** A msgpack array of the op and the frames: nested arrays are their encodings back to back. */
+function encodeBatch(frames: readonly Uint8Array[], from: number, to: number, bound: number): Buffer {
+  const buf = Buffer.allocUnsafe(bound);
+  const n = to - from + 1;
+  let pos: number;
+  if (n < 16) {
+    buf[0] = 0x90 | n;
+    pos = 1;
+  } else {
+    buf[0] = 0xdc;
+    buf.writeUInt16BE(n, 1);
+    pos = 3;
+  }
+  buf[pos++] = PeerOp.Batch;
+  for (let i = from; i < to; i++) {
+    const f = frames[i]!;
+    buf.set(f, pos);
+    pos += f.byteLength;
+  }
+  return pos === bound ? buf : buf.subarray(0, pos);
+}
+
+/**
+ * Decodes and checks one peer frame (a Batch and every frame in it); throws ProtocolError on
+ * anything else. `handshake`: the link has not finished its handshake.
  */
 export function decodePeerFrame(bytes: Uint8Array, borrowed: boolean, handshake = false): PeerFrame {
   const f = decodeArray(bytes, borrowed, handshake ? handshakeValueLimit : peerFrameValueLimit);
+  if (f[0] !== PeerOp.Batch) return checkFrame(f);
+  if (f.length < 2) throw new ProtocolError('a batch holds at least one frame');
+  for (let i = 1; i < f.length; i++) {
+    const inner = f[i];
+    if (!Array.isArray(inner) || inner.length === 0) throw new ProtocolError('a batch holds frames: non-empty arrays');
+    const op = inner[0];
+    if (op === PeerOp.Batch || op === PeerOp.Challenge || op === PeerOp.PeerHello || op === PeerOp.PeerWelcome)
+      throw new ProtocolError(`peer op ${op} cannot be batched`);
+    f[i] = checkFrame(inner);
+  }
+  return f as BatchFrame;
+}
+
+function checkFrame(f: unknown[]): PeerFrame {
   switch (f[0]) {
     case PeerOp.Challenge:
       check.arity(f, 2, 'challenge');

@@ -41,10 +41,10 @@ const CHALLENGE_B = Buffer.from('ffeeddccbbaa99887766554433221100', 'hex');
 
 /** One example of every peer frame (PROTOCOL.md, "Peer links"). */
 export const PEER_EXAMPLE_FRAMES: Record<string, PeerFrame> = {
-  challenge: [PeerOp.Challenge, { hubId: 'hub-b', bootNonce: 'n2', versions: [1], ring: RING_ALGORITHM, challenge: CHALLENGE_B }],
+  challenge: [PeerOp.Challenge, { hubId: 'hub-b', bootNonce: 'n2', versions: [1, 2], ring: RING_ALGORITHM, challenge: CHALLENGE_B }],
   peerHello: [
     PeerOp.PeerHello,
-    { hubId: 'hub-a', bootNonce: 'n1', versions: [1], ring: RING_ALGORITHM, challenge: CHALLENGE_A, advertise: '10.0.0.1:3000', proof: null },
+    { hubId: 'hub-a', bootNonce: 'n1', versions: [1, 2], ring: RING_ALGORITHM, challenge: CHALLENGE_A, advertise: '10.0.0.1:3000', proof: null },
   ],
   peerWelcome: [PeerOp.PeerWelcome, { advertise: '10.0.0.2:3000', proof: null }],
   members: [
@@ -74,6 +74,7 @@ export const PEER_EXAMPLE_FRAMES: Record<string, PeerFrame> = {
   leaseReply: [PeerOp.LeaseReply, 1, 'V1StGXR8_Z5jdHi6B-myT.hub-a', 'application/json', Buffer.from('{"ok":1}'), 'legacy-workers'],
   leaseAnswer: [PeerOp.LeaseAnswer, 1, true, null],
   leaving: [PeerOp.Leaving],
+  batch: [PeerOp.Batch, [PeerOp.ForwardReply, 1, 200, 'application/json', null, Buffer.from('{"ok":1}'), 'hub-b/w1'], [PeerOp.HandBack, 2, false]],
 };
 
 /** Names of each op's positional fields, as PROTOCOL.md's tables call them. */
@@ -109,6 +110,7 @@ export const FIELD_NAMES: Record<number, readonly string[]> = {
   [PeerOp.LeaseReply]: ['op', 'replyId', 'leaseId', 'contentType', 'body', 'poster'],
   [PeerOp.LeaseAnswer]: ['op', 'replyId', 'accepted', 'code'],
   [PeerOp.Leaving]: ['op'],
+  [PeerOp.Batch]: ['op', 'frame', 'frame'],
 };
 
 const OP_NAMES = new Map<number, string>([...Object.entries(Op), ...Object.entries(PeerOp)].map(([name, op]) => [op, name]));

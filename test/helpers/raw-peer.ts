@@ -10,12 +10,22 @@ export class RawPeer {
   readonly frames = this.queue.frames;
   readonly challenge = randomBytes(16);
   remoteHubId = '';
+  /** The versions the hub listed in its Challenge. */
+  remoteVersions: number[] = [];
+  /** Frames that came inside a Batch (the queue holds the frames, never the Batch). */
+  readonly batched = new WeakSet<PeerFrame>();
+  batchesIn = 0;
   readonly closed: Promise<number>;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer) => {
       const f = decodePeerFrame(data, false);
-      this.queue.push(f);
+      if (f[0] !== PeerOp.Batch) return this.queue.push(f);
+      this.batchesIn++;
+      for (const inner of f.slice(1) as PeerFrame[]) {
+        this.batched.add(inner);
+        this.queue.push(inner);
+      }
     });
     this.closed = new Promise((r) => ws.on('close', (code) => r(code)));
   }
@@ -32,13 +42,14 @@ export class RawPeer {
     return peer;
   }
 
-  /** Dials and completes the handshake as hub `hubId`, proving `secret` when given. */
-  static async linked(hubUrl: string, hubId: string, secret?: string): Promise<RawPeer> {
+  /** Dials and completes the handshake as hub `hubId` speaking `versions`, proving `secret` when given. */
+  static async linked(hubUrl: string, hubId: string, secret?: string, versions: number[] = [2]): Promise<RawPeer> {
     const p = await RawPeer.open(hubUrl);
     const c = (await p.next((f) => f[0] === PeerOp.Challenge)) as Extract<PeerFrame, { 0: 32 }>;
     p.remoteHubId = c[1].hubId;
+    p.remoteVersions = c[1].versions;
     const proof = secret ? proofOf(secret, 'dialer', c[1].challenge, hubId, c[1].hubId) : null;
-    p.send([PeerOp.PeerHello, { hubId, bootNonce: 'raw', versions: [1], ring: RING_ALGORITHM, challenge: p.challenge, advertise: '127.0.0.1:1', proof }]);
+    p.send([PeerOp.PeerHello, { hubId, bootNonce: 'raw', versions, ring: RING_ALGORITHM, challenge: p.challenge, advertise: '127.0.0.1:1', proof }]);
     return p;
   }
 

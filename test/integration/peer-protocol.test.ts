@@ -63,6 +63,65 @@ describe('peer protocol, spoken by hand', { timeout: 60_000 }, () => {
     p.close();
   });
 
+  it('refuses a dialer that speaks only peer protocol version 1 (4012)', async () => {
+    const p = await RawPeer.open(hub.url);
+    const c = (await p.next((f) => f[0] === PeerOp.Challenge)) as Of<32>;
+    assert.deepEqual(c[1].versions, [2]);
+    p.send([
+      PeerOp.PeerHello,
+      { hubId: 'old-hub', bootNonce: 'n', versions: [1], ring: RING_ALGORITHM, challenge: Buffer.alloc(16), advertise: '127.0.0.1:1', proof: null },
+    ]);
+    assert.equal(await p.closed, CloseCode.PeerRefused);
+  });
+
+  it('speaks Batch frames: runs every frame of one, in order, and batches its own', async () => {
+    const p = await RawPeer.linked(hub.url, 'raw-batch');
+    assert.deepEqual(p.remoteVersions, [2]);
+    // The handshake's frame goes alone; what the hub sends in the same turn after it is one Batch.
+    const welcome = await p.next((f) => f[0] === PeerOp.PeerWelcome);
+    assert.equal(p.batched.has(welcome), false);
+    const members = await p.next((f) => f[0] === PeerOp.Members);
+    const grants = await p.next((f) => f[0] === PeerOp.Grants);
+    assert.ok(p.batched.has(members) && p.batched.has(grants), 'Members and Grants came in a Batch');
+    const forward = (id: number, body: string): PeerFrame => [
+      PeerOp.Forward,
+      id,
+      RequestMode.Keyed,
+      'echo',
+      'k',
+      'local-w',
+      2000,
+      1,
+      'text/plain',
+      null,
+      null,
+      Buffer.from(body),
+      1,
+    ];
+    p.send([PeerOp.Batch, forward(1, 'a'), forward(2, 'b'), forward(3, 'c')]);
+    const bodies: string[] = [];
+    for (const id of [1, 2, 3]) {
+      const r = (await p.next((f) => f[0] === PeerOp.ForwardReply && f[1] === id)) as Of<38>;
+      bodies.push(Buffer.from(r[5]).toString());
+    }
+    assert.deepEqual(bodies, ['a', 'b', 'c']);
+    // A frame in a Batch that closes the link (a forward id already in flight) closes it as it would alone.
+    p.send([PeerOp.Batch, forward(4, 'd'), forward(4, 'again'), forward(5, 'never')]);
+    assert.equal(await p.closed, CloseCode.Protocol);
+  });
+
+  it('closes a link that sends a Batch holding a handshake frame or another Batch', async () => {
+    for (const inner of [
+      [PeerOp.PeerWelcome, { advertise: '127.0.0.1:1', proof: null }],
+      [PeerOp.Batch, [PeerOp.SnapshotRequest]],
+    ] as PeerFrame[]) {
+      const p = await RawPeer.linked(hub.url, 'raw-bad-batch');
+      await p.next((f) => f[0] === PeerOp.Members);
+      p.send([PeerOp.Batch, [PeerOp.SnapshotRequest], inner]);
+      assert.equal(await p.closed, CloseCode.Protocol);
+    }
+  });
+
   it('refuses a Forward that travelled more than one hop, and hands back one for an instance it does not hold', async () => {
     const p = await RawPeer.linked(hub.url, 'raw-3');
     await p.next((f) => f[0] === PeerOp.Members);

@@ -1193,7 +1193,7 @@ async function walk(linger: number, eager: number, concurrency: number[], steps:
     }
     // Every accepted job has a deadline: wait them out, then hand back whatever is still held.
     const last = Math.max(now(), ...jobs.map((j) => j.deadline));
-    await until(() => jobs.every((j) => w.count(j) === 1), 'every job to settle', last - now() + 1000);
+    await until(() => jobs.every((j) => w.count(j) === 1), 'every job to settle', last - now() + 5000);
     for (const c of consumers) for (const dl of [...c.held]) reply(d, c, dl);
     check();
     assert.equal(d.open, 0);

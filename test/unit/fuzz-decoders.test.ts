@@ -124,9 +124,22 @@ const PEER_FIELDS: Record<number, Check[]> = {
 /** Whether `f` is a frame of the documented shape; returns what is wrong, or null. */
 function shapeProblem(f: unknown, fields: Record<number, Check[]>): string | null {
   if (!Array.isArray(f) || f.length === 0) return 'not a non-empty array';
+  if (fields === PEER_FIELDS && f[0] === PeerOp.Batch) return batchProblem(f);
   const checks = fields[f[0] as number];
   if (!checks) return `op ${String(f[0])} is not documented`;
   for (let i = 0; i < checks.length; i++) if (!checks[i]!(f[i + 1])) return `field ${i + 1} of op ${f[0]} is not of its documented type`;
+  return null;
+}
+
+/** A Batch holds one or more frames of the ops 35-48, each of its documented shape. */
+function batchProblem(f: unknown[]): string | null {
+  if (f.length < 2) return 'an empty batch';
+  for (const inner of f.slice(1)) {
+    const op = Array.isArray(inner) ? inner[0] : undefined;
+    if (typeof op !== 'number' || op < PeerOp.Members || op >= PeerOp.Batch) return `a batch holds op ${String(op)}`;
+    const problem = shapeProblem(inner, PEER_FIELDS);
+    if (problem) return `in a batch: ${problem}`;
+  }
   return null;
 }
 
@@ -136,6 +149,7 @@ function shapeProblem(f: unknown, fields: Record<number, Check[]>): string | nul
  * frame encoding, such as an extension type).
  */
 function documented(f: unknown[], fields: Record<number, Check[]>, mapKeys: Record<number, string[]>): unknown[] {
+  if (fields === PEER_FIELDS && f[0] === PeerOp.Batch) return [f[0], ...f.slice(1).map((inner) => documented(inner as unknown[], fields, mapKeys))];
   const n = fields[f[0] as number]!.length;
   const out = f.slice(0, n + 1);
   const keys = mapKeys[f[0] as number];
