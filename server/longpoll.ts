@@ -9,7 +9,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import { ownCopy } from '../client/bytes.js';
 import { isValidName } from '../client/protocol.js';
-import { endWith, type HttpSide, writeError } from './answer.js';
+import { endEmpty, endWith, type HttpSide, writeError } from './answer.js';
 import type { Auth } from './auth/auth.js';
 import { httpAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -305,7 +305,7 @@ class Poller implements Consumer, PollTimer {
     if (!res) return;
     this.finish();
     res.cork(() => {
-      endWith(res.writeStatus('204 No Content'), '', this.lp.http);
+      endEmpty(res.writeStatus('204 No Content'), this.lp.http);
     });
   }
 

@@ -46,6 +46,8 @@ describe('abuse: floods past every limit', { timeout: 120_000 }, () => {
     assert.equal(r.text, JSON.stringify({ tag }));
     assert.equal(hub.child.exitCode, null, 'hub alive');
     await atBaseline(hub);
+    // What each flood cost the hub, for the record (peak = the most the process ever held).
+    console.log(`${tag}: hub RSS ${Math.round((await rssKiB(hub.pid)) / 1024)} MiB, peak ${Math.round((await rssKiB(hub.pid, 'VmHWM')) / 1024)} MiB`);
   }
 
   /** Opens WebSockets at /ws (or /peer) until `n` are open or one is refused; returns both lists. */

@@ -153,10 +153,10 @@ export async function atBaseline(hub: { url: string }, timeoutMs = 5000): Promis
 }
 
 /** Resident memory of a process in KiB, from /proc/<pid>/status (Linux). */
-export async function rssKiB(pid: number): Promise<number> {
+export async function rssKiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): Promise<number> {
   const { readFile } = await import('node:fs/promises');
-  const m = /^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no ${field} for ${pid}`);
   return Number(m[1]);
 }
 

@@ -71,6 +71,15 @@ describe('legacy HTTP long-poll workers', () => {
     assert.ok(Date.now() - t2 < 280);
     const bad = await fetch(`${hub.url}/service/idle-service/jobs?wait=soon`);
     assert.equal(bad.status, 400);
+    // A 204 has no body and no Content-Length (RFC 9110), and the connection stays usable.
+    const agent = new Agent({ connections: 1 });
+    const empty = await request(`${hub.url}/service/idle-service/jobs?wait=0.05`, { dispatcher: agent });
+    await empty.body.text();
+    assert.deepEqual([empty.statusCode, empty.headers['content-length']], [204, undefined]);
+    const again = await request(`${hub.url}/healthz`, { dispatcher: agent });
+    assert.equal(again.statusCode, 200);
+    await again.body.text();
+    await agent.close();
   });
 
   it('embeds bodies by type, and base64-encodes them on request', async () => {
