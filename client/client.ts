@@ -4,6 +4,7 @@
  */
 import { Pool } from 'undici';
 import { Connection, hubUrls } from './connection.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
 import { BusError } from './errors.js';
 import { DEFAULT_CONTENT_TYPE, type Headers, Op, SERVED_BY_HEADER } from './protocol.js';
 import { type BusResponse, makeResponse, Requester, type RequestOptions } from './requester.js';
@@ -47,7 +48,7 @@ export class Client {
       };
       this.conn.onDrop = (err) => this.requester!.failAll(err);
     } else {
-      this.pools = hubUrls(o.url).map((u) => new Pool(u, { connections: o.connections ?? 16, pipelining: 1 }));
+      this.pools = hubUrls(o.url).map((u) => new Pool(u, { connections: o.connections ?? CLIENT_DEFAULTS.httpConnections, pipelining: 1 }));
       this.nextPool = Math.floor(Math.random() * this.pools.length);
     }
   }

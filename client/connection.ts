@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
+import { CLIENT_DEFAULTS } from './defaults.js';
 import { BusError } from './errors.js';
 import { CloseCode, decodeFrame, encodeFrame, type Frame, type HelloOptions, Op, SUPPORTED_VERSIONS, type WelcomeInfo } from './protocol.js';
 
@@ -36,9 +37,6 @@ export interface ConnectionOptions {
    */
   maxBatchFrames?: number;
 }
-
-/** Bytes queued within one turn that are written at once, whatever the frame count. */
-const MAX_BATCH_BYTES = 64 * 1024;
 
 type State = 'idle' | 'connecting' | 'open' | 'closed';
 
@@ -82,10 +80,10 @@ export class Connection extends EventEmitter {
 
   constructor(private readonly o: ConnectionOptions) {
     super();
-    this.backoff = o.reconnectMinMs ?? 100;
+    this.backoff = o.reconnectMinMs ?? CLIENT_DEFAULTS.reconnectMinMs;
     this.urls = hubUrls(o.url);
     this.reconnects = o.reconnect !== false;
-    this.maxBatchFrames = Math.max(1, o.maxBatchFrames ?? (o.role === 'client' ? 16 : Infinity));
+    this.maxBatchFrames = Math.max(1, o.maxBatchFrames ?? (o.role === 'client' ? CLIENT_DEFAULTS.callerBatchFrames : Infinity));
   }
 
   /** Connects; resolves at the first welcome, rejects if the first attempt fails and reconnect is off. */
@@ -116,7 +114,7 @@ export class Connection extends EventEmitter {
     this.outbox.push(bytes);
     this.outboxBytes += bytes.byteLength;
     if (this.state !== 'open') return;
-    if (this.outbox.length >= this.maxBatchFrames || this.outboxBytes >= MAX_BATCH_BYTES) {
+    if (this.outbox.length >= this.maxBatchFrames || this.outboxBytes >= CLIENT_DEFAULTS.maxBatchBytes) {
       this.flush();
     } else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -130,6 +128,32 @@ export class Connection extends EventEmitter {
   /** The hub URL of the current (or next) session. */
   get url(): string {
     return this.urls[this.urlIndex % this.urls.length]!;
+  }
+
+  /**
+   * Resolves once the hub has answered a ping sent after every frame queued now: the hub has
+   * read those frames (it reads a socket in order), and refused none it would refuse at once
+   * without that showing as a ProtocolError first. Rejects if the socket goes first.
+   */
+  roundTrip(timeoutMs: number = CLIENT_DEFAULTS.roundTripTimeoutMs): Promise<void> {
+    const ws = this.ws;
+    if (!ws || this.state !== 'open') return Promise.reject(new BusError('E_CONNECTION_LOST', 'not connected to a hub'));
+    this.flush();
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(t);
+        ws.off('pong', onPong);
+        ws.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onPong = () => done();
+      const onClose = () => done(new BusError('E_CONNECTION_LOST', 'the connection closed before the hub answered'));
+      const t = setTimeout(() => done(new BusError('E_DEADLINE', 'the hub did not answer a ping')), timeoutMs);
+      ws.on('pong', onPong);
+      ws.on('close', onClose);
+      ws.ping();
+    });
   }
 
   /** Hub URLs this connection may use. */
@@ -175,7 +199,7 @@ export class Connection extends EventEmitter {
   private open(): void {
     this.state = 'connecting';
     const ws = new WebSocket(wsUrl(this.urls[this.urlIndex % this.urls.length]!), {
-      maxPayload: this.o.maxFrameBytes ?? 2 * 1024 * 1024,
+      maxPayload: this.o.maxFrameBytes ?? CLIENT_DEFAULTS.maxFrameBytes,
       perMessageDeflate: false,
     });
     this.ws = ws;
@@ -208,7 +232,7 @@ export class Connection extends EventEmitter {
           welcomed = true;
           this.welcome = frame[1];
           this.state = 'open';
-          this.backoff = this.o.reconnectMinMs ?? 100;
+          this.backoff = this.o.reconnectMinMs ?? CLIENT_DEFAULTS.reconnectMinMs;
           this.startWatchdog(frame[1]);
           this.onOpen(frame[1]);
           this.emit('welcome', frame[1]);
@@ -245,7 +269,7 @@ export class Connection extends EventEmitter {
         return;
       }
       const delay = this.backoff * (0.5 + Math.random() / 2);
-      this.backoff = Math.min(this.backoff * 2, this.o.reconnectMaxMs ?? 5000);
+      this.backoff = Math.min(this.backoff * 2, this.o.reconnectMaxMs ?? CLIENT_DEFAULTS.reconnectMaxMs);
       this.reconnectTimer = setTimeout(() => {
         this.reconnectTimer = null;
         if (this.state !== 'closed') this.open();

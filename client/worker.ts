@@ -4,11 +4,13 @@
  * error replies. Reconnects with backoff and registers again; `drain()` finishes in-flight jobs.
  * When its hub shuts down (Drain) and it has other hub URLs, it opens its next session with the
  * next hub at once and finishes what it has on the old one. Events: `welcome` (each session), `protocolError`,
- * `moving` (its hub is shutting down; the next session is opening).
+ * `moving` (its hub is shutting down; the next session is opening), `disconnected` (the
+ * session dropped; it reconnects).
  */
 import { EventEmitter } from 'node:events';
 import { nanoid } from 'nanoid';
 import { Connection, type ConnectionOptions } from './connection.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
 import { BusError } from './errors.js';
 import { DEFAULT_CONTENT_TYPE, type Frame, type Headers, isValidStatus, type JobFrame, Op, type WelcomeInfo } from './protocol.js';
 import { type BusResponse, Requester, type RequestOptions } from './requester.js';
@@ -177,8 +179,10 @@ export class Worker extends EventEmitter {
       }
       link.running.clear();
       link.requester.failAll(err);
-      if (link === this.current) this.registered.clear();
-      else this.retiring.delete(link);
+      if (link === this.current) {
+        this.registered.clear();
+        this.emit('disconnected', err);
+      } else this.retiring.delete(link);
       this.checkIdle();
     };
     return link;
@@ -186,7 +190,7 @@ export class Worker extends EventEmitter {
 
   /** Serves `service` with `handler`. Call before or after `start()`. */
   handle(service: string, handler: Handler, opts: HandleOptions = {}): this {
-    const h = { handler, concurrency: opts.concurrency ?? 16, weight: opts.weight ?? 1 };
+    const h = { handler, concurrency: opts.concurrency ?? CLIENT_DEFAULTS.concurrency, weight: opts.weight ?? CLIENT_DEFAULTS.weight };
     this.handlers.set(service, h);
     this.registered.delete(service);
     this.register(service);
@@ -236,7 +240,7 @@ export class Worker extends EventEmitter {
   }
 
   /** Stops taking jobs, lets running ones finish (up to `timeoutMs`), says goodbye and closes. */
-  async drain(timeoutMs = 30_000): Promise<void> {
+  async drain(timeoutMs: number = CLIENT_DEFAULTS.drainTimeoutMs): Promise<void> {
     const conn = this.current.conn;
     if (conn.state === 'closed') return;
     this.draining = true;

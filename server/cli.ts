@@ -7,6 +7,9 @@
  * astromesh hash-token [token]       the SHA-256 the auth file stores for a token (or stdin)
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { hubUrls } from '../client/connection.js';
 import { BusError } from '../client/errors.js';
 import { type ArgSpec, InvalidOptionError, type ParsedArgs, parseCount, parseFlags, wantsHelp } from './args.js';
 import { hashToken } from './auth/auth.js';
@@ -14,18 +17,37 @@ import { Hub } from './hub.js';
 import { ListenError } from './listen-error.js';
 import { createLogger } from './log.js';
 import { CONFIG_FLAG, hubOptionsFromSources, OPTION_SPECS } from './options.js';
+import { memberSeed, rank } from './ring.js';
+
+/** What each command takes, for `astromesh <command> --help` (and all of it for `astromesh help`). */
+const COMMAND_USAGE: Record<string, string> = {
+  hub: 'astromesh hub [options]                         start a hub (default command; options below)',
+  echo: `astromesh echo <service...> [--url URL[,URL...]] [--concurrency N] [--instance-id ID] [--token T]
+    a worker answering meshage-style {"echoed": message}; prints a line once it serves, and
+    when it loses and regains its hub`,
+  request: `astromesh request <service> [json] [--key K] [--broadcast] [--url URL[,URL...]] [--timeout-ms MS] [--token T]
+                  [-v] [--count N] [--concurrency C]
+    sends a request; the body goes to stdout, the status and the time taken to stderr (-v: the
+    headers too); exits 1 on an error status. --count N (C at a time) is a small load check
+    that prints a latency summary`,
+  owner: `astromesh owner <stream> <key> [--url URL] [--token T]
+    the workers ranked for a key as the hub sees the ring (owner first, with hub and weight)`,
+  token: 'astromesh token [name]                          a new random token and its auth-file entry',
+  'hash-token': 'astromesh hash-token [token]                    the SHA-256 the auth file stores (token from stdin if not given)',
+};
+
+const HUB_OPTIONS = `hub options (flag, then environment variable, then --config file.json|.yaml, then default):
+${OPTION_SPECS.map((s) => `  ${(`${s.flag} <${s.kind}>`).padEnd(34)} ${s.env.padEnd(36)} ${s.help}`).join('\n')}
+  --config <file>                    ASTROMESH_CONFIG                     JSON or YAML file with any of the options above`;
 
 const USAGE = `usage:
-  astromesh hub [options]                         start a hub (default command)
-  astromesh echo <service...> [--url URL[,URL...]] [--concurrency N] [--instance-id ID]
-  astromesh request <service> [json] [--key K] [--broadcast] [--url URL[,URL...]] [--timeout-ms MS]
-  astromesh token [name]                          a new random token and its auth-file entry
-  astromesh hash-token [token]                    the SHA-256 the auth file stores (token from stdin if not given)
-  (echo and request take --token T, or ASTROMESH_TOKEN, when the hub has auth on)
+${Object.values(COMMAND_USAGE)
+  .map((u) => `  ${u}`)
+  .join('\n')}
+  astromesh --version
+  (echo, request and owner take --token T, or ASTROMESH_TOKEN, when the hub has auth on)
 
-hub options (flag, then environment variable, then --config file.json, then default):
-${OPTION_SPECS.map((s) => `  ${(`${s.flag} <${s.kind}>`).padEnd(34)} ${s.env.padEnd(36)} ${s.help}`).join('\n')}
-  --config <file>                    ASTROMESH_CONFIG                     JSON file with any of the options above`;
+${HUB_OPTIONS}`;
 
 const URL_FLAG: ArgSpec = { flag: '--url', kind: 'string' };
 const TOKEN_FLAG: ArgSpec = { flag: '--token', kind: 'string' };
@@ -36,16 +58,32 @@ const REQUEST_FLAGS: ArgSpec[] = [
   { flag: '--key', kind: 'string' },
   { flag: '--broadcast', kind: 'boolean' },
   { flag: '--timeout-ms', kind: 'int' },
+  { flag: '--verbose', kind: 'boolean', short: 'v' },
+  { flag: '--count', kind: 'int' },
+  { flag: '--concurrency', kind: 'int' },
 ];
+const OWNER_FLAGS: ArgSpec[] = [URL_FLAG, TOKEN_FLAG];
+const COMMAND_FLAGS: Record<string, ArgSpec[]> = { echo: ECHO_FLAGS, request: REQUEST_FLAGS, owner: OWNER_FLAGS, token: [], 'hash-token': [] };
 /** `astromesh hub` could not bind its port (held by another process, or still closing). */
 const EXIT_CANNOT_LISTEN = 3;
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
-  // `astromesh <command> --help` shows the usage too, before the command rejects --help as unknown.
-  const specs = first === 'echo' ? ECHO_FLAGS : first === 'request' ? REQUEST_FLAGS : [...OPTION_SPECS, CONFIG_FLAG];
-  if (first === 'help' || wantsHelp(first === 'echo' || first === 'request' || first === 'hub' ? rest : argv, specs)) {
+  if (first === '--version' || first === 'version') {
+    console.log(version());
+    return 0;
+  }
+  if (first === 'help') {
     console.log(USAGE);
+    return 0;
+  }
+  const command = first !== undefined && Object.hasOwn(COMMAND_FLAGS, first) ? first : null;
+  if (command !== null && wantsHelp(rest, COMMAND_FLAGS[command]!)) {
+    console.log(`usage: ${COMMAND_USAGE[command]}`);
+    return 0;
+  }
+  if (command === null && wantsHelp(first === 'hub' ? rest : argv, [...OPTION_SPECS, CONFIG_FLAG])) {
+    console.log(`usage: ${COMMAND_USAGE.hub}\n\n${HUB_OPTIONS}`);
     return 0;
   }
   if (first === undefined || first.startsWith('-')) return runHub(argv);
@@ -56,6 +94,8 @@ async function main(argv: string[]): Promise<number> {
       return runEcho(rest);
     case 'request':
       return runRequest(rest);
+    case 'owner':
+      return runOwner(rest);
     case 'token':
       return runToken(rest);
     case 'hash-token':
@@ -63,6 +103,12 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new InvalidOptionError(`unknown command ${JSON.stringify(first)} (astromesh help lists the commands)`);
   }
+}
+
+/** The package's version, from its package.json (two levels above dist/server). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { name: string; version: string };
+  return `${pkg.name} ${pkg.version}`;
 }
 
 async function runHub(args: string[]): Promise<number> {
@@ -163,13 +209,39 @@ async function runEcho(args: string[]): Promise<number> {
   if (positionals.length === 0) throw new InvalidOptionError('echo: name at least one service');
   const concurrency = count(values, '--concurrency') ?? 64;
   const instanceId = values.get('--instance-id') as string | undefined;
-  const log = createLogger(process.env.ASTROMESH_LOG_LEVEL ?? 'info', 'astromesh-echo');
+  const format = process.env.ASTROMESH_LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json');
+  const log = createLogger(process.env.ASTROMESH_LOG_LEVEL ?? 'info', 'astromesh-echo', format === 'pretty' ? 'pretty' : 'json');
   // The client library (and its HTTP stack) is loaded only by the commands that use it.
   const { meshage } = await import('../client/meshage.js');
+  const { wsUrl } = await import('../client/connection.js');
   const node = meshage({ url: hubUrl(values), ...tokenOf(values), ...(instanceId ? { instanceId } : {}) });
   for (const s of positionals) node.register(s, (m) => ({ echoed: m }), { concurrency });
-  node.worker.on('welcome', (w) => log.info({ hubId: w.hubId, instanceId: w.instanceId, services: positionals }, 'serving'));
-  node.worker.on('protocolError', (err: Error, ref: unknown) => log.error({ ref, err: err.message }, 'hub refused'));
+  const w = node.worker;
+  let served = false;
+  let serving = false;
+  // The protocol has no acknowledgement of Register: a ping answered after it says the hub has
+  // read it (and any refusal would have come first, as a ProtocolError line).
+  w.on('welcome', (welcome: { hubId: string; instanceId: string }) => {
+    const conn = w.connection;
+    conn.roundTrip().then(
+      () => {
+        log.info(
+          { hubId: welcome.hubId, instanceId: welcome.instanceId, url: wsUrl(conn.url) },
+          `serving ${positionals.join(', ')} on ${wsUrl(conn.url)}${served ? ' again' : ''}`,
+        );
+        served = true;
+        serving = true;
+      },
+      () => {},
+    );
+  });
+  // One line per loss, not one per failed reconnect.
+  w.on('disconnected', (err: Error) => {
+    if (serving) log.warn({ err: err.message }, 'lost the hub; reconnecting');
+    serving = false;
+  });
+  w.on('moving', (m: { from: string }) => log.info({ from: m.from }, 'the hub is shutting down; moving to the next hub'));
+  w.on('protocolError', (err: Error, ref: unknown) => log.error({ ref, err: err.message }, 'hub refused'));
   await node.start();
   const stop = () => {
     node.drain().then(
@@ -189,28 +261,109 @@ async function runRequest(args: string[]): Promise<number> {
   if (extra.length) throw new InvalidOptionError(`request: unexpected argument ${JSON.stringify(extra[0])} (the body is one argument)`);
   const key = values.get('--key') as string | undefined;
   const timeoutMs = count(values, '--timeout-ms');
+  const total = count(values, '--count');
+  const parallel = count(values, '--concurrency') ?? 1;
+  const verbose = values.has('--verbose');
   const { Client } = await import('../client/client.js');
-  const client = new Client({ url: hubUrl(values), ...tokenOf(values) });
-  try {
-    const opts = { ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
-    const res = values.has('--broadcast')
-      ? (await client.broadcast(service, key ?? '-', body, opts)).response
+  const client = new Client({ url: hubUrl(values), ...tokenOf(values), connections: Math.max(1, parallel) });
+  const opts = { ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+  const once = () =>
+    values.has('--broadcast')
+      ? client.broadcast(service, key ?? '-', body, opts).then((b) => b.response)
       : key !== undefined
-        ? await client.requestKeyed(service, key, body, opts)
-        : await client.request(service, body, opts);
-    process.stdout.write(res.body);
-    if (!res.body.toString().endsWith('\n')) process.stdout.write('\n');
-    return 0;
-  } catch (err) {
-    if (err instanceof BusError) {
-      console.error(`astromesh request: ${err.status} ${err.code}: ${err.message}`);
-      return 1;
+        ? client.requestKeyed(service, key, body, opts)
+        : client.request(service, body, opts);
+  try {
+    if (total !== undefined) return await loadCheck(once, total, parallel);
+    const t0 = performance.now();
+    try {
+      const res = await once();
+      const ms = performance.now() - t0;
+      console.error(`${res.status} in ${ms.toFixed(1)} ms${res.servedBy ? ` (served by ${res.servedBy})` : ''}`);
+      if (verbose) for (const [k, v] of Object.entries(res.headers)) console.error(`${k}: ${v}`);
+      process.stdout.write(res.body);
+      if (!res.body.toString().endsWith('\n')) process.stdout.write('\n');
+      return 0;
+    } catch (err) {
+      const ms = performance.now() - t0;
+      if (err instanceof BusError) {
+        console.error(`${err.status} ${err.code} in ${ms.toFixed(1)} ms: ${err.message}`);
+        return 1;
+      }
+      throw err;
     }
+  } catch (err) {
     console.error(`astromesh request: ${(err as Error).message}`);
     return 1;
   } finally {
     await client.close();
   }
+}
+
+/** `--count N --concurrency C`: N requests, C at a time; a summary of outcomes and latencies. */
+async function loadCheck(once: () => Promise<unknown>, total: number, parallel: number): Promise<number> {
+  const latencies: number[] = [];
+  const outcomes = new Map<string, number>();
+  let started = 0;
+  const t0 = performance.now();
+  const lane = async () => {
+    while (started < total) {
+      started++;
+      const t = performance.now();
+      let outcome = 'ok';
+      try {
+        await once();
+      } catch (err) {
+        outcome = err instanceof BusError ? `${err.status} ${err.code}` : (err as Error).message;
+      }
+      latencies.push(performance.now() - t);
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, total) }, lane));
+  const seconds = (performance.now() - t0) / 1000;
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(1);
+  const ok = outcomes.get('ok') ?? 0;
+  console.log(`${total} requests, ${parallel} at a time, in ${seconds.toFixed(2)} s: ${(total / seconds).toFixed(0)} req/s`);
+  console.log(`outcomes: ${[...outcomes].map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  console.log(
+    `latency ms: min ${latencies[0]!.toFixed(1)}  p50 ${at(0.5)}  p90 ${at(0.9)}  p99 ${at(0.99)}  max ${latencies[latencies.length - 1]!.toFixed(1)}`,
+  );
+  return ok === total ? 0 : 1;
+}
+
+async function runOwner(args: string[]): Promise<number> {
+  const { positionals, values } = parseFlags(args, OWNER_FLAGS, { positionals: true });
+  const [stream, key, ...extra] = positionals;
+  if (!stream || key === undefined) throw new InvalidOptionError('owner: name a stream and a key');
+  if (extra.length) throw new InvalidOptionError(`owner: unexpected argument ${JSON.stringify(extra[0])}`);
+  const base = hubUrls(hubUrl(values))[0]!;
+  const { token } = tokenOf(values);
+  const res = await fetch(`${base.replace(/\/$/, '')}/stats`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+  if (!res.ok) {
+    console.error(
+      `astromesh owner: /stats answered ${res.status}${res.status === 401 || res.status === 403 ? ' (a token with the monitor right is needed: --token)' : ''}`,
+    );
+    return 1;
+  }
+  const stats = (await res.json()) as {
+    hubId: string;
+    services: { name: string; ring: { digest: string; members: { instanceId: string; hubId: string; weight: number }[] } }[];
+  };
+  const svc = stats.services.find((s) => s.name === stream);
+  if (!svc || svc.ring.members.length === 0) {
+    console.error(`astromesh owner: hub ${stats.hubId} has no worker owning keys of ${stream}`);
+    return 1;
+  }
+  const ranked = rank(
+    key,
+    svc.ring.members.map((m) => ({ ...m, seed: memberSeed(m.instanceId) })),
+  );
+  console.log(`key ${JSON.stringify(key)} of ${stream}, as hub ${stats.hubId} sees the ring (digest ${svc.ring.digest}):`);
+  for (const [i, m] of ranked.entries())
+    console.log(`${String(i + 1).padStart(3)}  ${m.instanceId}  hub ${m.hubId}  weight ${m.weight}${i === 0 ? '  <- owner' : ''}`);
+  return 0;
 }
 
 main(process.argv.slice(2)).then(

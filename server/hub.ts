@@ -15,7 +15,7 @@ import { type AuthCounters, Counters } from './counters.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
 import { listenError } from './listen-error.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type LogFormat, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
 import { Mesh } from './mesh/mesh.js';
 import { type HubOptions, resolveHubOptions } from './options.js';
@@ -61,7 +61,7 @@ export class Hub implements SessionHost {
     // A hub id names the hub in rings, X-Served-By and peer links: derived from the address
     // peers dial when there is one, so a restarted hub keeps it.
     this.hubId = this.options.hubId || (this.options.advertise ? this.options.advertise.replace(/[^A-Za-z0-9._-]/g, '-') : `hub-${nanoid(8)}`);
-    this.log = log ?? createLogger(this.options.logLevel);
+    this.log = log ?? createLogger(this.options.logLevel, 'astromesh', this.options.logFormat as LogFormat);
     this.dispatcher = new Dispatcher(this.options, this.counters);
     this.auth = newAuth(this.options.authFile, this.counters.auth);
     this.mesh = new Mesh(this.options, this.hubId, this.dispatcher, this.counters, this.log);

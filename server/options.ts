@@ -4,7 +4,9 @@
  * ASTROMESH_* environment variables, then a JSON config file, then these defaults.
  */
 import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { type ArgKind, type ArgSpec, InvalidOptionError, parseCount, parseFlags, parseList } from './args.js';
+import { LOG_FORMATS } from './log.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -92,6 +94,8 @@ export interface HubOptions {
   forwardHeaders: string[];
   /** pino log level. Default info. */
   logLevel: string;
+  /** Log lines as JSON (for collectors) or pretty text (for a terminal). Default json. */
+  logFormat: string;
   /** Seed peers, `host:port` or `ws(s)://…` URLs; a DNS name yields every address it resolves to. Default none. */
   peers: string[];
   /** The `host:port` peers dial for this hub. Default `host:port` as bound. */
@@ -156,6 +160,7 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   maxPollers: 20_000,
   forwardHeaders: ['x-request-id', 'traceparent', 'tracestate'],
   logLevel: 'info',
+  logFormat: 'json',
   peers: [],
   advertise: '',
   clusterSecret: '',
@@ -214,6 +219,7 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
   spec('maxPollers', 'int', 'waiting long-polls in all'),
   spec('forwardHeaders', 'list', 'request headers passed to workers (comma-separated)'),
   spec('logLevel', 'string', 'log level: fatal, error, warn, info, debug, trace, silent'),
+  spec('logFormat', 'string', 'log lines: json, or pretty for a terminal'),
   spec('peers', 'list', 'seed peers: host:port or ws(s):// URLs (comma-separated)'),
   spec('advertise', 'string', 'host:port peers dial for this hub'),
   spec('clusterSecret', 'string', 'cluster secrets, comma-separated (the first proves this hub)'),
@@ -328,6 +334,8 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
   // pino throws on an unknown level, and later, from inside the hub, with a stack trace.
   if (!LOG_LEVELS.includes(o.logLevel))
     throw new InvalidOptionError(`${n('logLevel')} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(o.logLevel)}`);
+  if (!(LOG_FORMATS as readonly string[]).includes(o.logFormat))
+    throw new InvalidOptionError(`${n('logFormat')} must be one of ${LOG_FORMATS.join(', ')}, got ${JSON.stringify(o.logFormat)}`);
   return o;
 }
 
@@ -342,21 +350,35 @@ export interface OptionSources {
 
 /**
  * Reads options from argv flags (`--max-body-bytes 100` or `--max-body-bytes=100`), then the
- * environment, then the JSON file named by `--config` or ASTROMESH_CONFIG. Unknown flags and
- * unknown keys in the file throw.
+ * environment, then the config file named by `--config` or ASTROMESH_CONFIG: JSON, or YAML when
+ * it ends in .yaml or .yml, its keys the option names (`maxBodyBytes`) or the flags without
+ * dashes (`max-body-bytes`). Unknown flags and unknown keys in the file throw.
  */
 export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessEnv): OptionSources {
   const { values: flags } = parseFlags(argv, [...OPTION_SPECS, CONFIG_FLAG]);
   const configPath = (flags.get(CONFIG_FLAG.flag) as string | undefined) ?? env.ASTROMESH_CONFIG;
   let file: Record<string, unknown> = {};
+  /** The key each option has in the file, as the user wrote it. */
+  const typed = new Map<string, string>();
   if (configPath) {
+    const yaml = /\.ya?ml$/i.test(configPath);
     try {
-      file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      const text = readFileSync(configPath, 'utf8');
+      file = (yaml ? parseYaml(text) : JSON.parse(text)) as Record<string, unknown>;
     } catch (err) {
-      throw new InvalidOptionError(`cannot read config file ${configPath}: ${(err as Error).message}`);
+      throw new InvalidOptionError(`cannot read config file ${configPath}: ${(err as Error).message.split('\n')[0]}`);
     }
-    if (file === null || typeof file !== 'object' || Array.isArray(file)) throw new InvalidOptionError(`config file ${configPath} must hold a JSON object`);
-    for (const k of Object.keys(file)) if (!OPTION_SPECS.some((s) => s.key === k)) throw new InvalidOptionError(`unknown option "${k}" in ${configPath}`);
+    if (file === null || typeof file !== 'object' || Array.isArray(file))
+      throw new InvalidOptionError(`config file ${configPath} must hold ${yaml ? 'a YAML mapping' : 'a JSON object'}`);
+    const byFlag = new Map(OPTION_SPECS.map((s) => [s.flag.slice(2), s.key as string]));
+    const named: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(file)) {
+      const key = OPTION_SPECS.some((s) => s.key === k) ? k : byFlag.get(k);
+      if (!key) throw new InvalidOptionError(`unknown option "${k}" in ${configPath}`);
+      named[key] = v;
+      typed.set(key, k);
+    }
+    file = named;
   }
   const values: Partial<HubOptions> = {};
   const origin = new Map<keyof HubOptions, string>();
@@ -368,7 +390,7 @@ export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessE
     else if (Object.hasOwn(file, s.key)) v = file[s.key];
     else continue;
     (values as Record<string, unknown>)[s.key] = v;
-    origin.set(s.key, raw !== undefined ? name : `"${s.key}" in ${configPath}`);
+    origin.set(s.key, raw !== undefined ? name : `"${typed.get(s.key) ?? s.key}" in ${configPath}`);
   }
   // An option set nowhere is named by its flag, the way to change it from the command line.
   const flagOf = new Map(OPTION_SPECS.map((s) => [s.key, s.flag]));

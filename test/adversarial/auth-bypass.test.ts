@@ -223,6 +223,13 @@ describe('auth: bypass attempts', { timeout: 60_000 }, () => {
     hub.kill('SIGHUP');
     await waitUntil(async () => (await post(`${hub.url}/service/echo`, '{}', bearer(T.caller))).status === 200, 3000, 'the caller back');
   });
+
+  it('never writes a token to its log, even the ones it refused', async () => {
+    const logged = JSON.stringify([...hub.lines, ...hub.stderr]);
+    assert.ok(hub.lines.length > 3, 'the hub logged its events');
+    for (const [name, token] of Object.entries(T)) assert.ok(!logged.includes(token), `the ${name} token is in the log`);
+    assert.ok(!logged.includes('not-a-token'));
+  });
 });
 
 describe('auth in a mesh', { timeout: 60_000 }, () => {
@@ -259,6 +266,7 @@ describe('auth in a mesh', { timeout: 60_000 }, () => {
     s.close();
     const r = await post(`${b.url}/api/echo/k`, '{"k":1}', bearer(T.caller));
     assert.deepEqual([r.status, r.headers.get('x-served-by')], [200, 'auth-a/mesh-w']);
+    for (const h of hubs) assert.ok(!JSON.stringify([...h.lines, ...h.stderr]).includes('mesh-secret'), 'the cluster secret is in a log');
   });
 });
 

@@ -293,7 +293,9 @@ describe('peer failures', { timeout: 120_000 }, () => {
     const withdrawn = hubs[1]!.lines.find((l) => typeof l === 'object' && (l as { msg?: string }).msg === 'members withdrawn from the mesh') as
       | { members: number; moved: number }
       | undefined;
-    assert.deepEqual([withdrawn?.members, withdrawn?.moved], [1, 1], 'the leaving hub withdrew its member after it moved');
+    // On failure, the leaving hub's account of its leave says why.
+    const leaveLog = () => JSON.stringify(hubs[1]!.lines.filter((l) => /leav|withdraw|peer|drain/i.test(String((l as { msg?: string }).msg))));
+    assert.deepEqual([withdrawn?.members, withdrawn?.moved], [1, 1], `the leaving hub withdrew its member after it moved: ${leaveLog()}`);
     const ring = await converged(live, 'lv', 3);
     assert.ok(
       ring.some((m) => m.instanceId === 'lw-1' && m.hubId === 'leave-c'),
@@ -303,9 +305,9 @@ describe('peer failures', { timeout: 120_000 }, () => {
     stop = true;
     await Promise.all(callers);
     const failed = statuses.filter((s) => s !== 200);
-    assert.deepEqual(failed, [], `${failed.length} of ${statuses.length} failed`);
+    assert.deepEqual(failed, [], `${failed.length} of ${statuses.length} failed: ${leaveLog()}`);
     const moved = [...servedKey].filter(([, instances]) => instances.size > 1).map(([k, i]) => `${k}: ${[...i].join(', ')}`);
-    assert.deepEqual(moved, [], 'keys served by more than one worker instance during the leave');
+    assert.deepEqual(moved, [], `keys served by more than one worker instance during the leave: ${leaveLog()}`);
     assert.equal(servedKey.size, 100);
     // While it had two sessions, the moving worker never ran more jobs than its concurrency.
     const peak = Math.max(...workers[1]!.events('done').map((e) => e.maxRunning as number));
