@@ -31,6 +31,7 @@ import type { Dispatcher } from './dispatcher.js';
 import { FrameOutbox } from './frame-outbox.js';
 import { IdTable } from './id-table.js';
 import { type Consumer, Job, JobState, type JobWaiter, type Registration, Takes } from './job.js';
+import type { Logger } from './log.js';
 import type { HubOptions } from './options.js';
 import { answerHeaders } from './reply-headers.js';
 import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
@@ -48,6 +49,8 @@ export interface SessionHost {
   claimInstance(session: WorkerSession, chosen: boolean): boolean;
   readonly counters: Counters;
   readonly auth: Auth;
+  /** One line per session opened and closed, and per fatal refusal; never per frame. */
+  readonly log: Logger;
   /** Counts a session of `p`; false when the token has all the sessions it may have. */
   admitToken(p: Principal): boolean;
 }
@@ -72,6 +75,8 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   readonly inflight = new IdTable<Job>();
   /** This session's own requests by request id. */
   readonly requests = new IdTable<Job>();
+  /** Who ended the session, for its log line: the hub (code and reason) or the client. */
+  private closedBy = 'client';
   /** The token the session said hello with (null with auth off). */
   principal: Principal | null = null;
   /** Monotonic time the unsent frames went over maxSessionQueuedBytes; 0 while within it. */
@@ -275,6 +280,17 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
         },
       ]),
     );
+    this.host.log.info(
+      {
+        sessionId: this.sessionId,
+        instanceId: this.instanceId,
+        role: this.role,
+        name: this.name || undefined,
+        token: this.principal?.name,
+        remote: this.remoteAddress,
+      },
+      'session opened',
+    );
   }
 
   private register(service: string, concurrency: number, weight: number): void {
@@ -403,6 +419,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     if (this.state === 'closed') return;
     this.send(encodeFrame([Op.ProtocolError, code, message, ref, fatal]));
     if (fatal) {
+      this.host.log.warn({ sessionId: this.sessionId, instanceId: this.instanceId || undefined, remote: this.remoteAddress, code, message }, 'session refused');
       this.flush();
       this.close(closeCode, message.slice(0, 100));
       return;
@@ -441,6 +458,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   /** Closes the socket; teardown runs now, not when uWS gets round to the close event. */
   close(code: number, reason: string): void {
     if (this.state === 'closed') return;
+    this.closedBy = `hub ${code} ${reason}`;
     const socket = this.socket;
     if (code === CloseCode.GoingAway || code === CloseCode.Normal) {
       this.send(encodeFrame([Op.Goodbye, null, reason]));
@@ -465,14 +483,18 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   /** The socket is gone: hand back everything this session held. Idempotent. */
   teardown(): void {
     if (this.state === 'closed') return;
+    const said = this.state !== 'hello';
     this.state = 'closed';
     this.outbox.clear();
     const d = this.host.dispatcher;
     for (const r of this.regs.values()) d.unregister(r);
     this.regs.clear();
+    const redelivered = this.inflight.size;
+    const cancelled = this.requests.size;
     for (const job of this.inflight.drain()) d.lost(job);
     for (const job of this.requests.drain()) d.abandon(job, 'E_CANCELLED');
     this.socket = null;
+    if (said) this.host.log.info({ sessionId: this.sessionId, instanceId: this.instanceId, closedBy: this.closedBy, redelivered, cancelled }, 'session closed');
   }
 }
 

@@ -229,6 +229,12 @@ describe('auth: bypass attempts', { timeout: 60_000 }, () => {
     assert.ok(hub.lines.length > 3, 'the hub logged its events');
     for (const [name, token] of Object.entries(T)) assert.ok(!logged.includes(token), `the ${name} token is in the log`);
     assert.ok(!logged.includes('not-a-token'));
+    // One line per session opened and closed, naming its token; one per refused Hello.
+    const msgs = hub.lines as { msg?: string; token?: string; instanceId?: string; code?: string }[];
+    assert.ok(msgs.some((l) => l.msg === 'session opened' && l.instanceId === 'echo-w' && l.token === 'worker'));
+    assert.ok(msgs.some((l) => l.msg === 'session closed' && l.instanceId === 'reg-w'));
+    assert.ok(msgs.some((l) => l.msg === 'session refused' && l.code === 'E_UNAUTHORIZED'));
+    assert.ok(!msgs.some((l) => /request|job/i.test(String(l.msg))), 'no line per request');
   });
 });
 

@@ -13,6 +13,7 @@ import { Auth } from '../../server/auth/auth.js';
 import { Counters } from '../../server/counters.js';
 import { Dispatcher } from '../../server/dispatcher.js';
 import { Job, type JobWaiter } from '../../server/job.js';
+import { createLogger } from '../../server/log.js';
 import { resolveHubOptions } from '../../server/options.js';
 import { now } from '../../server/timer-wheel.js';
 import { WorkerSession } from '../../server/worker-session.js';
@@ -64,7 +65,16 @@ function hubSide(maxBackpressureBytes = 0) {
   const options = resolveHubOptions({ maxBodyBytes: 64 * 1024, ...(maxBackpressureBytes ? { maxBackpressureBytes } : {}) });
   const counters = new Counters();
   const dispatcher = new Dispatcher(options, counters);
-  const host = { options, dispatcher, hubId: 'hub-test', counters, claimInstance: () => true, auth: new Auth(''), admitToken: () => true };
+  const host = {
+    options,
+    dispatcher,
+    hubId: 'hub-test',
+    counters,
+    claimInstance: () => true,
+    auth: new Auth(''),
+    admitToken: () => true,
+    log: createLogger('silent'),
+  };
   return { options, dispatcher, counters, session: new WorkerSession(host, 1, 'test') };
 }
 
