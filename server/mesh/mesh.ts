@@ -456,12 +456,14 @@ export class Dialer {
 
   synced(): boolean {
     if (this.self) return true;
+    // Its own link, or the one that hub dialled to this one (which won the pair).
+    if (this.link?.synced) return true;
     const l = this.hubId ? this.mesh.links.get(this.hubId) : undefined;
     return l?.synced === true;
   }
 
   linkedHubId(): string | null {
-    return this.hubId || null;
+    return this.link?.remoteHubId || this.hubId || null;
   }
 
   linkDown(link: PeerLink): void {

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { CloseCode } from '../../client/protocol.js';
 import { memberSeed, ownerOf, ringDigest } from '../../server/ring.js';
 import { converged, MESH_FLAGS, startMesh } from '../helpers/mesh.js';
-import { type HubProc, post, sleep, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
+import { type HubProc, post, sleep, startHub, startHubOn, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -198,6 +198,30 @@ describe('legacy long-poll workers in a mesh', { timeout: 60_000 }, () => {
 
 describe('peer failures', { timeout: 120_000 }, () => {
   after(stopAll);
+
+  it('is ready once its seeds have synced, or the sync timeout passed, and not while draining', async () => {
+    const ready = async (h: HubProc) => (await fetch(`${h.url}/readyz`)).status;
+    const seedPort = 20_000 + Math.floor(Math.random() * 20_000);
+    // Its seed is not up: not ready until the sync timeout passes, then ready (serving alone).
+    const b = await startHub({ ...MESH_FLAGS, 'hub-id': 'ready-b', peers: `127.0.0.1:${seedPort}`, 'peer-sync-timeout-ms': 1500 });
+    const startedAt = Date.now();
+    assert.equal(await ready(b), 503);
+    await waitUntil(async () => (await ready(b)) === 200, 5000, 'ready after the sync timeout');
+    assert.ok(Date.now() - startedAt >= 1000, 'not before the sync timeout');
+    // A hub whose seed is up is ready once it has that seed's membership.
+    const a = await startHubOn(seedPort, { ...MESH_FLAGS, 'hub-id': 'ready-a' });
+    const c = await startHub({ ...MESH_FLAGS, 'hub-id': 'ready-c', peers: `127.0.0.1:${seedPort}`, 'peer-sync-timeout-ms': 30_000 });
+    await waitUntil(async () => (await ready(c)) === 200, 5000, 'ready after the seed synced');
+    assert.ok((await stats(c)).mesh.peers.some((p: { hubId: string; synced: boolean }) => p.hubId === 'ready-a' && p.synced));
+    // Draining: not ready, while it still answers.
+    await startWorker({ url: c.url, services: [{ name: 'slowish', mode: 'sleep', sleepMs: 1500 }] });
+    const slow = post(`${c.url}/service/slowish`, '{}');
+    await sleep(100);
+    c.kill('SIGTERM');
+    await waitUntil(async () => (await ready(c).catch(() => 0)) === 503, 3000, 'not ready while draining');
+    assert.equal((await slow).status, 200);
+    assert.equal(await ready(a), 200);
+  });
 
   it('survives kill -9 of a hub under keyed load: one outcome per request, and the keys of its worker move to live workers', async () => {
     const hubs = await startMesh(['fail-a', 'fail-b', 'fail-c']);
