@@ -5,7 +5,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type MetricObjectWithValues, type MetricValueWithName, Registry } from 'prom-client';
 import { ERROR_CODES, LATENCY_BUCKETS_S, OTHER_SERVICE, type RequestTally, type ServiceTally, STATUS_CLASSES } from './request-tally.js';
-import { ServiceOrigin } from './service-queue.js';
+import { ServiceOrigin, type ServiceState } from './service-queue.js';
 import type { StatsSource } from './stats.js';
 
 /** A registry with the hub's metrics and prom-client's process and event-loop metrics. */
@@ -149,7 +149,7 @@ export function hubMetrics(hub: StatsSource, tally: RequestTally): Registry {
 }
 
 interface ServiceView {
-  svc: import('./service-queue.js').ServiceState;
+  svc: ServiceState;
   inflight: number;
   workers: number;
 }
