@@ -93,10 +93,18 @@ async function workers(url: string, n: number, service = 'echo', concurrency = 2
   return ps;
 }
 
-async function astromesh(nWorkers: number, hubCli?: string): Promise<Target> {
-  const { hub, url } = await startHub(hubCli);
+async function astromesh(nWorkers: number, hubCli?: string, hubArgs: string[] = []): Promise<Target> {
+  const { hub, url } = await startHub(hubCli, hubArgs);
   const ws = await workers(url, nWorkers);
   return { measured: hub, url, procs: [hub, ...ws] };
+}
+
+/** http-1w with a scraper reading /metrics once a second (on the load generator's core). */
+async function astromeshScraped(hubCli?: string): Promise<Target> {
+  const t = await astromesh(1, hubCli);
+  const scraper = start(LOAD_CPU, node, [js('workers/scraper.js'), t.url, '1000']);
+  await scraper.line((l) => l.event === 'ready');
+  return { ...t, procs: [...t.procs, scraper] };
 }
 
 /** Tokens of the auth scenario: a caller that may request and a worker that may serve anything. */
@@ -264,6 +272,29 @@ export const SCENARIOS: Scenario[] = [
     referenceNeeds: 'server/auth/auth.js',
     description: 'http-1w with auth on: every request carries a bearer token the hub checks',
     start: (hubCli) => astromeshWithAuth(hubCli),
+  },
+  {
+    name: 'http-1w-metrics',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/service/echo',
+    compareCpuWith: ['http-1w-nometrics'],
+    referenceNeeds: 'server/metrics.js',
+    description: 'http-1w with metrics on (the default) and a scraper reading /metrics once a second',
+    start: (hubCli) => astromeshScraped(hubCli),
+  },
+  {
+    name: 'http-1w-nometrics',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/service/echo',
+    referenceNeeds: 'server/metrics.js',
+    description: 'http-1w with --metrics off: no /metrics, no per-request accounting',
+    start: (hubCli) => astromesh(1, hubCli, ['--metrics', 'off']),
   },
   {
     name: 'http-4w',

@@ -8,6 +8,7 @@ import { BroadcastGather } from './broadcast.js';
 import { Counters, type JobCounters } from './counters.js';
 import { type Consumer, HandBack, isLocalTakes, Job, type JobList, JobState, type Membership, Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
+import { RequestTally } from './request-tally.js';
 import { ServiceOrigin, type ServiceOriginCode, ServiceState } from './service-queue.js';
 import { now, TimerWheel } from './timer-wheel.js';
 
@@ -25,6 +26,8 @@ export class Dispatcher {
   /** Accepted jobs not yet settled (broadcast parts count, their parent does not). */
   open = 0;
   draining = false;
+  /** Per-service request counts and latencies for /metrics; null when metrics are off. */
+  readonly tally: RequestTally | null;
   /** Told when the credit of this hub's own unkeyed consumers of a service changes (the mesh grants it). */
   creditListener: ((service: string) => void) | null = null;
   /** Told of every change to this hub's own ring members (the mesh announces them to peers). */
@@ -35,6 +38,7 @@ export class Dispatcher {
     counters: Counters = new Counters(),
   ) {
     this.counters = counters.jobs;
+    this.tally = o.metrics === 'on' ? new RequestTally(o.metricsMaxServices) : null;
   }
 
   /**
@@ -56,6 +60,7 @@ export class Dispatcher {
    * settled at once with the error (through its waiter, like every other outcome).
    */
   submit(job: Job): boolean {
+    if (this.tally !== null) this.tally.begin(job, this.services.get(job.service));
     const err = this.precheck(job.service, job.mode);
     if (err) return this.reject(job, err);
     const svc = this.services.get(job.service)!;
@@ -388,6 +393,7 @@ export class Dispatcher {
 
   private dropService(svc: ServiceState): void {
     svc.ring.forget();
+    this.tally?.unbind(svc);
     this.forgetOrigin(svc);
     this.services.delete(svc.name);
   }
@@ -565,6 +571,13 @@ export class Dispatcher {
     // Whatever still points at the job (a lease, a late reply's lookup) need not keep its body.
     job.body = EMPTY_BODY;
     if (job.accepted) this.open--;
+    if (this.tally !== null) {
+      // A caller's job refused before it reached submit has no series yet: it counts under its
+      // service's if there are some, else `_other`. Parts and forwarded jobs are counted where
+      // their caller is.
+      const t = job.tally ?? (job.pinned === null && !job.fromPeer ? this.tally.lookup(job.service) : null);
+      if (t !== null) this.tally.settled(job, t);
+    }
     job.waiter.settled(job);
   }
 }

@@ -5,6 +5,7 @@
 import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
 import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
+import type { Registry } from 'prom-client';
 import { CloseCode, ERROR_CODE_HEADER } from '../client/protocol.js';
 import { endEmpty, endWith, HttpSide, writeError } from './answer.js';
 import { InvalidOptionError } from './args.js';
@@ -18,6 +19,7 @@ import { listenError } from './listen-error.js';
 import { createLogger, type LogFormat, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
 import { Mesh } from './mesh/mesh.js';
+import { hubMetrics } from './metrics.js';
 import { type HubOptions, resolveHubOptions } from './options.js';
 import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
 import { buildStats } from './stats.js';
@@ -55,6 +57,8 @@ export class Hub implements SessionHost {
   readonly longPoll: LongPoll;
   readonly mesh: Mesh;
   readonly http: HttpSide;
+  /** What GET /metrics exposes; null with --metrics off. */
+  readonly metrics: Registry | null;
 
   constructor(input: Partial<HubOptions> = {}, log?: Logger) {
     this.options = resolveHubOptions(input);
@@ -84,6 +88,7 @@ export class Hub implements SessionHost {
     this.ingress = new HttpIngress(this.options, this.dispatcher, this.http, this.auth);
     this.longPoll = new LongPoll(this.options, this.dispatcher, this.http, this.mesh.leaseForwarder, this.auth);
     this.mesh.answerLease = (leaseId, contentType, body, poster) => this.longPoll.answerLease(leaseId, contentType, body, poster);
+    this.metrics = this.dispatcher.tally ? hubMetrics(this, this.dispatcher.tally) : null;
   }
 
   /** Binds the port (exclusively) and starts serving; resolves with the port bound, rejects with a ListenError. */
@@ -329,6 +334,13 @@ export class Hub implements SessionHost {
       if (httpAllowed(res, req, this.auth, this.http, 'monitor') === false) return;
       json(res, '200 OK', buildStats(this), this.http);
     });
+    const metrics = this.metrics;
+    if (metrics) {
+      app.get('/metrics', (res, req) => {
+        if (httpAllowed(res, req, this.auth, this.http, 'monitor') === false) return;
+        serveMetrics(res, metrics, this.http);
+      });
+    }
   }
 
   private lastServiceSweep = 0;
@@ -372,6 +384,26 @@ function listenExclusive(app: TemplatedApp, host: string, port: number, cb: (soc
 
 function json(res: HttpResponse, status: string, value: unknown, http: HttpSide): void {
   endWith(res.writeStatus(status).writeHeader('content-type', 'application/json'), JSON.stringify(value), http);
+}
+
+/** Answers with the registry's exposition; prom-client collects asynchronously, so the caller may leave first. */
+function serveMetrics(res: HttpResponse, registry: Registry, http: HttpSide): void {
+  let done = false;
+  res.onAborted(() => {
+    done = true;
+    http.unanswered--;
+  });
+  http.unanswered++;
+  const answer = (status: string, contentType: string, body: string) => {
+    if (done) return;
+    done = true;
+    http.unanswered--;
+    res.cork(() => endWith(res.writeStatus(status).writeHeader('content-type', contentType), body, http));
+  };
+  registry.metrics().then(
+    (text) => answer('200 OK', registry.contentType, text),
+    (err: Error) => answer('500 Internal Server Error', 'text/plain', `metrics collection failed: ${err.message}\n`),
+  );
 }
 
 function remoteAddress(res: HttpResponse): string {

@@ -5,6 +5,7 @@
  */
 import type { ErrorCode } from '../client/errors.js';
 import type { Headers, RequestModeCode } from '../client/protocol.js';
+import type { ServiceTally } from './request-tally.js';
 import type { Timed } from './timer-wheel.js';
 
 export const JobState = { New: 0, Queued: 1, Assigned: 2, Settled: 3 } as const;
@@ -149,6 +150,10 @@ export class Job implements Timed {
   forwardedBytes = 0;
   /** An unkeyed job from a peer, counted against the credit this hub granted it. */
   countedGrant = false;
+  /** Where a caller's job is counted for /metrics; null for parts, forwarded jobs, or metrics off. */
+  tally: ServiceTally | null = null;
+  /** When it entered the dispatcher (monotonic ms), for the latency histogram. */
+  startedAt = 0;
   /** Caller-side reference (an HTTP response, a request id, a part index). */
   callerRef: unknown = null;
   callerId = 0;

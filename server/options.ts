@@ -120,6 +120,10 @@ export interface HubOptions {
   dnsRefreshMs: number;
   /** DNS server(s) for seed names, `host:port`; default the system's. */
   dnsServers: string[];
+  /** GET /metrics and the per-request accounting behind it: "on" or "off". Default on. */
+  metrics: string;
+  /** Services with series of their own in /metrics; the rest share `_other`. Default 200. */
+  metricsMaxServices: number;
 }
 
 /** Defaults with their units spelled out. */
@@ -173,6 +177,8 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   peerForgetMs: 5 * 60_000,
   dnsRefreshMs: 30_000,
   dnsServers: [],
+  metrics: 'on',
+  metricsMaxServices: 200,
 });
 
 /** Room a frame needs beyond its body for ids, names and headers. */
@@ -232,6 +238,8 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
   spec('peerForgetMs', 'int', 'forget a learned (not seed) peer unreachable for, ms'),
   spec('dnsRefreshMs', 'int', 'resolve seed DNS names again every, ms'),
   spec('dnsServers', 'list', 'DNS servers for seed names, host:port (default: the system)'),
+  spec('metrics', 'string', 'GET /metrics and per-request accounting: on or off'),
+  spec('metricsMaxServices', 'int', 'services with their own series in /metrics (the rest: _other)'),
 ];
 
 /** Flags are the option names in kebab case unless `kebab` names them (`--longpoll-…`, as the design spells them). */
@@ -308,6 +316,7 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
     throw new InvalidOptionError(`${n('longPollEncoding')} must be "json" or "base64", got ${JSON.stringify(o.longPollEncoding)}`);
   }
   notAbove('defaultTimeoutMs', 'maxTimeoutMs');
+  if (o.metrics !== 'on' && o.metrics !== 'off') throw new InvalidOptionError(`${n('metrics')} must be "on" or "off", got ${JSON.stringify(o.metrics)}`);
   if (o.maxFrameBytes < o.maxBodyBytes + 1024) {
     throw new InvalidOptionError(`${n('maxFrameBytes')} must exceed ${n('maxBodyBytes')} by at least 1 KiB (${o.maxFrameBytes} vs ${o.maxBodyBytes})`);
   }

@@ -5,6 +5,7 @@
  * capacity without owning keys, and a worker on another hub owns keys without local credit.
  */
 import { JobList, type Registration } from './job.js';
+import type { ServiceTally } from './request-tally.js';
 import { RingEntry, StreamRing } from './stream-ring.js';
 import { now } from './timer-wheel.js';
 
@@ -46,6 +47,8 @@ export class ServiceState {
    * on made-up names cannot lock real workers out). A worker registering here makes it Own.
    */
   origin: ServiceOriginCode = ServiceOrigin.Own;
+  /** Its series in /metrics, once it has some (see RequestTally.bind). */
+  tally: ServiceTally | null = null;
   /** Every key owner of the stream. */
   readonly ring = new StreamRing();
   /** When the ring last became empty; never, for a service only long-pollers ever served. */

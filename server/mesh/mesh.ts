@@ -18,6 +18,7 @@ import { WsSessionSocket } from '../ws-session-socket.js';
 import { DnsSeed, dnsSeed } from './dns-seed.js';
 import { type LinkHost, PeerLink } from './peer-link.js';
 import type { MemberTuple } from './peer-protocol.js';
+import { PeerTotals } from './peer-totals.js';
 
 /** Changes to what this hub grants its peers go out at most this often. */
 const GRANT_BATCH_MS = 20;
@@ -33,6 +34,8 @@ export class Mesh implements LinkHost {
   readonly links = new Map<string, PeerLink>();
   /** Every link, open or still in its handshake. */
   private readonly all = new Set<PeerLink>();
+  /** Jobs forwarded per peer over links that closed, for /metrics. */
+  private readonly peerTotals = new PeerTotals();
   private readonly dialers: Dialer[] = [];
   private readonly dnsSeeds: DnsSeed[] = [];
   private seq = 0;
@@ -149,6 +152,9 @@ export class Mesh implements LinkHost {
 
   linkDown(link: PeerLink, wasOpen: boolean): void {
     this.all.delete(link);
+    if (link.remoteHubId && (wasOpen || link.forwardedIn > 0 || link.forwardedOut > 0)) {
+      this.peerTotals.retire(link.remoteHubId, link.forwardedIn, link.forwardedOut, now());
+    }
     if (wasOpen && this.links.get(link.remoteHubId) === link) {
       this.links.delete(link.remoteHubId);
       this.log.info({ peer: link.remoteHubId, code: link.closeCode }, 'peer link closed');
@@ -258,6 +264,8 @@ export class Mesh implements LinkHost {
   forget(d: Dialer): void {
     const i = this.dialers.indexOf(d);
     if (i !== -1) this.dialers.splice(i, 1);
+    const hubId = d.linkedHubId();
+    if (hubId && !this.links.has(hubId)) this.peerTotals.forget(hubId);
     this.log.info({ address: d.target }, 'forgot an unreachable peer');
   }
 
@@ -385,6 +393,36 @@ export class Mesh implements LinkHost {
         bytesOut: l.bytesOut,
       })),
     };
+  }
+
+  /**
+   * Every peer this hub knows, for /metrics: linked, dialled, or linked before. A peer that
+   * only ever dialled this hub and has been gone for the forget time is dropped, as a learned
+   * peer's dialer is.
+   */
+  peerMetrics(): { hubId: string; up: boolean; rttMs: number | null; forwardedIn: number; forwardedOut: number }[] {
+    const ids = new Set<string>(this.links.keys());
+    for (const d of this.dialers) {
+      const id = d.linkedHubId();
+      if (id && id !== this.hubId) ids.add(id);
+    }
+    const at = now();
+    for (const [id, t] of this.peerTotals.entries()) {
+      if (ids.has(id)) continue;
+      if (at - t.downAt > this.options.peerForgetMs) this.peerTotals.forget(id);
+      else ids.add(id);
+    }
+    return [...ids].map((hubId) => {
+      const link = this.links.get(hubId);
+      const past = this.peerTotals.get(hubId);
+      return {
+        hubId,
+        up: link?.state === 'open',
+        rttMs: link?.rttMs ?? null,
+        forwardedIn: past.in + (link?.forwardedIn ?? 0),
+        forwardedOut: past.out + (link?.forwardedOut ?? 0),
+      };
+    });
   }
 
   private memberChanged(service: string, instanceId: string, weight: number): void {
