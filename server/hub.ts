@@ -12,6 +12,7 @@ import { Auth } from './auth/auth.js';
 import { AuthFileError, type Principal } from './auth/auth-file.js';
 import { httpAllowed } from './auth/http-auth.js';
 import { type AuthCounters, Counters } from './counters.js';
+import { wireDashboard } from './dashboard.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
 import { listenError } from './listen-error.js';
@@ -329,6 +330,7 @@ export class Hub implements SessionHost {
       if (httpAllowed(res, req, this.auth, this.http, 'monitor') === false) return;
       json(res, '200 OK', buildStats(this), this.http);
     });
+    wireDashboard(app, this, this.http);
   }
 
   private lastServiceSweep = 0;

@@ -5,6 +5,7 @@
  * capacity without owning keys, and a worker on another hub owns keys without local credit.
  */
 import { JobList, type Registration } from './job.js';
+import { ServiceCounters } from './service-counters.js';
 import { RingEntry, StreamRing } from './stream-ring.js';
 import { now } from './timer-wheel.js';
 
@@ -48,6 +49,8 @@ export class ServiceState {
   origin: ServiceOriginCode = ServiceOrigin.Own;
   /** Every key owner of the stream. */
   readonly ring = new StreamRing();
+  /** Requests, errors and latency of the jobs this hub received for the service. */
+  readonly counters = new ServiceCounters();
   /** When the ring last became empty; never, for a service only long-pollers ever served. */
   lastKeyOwnerAt = -Infinity;
   private readonly entries = new Map<Registration, RingEntry>();
