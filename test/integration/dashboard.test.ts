@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { hashToken } from '../../server/auth/auth.js';
 import { LATENCY_BUCKETS } from '../../server/service-counters.js';
 import { converged, startMesh } from '../helpers/mesh.js';
@@ -37,6 +37,11 @@ function authFile(): string {
   ];
   writeFileSync(file, JSON.stringify({ tokens }));
   return file;
+}
+
+/** The text of the element `l` finds; empty when there is none within `timeout` ms. */
+async function text(l: Locator, timeout = 5000): Promise<string> {
+  return (await l.textContent({ timeout }).catch(() => null)) ?? '';
 }
 
 /** Requests to `url` one after another until stopped. */
@@ -131,7 +136,8 @@ describe('dashboard in a browser', { skip: noChromium, timeout: 120_000 }, () =>
     await stopAll();
   });
 
-  const requestsOf = async (service: string) => Number((await page.locator(`#services-table tbody tr[data-key="${service}"] td`).nth(4).innerText()).replace(/,/g, ''));
+  const requestsOf = async (service: string) =>
+    Number((await text(page.locator(`#services-table tbody tr[data-key="${service}"] td`).nth(4))).replace(/,/g, ''));
 
   it('shows the service, its worker, a rising request count and the other hub as a peer', async () => {
     const errors: string[] = [];
@@ -151,13 +157,9 @@ describe('dashboard in a browser', { skip: noChromium, timeout: 120_000 }, () =>
     assert.ok(later > first, `${first} then ${later}`);
     const peer = page.locator('#peers-table tbody tr', { hasText: 'dash-b' });
     await peer.waitFor();
-    assert.match(await peer.innerText(), /open/);
-    assert.match(await page.locator('#rings-table tbody tr[data-key="echo"]').innerText(), /worker-b @ dash-b/);
-    await waitUntil(
-      async () => (await page.locator('#longpoll-table tbody tr[data-key="legacy"] td').first().innerText({ timeout: 1000 }).catch(() => '')) === '2',
-      5000,
-      'two waiting polls',
-    );
+    assert.match(await text(peer), /open/);
+    assert.match(await text(page.locator('#rings-table tbody tr[data-key="echo"]')), /worker-b @ dash-b/);
+    await waitUntil(async () => (await text(page.locator('#longpoll-table tbody tr[data-key="legacy"] td').first(), 1000)) === '2', 5000, 'two waiting polls');
     // Enough seconds for the charts to draw lines before the picture is taken.
     await sleep(8000);
     mkdirSync(ARTIFACTS, { recursive: true });
@@ -169,7 +171,7 @@ describe('dashboard in a browser', { skip: noChromium, timeout: 120_000 }, () =>
     const pick = page.locator('#services-table tbody tr[data-key="orders"] button.pick');
     await pick.focus();
     await page.keyboard.press('Enter');
-    assert.equal(await page.locator('#chart-subject').innerText(), 'orders');
+    assert.equal(await text(page.locator('#chart-subject')), 'orders');
     assert.equal(await pick.getAttribute('aria-pressed'), 'true');
     await sleep(2500);
     assert.equal(await page.evaluate('document.activeElement?.textContent'), 'orders');
@@ -184,10 +186,10 @@ describe('dashboard in a browser', { skip: noChromium, timeout: 120_000 }, () =>
     const p = await browser.newPage();
     await p.goto(hub.url);
     await p.locator('#token-form').waitFor();
-    assert.match(await p.locator('#alert').innerText(), /monitor right/);
+    assert.match(await text(p.locator('#alert')), /monitor right/);
     await p.locator('#token').fill(T.caller);
     await p.keyboard.press('Enter');
-    await waitUntil(async () => /does not have the monitor right/.test(await p.locator('#alert').innerText()), 5000, 'the refusal of a token without the right');
+    await waitUntil(async () => /does not have the monitor right/.test(await text(p.locator('#alert'))), 5000, 'the refusal of a token without the right');
     await p.locator('#token').fill(T.ops);
     await p.keyboard.press('Enter');
     await p.locator('#services-table tbody tr[data-key="vault"]').waitFor({ timeout: 5000 });
