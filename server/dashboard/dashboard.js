@@ -65,12 +65,17 @@
     const t = Date.now() / 1000;
     const restarted = !prev || prev.hubId !== snap.hubId || snap.uptimeMs < prev.uptimeMs;
     const dt = restarted ? 0 : (snap.uptimeMs - prev.uptimeMs) / 1000;
-    const entry = { t, dt, services: new Map(), peers: new Map() };
+    // `all` is the sum over every service, kept with the sample so the page need not add them up again.
+    const entry = { t, dt, services: new Map(), peers: new Map(), all: { req: 0, err: 0, lat: new Array(snap.latencyBuckets.count).fill(0) } };
     if (!restarted && dt > 0) {
       const before = new Map(prev.services.map((s) => [s.name, s]));
       for (const s of snap.services) {
         const d = serviceDelta(s, before.get(s.name));
-        if (d) entry.services.set(s.name, d);
+        if (!d) continue;
+        entry.services.set(s.name, d);
+        entry.all.req += d.req;
+        entry.all.err += d.err;
+        for (let i = 0; i < d.lat.length && i < entry.all.lat.length; i++) entry.all.lat[i] += d.lat[i];
       }
       const peersBefore = new Map(prev.mesh.peers.map((p) => [peerKey(p), p]));
       for (const p of snap.mesh.peers) {
@@ -96,12 +101,11 @@
       const e = history[k];
       if (e.dt <= 0) continue;
       dt += e.dt;
-      for (const [svc, d] of e.services) {
-        if (name !== null && svc !== name) continue;
-        req += d.req;
-        err += d.err;
-        for (let i = 0; i < lat.length; i++) lat[i] += d.lat[i];
-      }
+      const d = name === null ? e.all : e.services.get(name);
+      if (!d) continue;
+      req += d.req;
+      err += d.err;
+      for (let i = 0; i < lat.length; i++) lat[i] += d.lat[i];
     }
     return { rate: dt > 0 ? req / dt : null, errRate: dt > 0 ? err / dt : null, lat, dt };
   }
@@ -413,20 +417,12 @@
     const p99 = [];
     for (const e of history) {
       if (e.dt <= 0) continue;
-      let r = 0;
-      let x = 0;
-      const lat = new Array(buckets.count).fill(0);
-      for (const [svc, d] of e.services) {
-        if (selected !== null && svc !== selected) continue;
-        r += d.req;
-        x += d.err;
-        for (let i = 0; i < lat.length; i++) lat[i] += d.lat[i];
-      }
+      const d = selected === null ? e.all : e.services.get(selected);
       t.push(e.t);
-      req.push(r / e.dt);
-      err.push(x / e.dt);
-      p50.push(quantile(lat, 0.5));
-      p99.push(quantile(lat, 0.99));
+      req.push(d ? d.req / e.dt : 0);
+      err.push(d ? d.err / e.dt : 0);
+      p50.push(d ? quantile(d.lat, 0.5) : null);
+      p99.push(d ? quantile(d.lat, 0.99) : null);
     }
     return { rate: [t, req, err], latency: [t, p50, p99] };
   }
