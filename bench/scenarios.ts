@@ -297,6 +297,23 @@ export const SCENARIOS: Scenario[] = [
     start: (hubCli) => astromesh(1, hubCli, ['--metrics', 'off']),
   },
   {
+    name: 'http-1w-dashboard',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: '/service/echo',
+    compareCpuWith: ['http-1w'],
+    referenceNeeds: 'server/dashboard.js',
+    description: 'http-1w with a dashboard open: GET /dashboard.json once a second (the poller on the load core)',
+    async start(hubCli) {
+      const t = await astromesh(1, hubCli);
+      const poller = start(LOAD_CPU, node, [js('drivers/dashboard-poller.js'), t.url]);
+      await poller.line((l) => l.event === 'ready');
+      return { ...t, procs: [...t.procs, poller] };
+    },
+  },
+  {
     name: 'http-4w',
     kind: 'astromesh',
     load: 'wrk',

@@ -46,8 +46,11 @@ export class Dispatcher {
    * null when it can, else the error to answer with. Creates no state.
    */
   precheck(service: string, mode: RequestModeCode): ErrorCode | null {
+    return this.refusal(this.services.get(service), mode);
+  }
+
+  private refusal(svc: ServiceState | undefined, mode: RequestModeCode): ErrorCode | null {
     if (this.draining) return 'E_SHUTTING_DOWN';
-    const svc = this.services.get(service);
     if (!svc?.isServed(this.o.serviceLingerMs, mode !== RequestMode.Any)) {
       this.counters.rejectedNoWorkers++;
       return 'E_NO_WORKERS';
@@ -60,10 +63,15 @@ export class Dispatcher {
    * settled at once with the error (through its waiter, like every other outcome).
    */
   submit(job: Job): boolean {
-    if (this.tally !== null) this.tally.begin(job, this.services.get(job.service));
-    const err = this.precheck(job.service, job.mode);
-    if (err) return this.reject(job, err);
-    const svc = this.services.get(job.service)!;
+    const svc = this.services.get(job.service);
+    if (this.tally !== null) this.tally.begin(job, svc);
+    // Only known services are counted: a name a caller made up gets no counters of its own.
+    if (svc) {
+      job.counted = svc.counters;
+      job.submittedAt = now();
+    }
+    const err = this.refusal(svc, job.mode);
+    if (err || !svc) return this.reject(job, err ?? 'E_NO_WORKERS');
     if (job.mode === RequestMode.Broadcast) return this.broadcast(svc, job);
     return this.routeAndAccept(svc, job);
   }
@@ -568,6 +576,11 @@ export class Dispatcher {
     }
     job.state = JobState.Settled;
     this.wheel.remove(job);
+    const counted = job.counted;
+    if (counted !== null) {
+      job.counted = null;
+      counted.settled(now() - job.submittedAt, job.errorCode !== null);
+    }
     // Whatever still points at the job (a lease, a late reply's lookup) need not keep its body.
     job.body = EMPTY_BODY;
     if (job.accepted) this.open--;

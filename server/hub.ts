@@ -13,6 +13,7 @@ import { Auth } from './auth/auth.js';
 import { AuthFileError, type Principal } from './auth/auth-file.js';
 import { httpAllowed } from './auth/http-auth.js';
 import { type AuthCounters, Counters } from './counters.js';
+import { wireDashboard } from './dashboard.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
 import { listenError } from './listen-error.js';
@@ -341,6 +342,7 @@ export class Hub implements SessionHost {
         serveMetrics(res, metrics, this.http);
       });
     }
+    wireDashboard(app, this, this.http);
   }
 
   private lastServiceSweep = 0;

@@ -15,7 +15,7 @@ import { atBaseline, errorAnswerProblem, exchange, HttpConnection, type RawRespo
 
 const MAX_BODY = 2048;
 
-type Route = 'caller' | 'broadcast' | 'poll' | 'reply' | 'operator' | 'other';
+type Route = 'caller' | 'broadcast' | 'poll' | 'reply' | 'operator' | 'dashboard' | 'other';
 interface FuzzRequest {
   method: string;
   route: Route;
@@ -32,8 +32,19 @@ const STATUSES: Record<Route, number[]> = {
   poll: [200, 204, 400, 503],
   reply: [200, 404, 413],
   operator: [200, 503],
+  dashboard: [200],
   other: [404],
 };
+
+/** The dashboard's page, its files and its JSON (README, "Dashboard"). */
+const DASHBOARD_PATHS = [
+  '/',
+  '/dashboard.json',
+  '/dashboard/dashboard.js',
+  '/dashboard/dashboard.css',
+  '/dashboard/uPlot.iife.min.js',
+  '/dashboard/uPlot.min.css',
+];
 
 const pct = (bytes: Uint8Array) => [...bytes].map((b) => `%${b.toString(16).padStart(2, '0').toUpperCase()}`).join('');
 /** A path segment: a good name, one of odd characters, random bytes percent-encoded, or a broken escape. */
@@ -83,21 +94,23 @@ const request: fc.Arbitrary<FuzzRequest> = fc
       fc.tuple(fc.constant('poll' as Route), segment, query).map(([r, a, q]) => [r, `/service/${a}/jobs${q}`] as const),
       fc.tuple(fc.constant('reply' as Route), segment, fc.constantFrom('', '/response')).map(([r, a, s]) => [r, `/jobs/${a}${s}`] as const),
       fc.constantFrom(['operator', '/stats'] as const, ['operator', '/healthz'] as const, ['operator', '/readyz'] as const),
+      fc.constantFrom(...DASHBOARD_PATHS.map((p) => ['dashboard' as Route, p] as const)),
       fc.stringMatching(/^(\/[!$&'()*+,;=:@A-Za-z0-9._~%-]{0,10}){1,4}$/).map((p) => ['other' as Route, p] as const),
     ),
     fc.array(header, { maxLength: 5 }),
     fc.oneof({ weight: 3, arbitrary: fc.uint8Array({ maxLength: 300 }) }, fc.uint8Array({ minLength: MAX_BODY - 2, maxLength: MAX_BODY + 400 })),
   )
   .map(([m, [route, path], headers, body]) => {
-    const method = m ?? (route === 'poll' || route === 'operator' ? 'GET' : route === 'other' ? 'GET' : 'POST');
+    const method = m ?? (route === 'poll' || route === 'operator' || route === 'dashboard' || route === 'other' ? 'GET' : 'POST');
     return { method, route: routeOf(method, route, path), path, headers, body };
   });
 
 /** Which documented route a request lands on: a method or path the routes do not take is the catch-all 404. */
 function routeOf(method: string, route: Route, path: string): Route {
-  const wants: Partial<Record<Route, string>> = { caller: 'POST', broadcast: 'POST', poll: 'GET', reply: 'POST', operator: 'GET' };
+  const wants: Partial<Record<Route, string>> = { caller: 'POST', broadcast: 'POST', poll: 'GET', reply: 'POST', operator: 'GET', dashboard: 'GET' };
   if (route === 'other') {
     if (/^\/(healthz|readyz|stats)$/.test(path) && method === 'GET') return 'operator';
+    if (DASHBOARD_PATHS.includes(path) && method === 'GET') return 'dashboard';
     if (method === 'POST' && /^\/(service\/[^/?]+|api\/[^/?]+\/[^/?]+|jobs\/[^/?]+(\/response)?)(\?.*)?$/.test(path)) return 'caller';
     if (method === 'GET' && /^\/service\/[^/?]+\/jobs(\?.*)?$/.test(path)) return 'poll';
     return 'other';
@@ -122,7 +135,7 @@ function problem(r: FuzzRequest, a: RawResponse): string | null {
   if (a.status >= 400) return errorAnswerProblem(a, head);
   if (a.status === 204) return a.body.length === 0 ? null : 'a 204 with a body';
   if (head) return null;
-  if (r.route === 'operator' || r.route === 'broadcast' || r.route === 'poll') {
+  if (r.route === 'operator' || r.route === 'broadcast' || r.route === 'poll' || (r.route === 'dashboard' && r.path === '/dashboard.json')) {
     try {
       const v = JSON.parse(a.body.toString('utf8'));
       if (r.route === 'broadcast' && !Array.isArray(v)) return 'a broadcast answer that is not an array';
