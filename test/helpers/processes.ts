@@ -182,6 +182,15 @@ export async function startWorker(spec: WorkerSpec): Promise<Proc & { instanceId
   return proc as Proc & { instanceId: string };
 }
 
+/**
+ * A port for a hub that must restart on the same port: fixed (a --port 0 hub's port stays in
+ * TIME_WAIT after it exits) and below the kernel's ephemeral range (32768 and up), so no
+ * client connection's TIME_WAIT can hold it either.
+ */
+export function fixedPort(): number {
+  return 20_000 + Math.floor(Math.random() * 12_000);
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

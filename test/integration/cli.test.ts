@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { OPTION_SPECS } from '../../server/options.js';
-import { CLI, Proc, startHub, startHubOn, stats, stopAll } from '../helpers/processes.js';
+import { CLI, fixedPort, Proc, startHub, startHubOn, stats, stopAll } from '../helpers/processes.js';
 
 /** Runs the CLI to its end and collects what it printed. */
 async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -129,7 +129,7 @@ describe('astromesh CLI arguments', () => {
 
   it('starts a hub with flags over the environment, and serves an echo worker and a request given with flag=value', async () => {
     // A fixed port (not 0): the hub restarts on it below, which a port-0 hub's TIME_WAIT would block.
-    const hub = await startHubOn(20_000 + Math.floor(Math.random() * 20_000), { 'hub-id': 'from-flag' }, { ASTROMESH_HUB_ID: 'from-env' });
+    const hub = await startHubOn(fixedPort(), { 'hub-id': 'from-flag' }, { ASTROMESH_HUB_ID: 'from-env' });
     assert.equal((await stats(hub)).hubId, 'from-flag');
     const echo = new Proc(
       spawn(process.execPath, [CLI, 'echo', 'cli-echo', `--url=${hub.url}`, '--concurrency=2', '--instance-id', 'cli-1'], {

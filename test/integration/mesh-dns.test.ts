@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { TestDns } from '../helpers/dns-server.js';
 import { MESH_FLAGS } from '../helpers/mesh.js';
-import { type HubProc, startHub, stats, stopAll, waitUntil } from '../helpers/processes.js';
+import { fixedPort, type HubProc, startHub, stats, stopAll, waitUntil } from '../helpers/processes.js';
 
 const NAME = 'hubs.mesh.test';
 
@@ -30,7 +30,7 @@ describe('discovery by DNS', { timeout: 60_000 }, () => {
     cleanups.push(() => dns.close());
     dns.addresses = ['127.0.0.2', '127.0.0.3'];
     // Hubs of a StatefulSet share one port on many addresses; the port is the test's pick.
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const port = fixedPort();
     const flags = { ...MESH_FLAGS, port, peers: `${NAME}:${port}`, 'dns-servers': dns.address, 'dns-refresh-ms': 300 };
     const h2 = await startHub({ ...flags, host: '127.0.0.2', 'hub-id': 'dns-2' });
     const h3 = await startHub({ ...flags, host: '127.0.0.3', 'hub-id': 'dns-3' });

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { CloseCode } from '../../client/protocol.js';
 import { memberSeed, ownerOf, ringDigest } from '../../server/ring.js';
 import { converged, MESH_FLAGS, startMesh } from '../helpers/mesh.js';
-import { type HubProc, post, sleep, startHub, startHubOn, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
+import { fixedPort, type HubProc, post, sleep, startHub, startHubOn, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -201,7 +201,7 @@ describe('peer failures', { timeout: 120_000 }, () => {
 
   it('is ready once its seeds have synced, or the sync timeout passed, and not while draining', async () => {
     const ready = async (h: HubProc) => (await fetch(`${h.url}/readyz`)).status;
-    const seedPort = 20_000 + Math.floor(Math.random() * 20_000);
+    const seedPort = fixedPort();
     // Its seed is not up: not ready until the sync timeout passes, then ready (serving alone).
     const b = await startHub({ ...MESH_FLAGS, 'hub-id': 'ready-b', peers: `127.0.0.1:${seedPort}`, 'peer-sync-timeout-ms': 1500 });
     const startedAt = Date.now();
