@@ -6,9 +6,22 @@
  * share one value.
  */
 import { ERRORS, type ErrorCode } from '../client/errors.js';
-import type { Job } from './job.js';
-import type { ServiceState } from './service-queue.js';
 import { now } from './timer-wheel.js';
+
+/** What the tally reads and marks on a job (a Job): it does not import the job's module, which imports this one. */
+export interface TalliedJob {
+  readonly status: number;
+  readonly errorCode: string | null;
+  readonly accepted: boolean;
+  startedAt: number;
+  tally: ServiceTally | null;
+}
+
+/** A service that keeps its series (a ServiceState). */
+export interface TalliedService {
+  readonly name: string;
+  tally: ServiceTally | null;
+}
 
 /** The series services beyond the cap, and names the hub does not know, share. */
 export const OTHER_SERVICE = '_other';
@@ -48,13 +61,13 @@ export class RequestTally {
   constructor(private readonly cap: number) {}
 
   /** A caller's job enters the dispatcher: it is counted where it settles, and timed from now. */
-  begin(job: Job, svc: ServiceState | undefined): void {
+  begin(job: TalliedJob, svc: TalliedService | undefined): void {
     job.tally = svc === undefined ? this.other : (svc.tally ?? this.bind(svc));
     job.startedAt = now();
   }
 
   /** Counts a settled caller's job. */
-  settled(job: Job, t: ServiceTally): void {
+  settled(job: TalliedJob, t: ServiceTally): void {
     let cls = (job.status / 100) | 0;
     cls = cls >= 1 && cls <= 5 ? cls - 1 : 5;
     const code = job.errorCode === null ? 0 : (CODE_INDEX.get(job.errorCode) ?? OTHER_CODE);
@@ -83,7 +96,7 @@ export class RequestTally {
    * Gives `svc` its series: the ones its name had (a service that went and came back keeps
    * counting), new ones while under the cap, else those of a service that is gone, else `_other`.
    */
-  bind(svc: ServiceState): ServiceTally {
+  bind(svc: TalliedService): ServiceTally {
     let t = this.services.get(svc.name);
     if (t === undefined && this.services.size >= this.cap) {
       for (const old of this.services.values()) {
@@ -104,7 +117,7 @@ export class RequestTally {
   }
 
   /** `svc` left the dispatcher: once the cap is reached, its series may make room for another. */
-  unbind(svc: ServiceState): void {
+  unbind(svc: TalliedService): void {
     if (svc.tally !== null && svc.tally !== this.other) svc.tally.bound = false;
     svc.tally = null;
   }
