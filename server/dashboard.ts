@@ -10,17 +10,22 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { endWith, type HttpSide, writeError } from './answer.js';
 import { httpAllowed } from './auth/http-auth.js';
-import { LATENCY_BASE_MS, LATENCY_BUCKETS, LATENCY_FACTOR } from './service-counters.js';
+import { LATENCY_BOUNDS_MS, requestTotals } from './request-tally.js';
 import { buildStats, type StatsSource } from './stats.js';
 
-/** The state the page polls: /stats with each service's counters and the histogram's shape. */
+/**
+ * The state the page polls: /stats with each service's request counts and latency histogram,
+ * read from the same accounting /metrics reads (none with `--metrics off`; a service past the
+ * metrics cap shares `_other` there and shows none here).
+ */
 export function buildDashboard(hub: StatsSource) {
   const stats = buildStats(hub);
   const services = stats.services.map((s) => {
-    const c = hub.dispatcher.services.get(s.name)?.counters;
-    return { ...s, requests: c?.requests ?? 0, errors: c?.errors ?? 0, latency: c ? Array.from(c.latency) : [] };
+    const t = hub.dispatcher.services.get(s.name)?.tally;
+    if (!t || t.name !== s.name) return { ...s, requests: 0, errors: 0, latency: [] as number[] };
+    return { ...s, ...requestTotals(t), latency: Array.from(t.buckets) };
   });
-  return { ...stats, services, latencyBuckets: { baseMs: LATENCY_BASE_MS, factor: LATENCY_FACTOR, count: LATENCY_BUCKETS } };
+  return { ...stats, services, latencyBuckets: { boundsMs: LATENCY_BOUNDS_MS } };
 }
 
 interface Asset {

@@ -65,11 +65,6 @@ export class Dispatcher {
   submit(job: Job): boolean {
     const svc = this.services.get(job.service);
     if (this.tally !== null) this.tally.begin(job, svc);
-    // Only known services are counted: a name a caller made up gets no counters of its own.
-    if (svc) {
-      job.counted = svc.counters;
-      job.submittedAt = now();
-    }
     const err = this.refusal(svc, job.mode);
     if (err || !svc) return this.reject(job, err ?? 'E_NO_WORKERS');
     if (job.mode === RequestMode.Broadcast) return this.broadcast(svc, job);
@@ -576,11 +571,6 @@ export class Dispatcher {
     }
     job.state = JobState.Settled;
     this.wheel.remove(job);
-    const counted = job.counted;
-    if (counted !== null) {
-      job.counted = null;
-      counted.settled(now() - job.submittedAt, job.errorCode !== null);
-    }
     // Whatever still points at the job (a lease, a late reply's lookup) need not keep its body.
     job.body = EMPTY_BODY;
     if (job.accepted) this.open--;

@@ -6,7 +6,6 @@
 import type { ErrorCode } from '../client/errors.js';
 import type { Headers, RequestModeCode } from '../client/protocol.js';
 import type { ServiceTally } from './request-tally.js';
-import type { ServiceCounters } from './service-counters.js';
 import type { Timed } from './timer-wheel.js';
 
 export const JobState = { New: 0, Queued: 1, Assigned: 2, Settled: 3 } as const;
@@ -158,10 +157,6 @@ export class Job implements Timed {
   /** Caller-side reference (an HTTP response, a request id, a part index). */
   callerRef: unknown = null;
   callerId = 0;
-  /** Where its outcome is counted: a job this hub received for a known service (not a part, not forwarded in). */
-  counted: ServiceCounters | null = null;
-  /** When it was submitted, on the hub's monotonic clock (for the latency it is counted with). */
-  submittedAt = 0;
   // Outcome.
   status = 0;
   replyContentType: string | null = null;

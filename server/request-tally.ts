@@ -33,6 +33,20 @@ export const OTHER_ERROR = 'other';
 /** Upper bounds of the latency buckets, in seconds; the last bucket (+Inf) is implicit. */
 export const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300] as const;
 const BUCKETS_MS = Float64Array.from(LATENCY_BUCKETS_S, (s) => s * 1000);
+/** The same bounds in milliseconds (the dashboard reads its histograms with them). */
+export const LATENCY_BOUNDS_MS: readonly number[] = Array.from(BUCKETS_MS);
+
+/** A service's settled requests and, of those, the ones answered with an error. */
+export function requestTotals(t: ServiceTally): { requests: number; errors: number } {
+  let requests = 0;
+  let errors = 0;
+  for (let i = 0; i < t.outcomes.length; i++) {
+    requests += t.outcomes[i]!;
+    // Index 0 of each status class is the code `none`: a reply that is not an error.
+    if (i % ERROR_CODES.length !== 0) errors += t.outcomes[i]!;
+  }
+  return { requests, errors };
+}
 
 export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const;
 /** Error codes by index: none first, then the catalogue, then everything else. */

@@ -6,7 +6,6 @@
  */
 import { JobList, type Registration } from './job.js';
 import type { ServiceTally } from './request-tally.js';
-import { ServiceCounters } from './service-counters.js';
 import { RingEntry, StreamRing } from './stream-ring.js';
 import { now } from './timer-wheel.js';
 
@@ -53,7 +52,6 @@ export class ServiceState {
   /** Every key owner of the stream. */
   readonly ring = new StreamRing();
   /** Requests, errors and latency of the jobs this hub received for the service. */
-  readonly counters = new ServiceCounters();
   /** When the ring last became empty; never, for a service only long-pollers ever served. */
   lastKeyOwnerAt = -Infinity;
   private readonly entries = new Map<Registration, RingEntry>();

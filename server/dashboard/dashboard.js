@@ -28,11 +28,12 @@
 
   // ---- counters to rates and percentiles ----
 
+  /** Upper bound of bucket `i` in ms; the last bucket (one past the bounds) has none. */
   function bound(i) {
-    return i >= buckets.count - 1 ? Number.POSITIVE_INFINITY : buckets.baseMs * buckets.factor ** i;
+    return i >= buckets.boundsMs.length ? Number.POSITIVE_INFINITY : buckets.boundsMs[i];
   }
 
-  /** The `q` quantile of a histogram in ms, interpolated within its bucket on a log scale. */
+  /** The `q` quantile of a histogram in ms, interpolated within its bucket (linearly in the first). */
   function quantile(counts, q) {
     let total = 0;
     for (const c of counts) total += c;
@@ -44,9 +45,10 @@
       if (c === 0) continue;
       if (seen + c >= rank) {
         const hi = bound(i);
-        const lo = i === 0 ? hi / buckets.factor : bound(i - 1);
+        const lo = i === 0 ? 0 : bound(i - 1);
         if (!Number.isFinite(hi)) return lo;
-        return lo * (hi / lo) ** ((rank - seen) / c);
+        const f = (rank - seen) / c;
+        return lo === 0 ? hi * f : lo * (hi / lo) ** f;
       }
       seen += c;
     }
@@ -66,7 +68,7 @@
     const restarted = !prev || prev.hubId !== snap.hubId || snap.uptimeMs < prev.uptimeMs;
     const dt = restarted ? 0 : (snap.uptimeMs - prev.uptimeMs) / 1000;
     // `all` is the sum over every service, kept with the sample so the page need not add them up again.
-    const entry = { t, dt, services: new Map(), peers: new Map(), all: { req: 0, err: 0, lat: new Array(snap.latencyBuckets.count).fill(0) } };
+    const entry = { t, dt, services: new Map(), peers: new Map(), all: { req: 0, err: 0, lat: new Array(snap.latencyBuckets.boundsMs.length + 1).fill(0) } };
     if (!restarted && dt > 0) {
       const before = new Map(prev.services.map((s) => [s.name, s]));
       for (const s of snap.services) {
@@ -96,7 +98,7 @@
     let req = 0;
     let err = 0;
     let dt = 0;
-    const lat = new Array(buckets.count).fill(0);
+    const lat = new Array(buckets.boundsMs.length + 1).fill(0);
     for (let k = Math.max(0, history.length - n); k < history.length; k++) {
       const e = history[k];
       if (e.dt <= 0) continue;

@@ -208,7 +208,8 @@ describe('malformed HTTP', { timeout: 120_000 }, () => {
       getOf('/peer'),
       getOf('/ws', 'Upgrade: websocket\r\nConnection: Upgrade\r\n'),
       postOf('/peer', '{}'),
-      getOf(`/${'n'.repeat(100 * 1024)}`),
+      // Under 4 KiB: a longer head that reaches the hub in pieces is closed unanswered by uWS (README, Limits).
+      getOf(`/${'n'.repeat(3 * 1024)}`),
     ];
     for (const bytes of cases) {
       const x = await exchange(hub.port, [bytes]);

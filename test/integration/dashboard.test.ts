@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { hashToken } from '../../server/auth/auth.js';
-import { LATENCY_BUCKETS } from '../../server/service-counters.js';
+import { LATENCY_BOUNDS_MS } from '../../server/request-tally.js';
 import { converged, startMesh } from '../helpers/mesh.js';
 import { type HubProc, post, sleep, startHub, startWorker, stopAll, waitUntil } from '../helpers/processes.js';
 
@@ -89,7 +89,7 @@ describe('dashboard over HTTP', { timeout: 60_000 }, () => {
     assert.equal(r.status, 200);
     // biome-ignore lint/suspicious/noExplicitAny: the test reads the JSON field by field
     const d: any = await r.json();
-    assert.equal(d.latencyBuckets.count, LATENCY_BUCKETS);
+    assert.deepEqual(d.latencyBuckets.boundsMs, LATENCY_BOUNDS_MS);
     // biome-ignore lint/suspicious/noExplicitAny: as above
     const svc = (name: string) => d.services.find((s: any) => s.name === name);
     assert.deepEqual([svc('echo').requests, svc('echo').errors], [7, 0]);
@@ -97,7 +97,7 @@ describe('dashboard over HTTP', { timeout: 60_000 }, () => {
     assert.equal(svc('nobody'), undefined);
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     assert.equal(sum(svc('echo').latency), 7);
-    assert.equal(svc('echo').latency.length, LATENCY_BUCKETS);
+    assert.equal(svc('echo').latency.length, LATENCY_BOUNDS_MS.length + 1);
     assert.equal(d.workers.length, 1);
   });
 
