@@ -365,7 +365,7 @@ function checkProtocolError(f: unknown[]): ProtocolErrorFrame {
   str(f[2], 'message');
   if (f[3] !== null && typeof f[3] !== 'string' && !Number.isSafeInteger(f[3]))
     throw new ProtocolError('protocol error ref must be a string, an integer or nil');
-  if (typeof f[4] !== 'boolean') throw new ProtocolError('protocol error fatal must be a boolean');
+  bool(f[4], 'protocol error "fatal"');
   return f as ProtocolErrorFrame;
 }
 
@@ -523,7 +523,7 @@ function peekUint(b: Uint8Array, at: number): { value: number; size: number } | 
 }
 
 /** The shape checks frames are validated with; the peer protocol uses the same ones. */
-export const check = { arity, uint, status, str, optStr, map, optHeaders, body };
+export const check = { arity, uint, status, str, optStr, bool, map, optHeaders, body };
 
 function arity(f: unknown[], n: number, what: string): void {
   if (f.length < n) throw new ProtocolError(`${what} frame needs ${n} elements, got ${f.length}`);
@@ -541,6 +541,9 @@ function status(v: unknown): void {
 }
 function str(v: unknown, what: string): void {
   if (typeof v !== 'string') throw new ProtocolError(`${what} must be a string`);
+}
+function bool(v: unknown, what: string): void {
+  if (typeof v !== 'boolean') throw new ProtocolError(`${what} must be a boolean`);
 }
 /**
  * Positional fields. A field a frame leaves off fails its arity check first, so an `undefined`

@@ -19,36 +19,6 @@ import { createLogger } from './log.js';
 import { CONFIG_FLAG, hubOptionsFromSources, OPTION_SPECS } from './options.js';
 import { memberSeed, rank } from './ring.js';
 
-/** What each command takes, for `astromesh <command> --help` (and all of it for `astromesh help`). */
-const COMMAND_USAGE: Record<string, string> = {
-  hub: 'astromesh hub [options]                         start a hub (default command; options below)',
-  echo: `astromesh echo <service...> [--url URL[,URL...]] [--concurrency N] [--instance-id ID] [--token T]
-    a worker answering meshage-style {"echoed": message}; prints a line once it serves, and
-    when it loses and regains its hub`,
-  request: `astromesh request <service> [json] [--key K] [--broadcast] [--url URL[,URL...]] [--timeout-ms MS] [--token T]
-                  [-v] [--count N] [--concurrency C]
-    sends a request; the body goes to stdout, the status and the time taken to stderr (-v: the
-    headers too); exits 1 on an error status. --count N (C at a time) is a small load check
-    that prints a latency summary`,
-  owner: `astromesh owner <stream> <key> [--url URL] [--token T]
-    the workers ranked for a key as the hub sees the ring (owner first, with hub and weight)`,
-  token: 'astromesh token [name]                          a new random token and its auth-file entry',
-  'hash-token': 'astromesh hash-token [token]                    the SHA-256 the auth file stores (token from stdin if not given)',
-};
-
-const HUB_OPTIONS = `hub options (flag, then environment variable, then --config file.json|.yaml, then default):
-${OPTION_SPECS.map((s) => `  ${(`${s.flag} <${s.kind}>`).padEnd(34)} ${s.env.padEnd(36)} ${s.help}`).join('\n')}
-  --config <file>                    ASTROMESH_CONFIG                     JSON or YAML file with any of the options above`;
-
-const USAGE = `usage:
-${Object.values(COMMAND_USAGE)
-  .map((u) => `  ${u}`)
-  .join('\n')}
-  astromesh --version
-  (echo, request and owner take --token T, or ASTROMESH_TOKEN, when the hub has auth on)
-
-${HUB_OPTIONS}`;
-
 const URL_FLAG: ArgSpec = { flag: '--url', kind: 'string' };
 const TOKEN_FLAG: ArgSpec = { flag: '--token', kind: 'string' };
 const ECHO_FLAGS: ArgSpec[] = [URL_FLAG, TOKEN_FLAG, { flag: '--concurrency', kind: 'int' }, { flag: '--instance-id', kind: 'string' }];
@@ -63,7 +33,57 @@ const REQUEST_FLAGS: ArgSpec[] = [
   { flag: '--concurrency', kind: 'int' },
 ];
 const OWNER_FLAGS: ArgSpec[] = [URL_FLAG, TOKEN_FLAG];
-const COMMAND_FLAGS: Record<string, ArgSpec[]> = { echo: ECHO_FLAGS, request: REQUEST_FLAGS, owner: OWNER_FLAGS, token: [], 'hash-token': [] };
+
+/** Every command: what `astromesh <command> --help` says, the flags it takes, and what runs it. */
+const COMMANDS: Record<string, { usage: string; flags: ArgSpec[]; run: (args: string[]) => number | Promise<number> }> = {
+  hub: {
+    usage: 'astromesh hub [options]                         start a hub (default command; options below)',
+    flags: [...OPTION_SPECS, CONFIG_FLAG],
+    run: runHub,
+  },
+  echo: {
+    usage: `astromesh echo <service...> [--url URL[,URL...]] [--concurrency N] [--instance-id ID] [--token T]
+    a worker answering meshage-style {"echoed": message}; prints a line once it serves, and
+    when it loses and regains its hub`,
+    flags: ECHO_FLAGS,
+    run: runEcho,
+  },
+  request: {
+    usage: `astromesh request <service> [json] [--key K] [--broadcast] [--url URL[,URL...]] [--timeout-ms MS] [--token T]
+                  [-v] [--count N] [--concurrency C]
+    sends a request; the body goes to stdout, the status and the time taken to stderr (-v: the
+    headers too); exits 1 on an error status. --count N (C at a time) is a small load check
+    that prints a latency summary`,
+    flags: REQUEST_FLAGS,
+    run: runRequest,
+  },
+  owner: {
+    usage: `astromesh owner <stream> <key> [--url URL] [--token T]
+    the workers ranked for a key as the hub sees the ring (owner first, with hub and weight)`,
+    flags: OWNER_FLAGS,
+    run: runOwner,
+  },
+  token: { usage: 'astromesh token [name]                          a new random token and its auth-file entry', flags: [], run: runToken },
+  'hash-token': {
+    usage: 'astromesh hash-token [token]                    the SHA-256 the auth file stores (token from stdin if not given)',
+    flags: [],
+    run: runHashToken,
+  },
+};
+
+const HUB_OPTIONS = `hub options (flag, then environment variable, then --config file.json|.yaml, then default):
+${OPTION_SPECS.map((s) => `  ${(`${s.flag} <${s.kind}>`).padEnd(34)} ${s.env.padEnd(36)} ${s.help}`).join('\n')}
+  --config <file>                    ASTROMESH_CONFIG                     JSON or YAML file with any of the options above`;
+
+const USAGE = `usage:
+${Object.values(COMMANDS)
+  .map((c) => `  ${c.usage}`)
+  .join('\n')}
+  astromesh --version
+  (echo, request and owner take --token T, or ASTROMESH_TOKEN, when the hub has auth on)
+
+${HUB_OPTIONS}`;
+
 /** `astromesh hub` could not bind its port (held by another process, or still closing). */
 const EXIT_CANNOT_LISTEN = 3;
 
@@ -77,32 +97,19 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const command = first !== undefined && Object.hasOwn(COMMAND_FLAGS, first) ? first : null;
-  if (command !== null && wantsHelp(rest, COMMAND_FLAGS[command]!)) {
-    console.log(`usage: ${COMMAND_USAGE[command]}`);
+  // No command, or flags first: the hub.
+  const named = first !== undefined && !first.startsWith('-');
+  if (named && !Object.hasOwn(COMMANDS, first)) {
+    throw new InvalidOptionError(`unknown command ${JSON.stringify(first)} (astromesh help lists the commands)`);
+  }
+  const name = named ? first : 'hub';
+  const command = COMMANDS[name]!;
+  const args = named ? rest : argv;
+  if (wantsHelp(args, command.flags)) {
+    console.log(`usage: ${command.usage}${name === 'hub' ? `\n\n${HUB_OPTIONS}` : ''}`);
     return 0;
   }
-  if (command === null && wantsHelp(first === 'hub' ? rest : argv, [...OPTION_SPECS, CONFIG_FLAG])) {
-    console.log(`usage: ${COMMAND_USAGE.hub}\n\n${HUB_OPTIONS}`);
-    return 0;
-  }
-  if (first === undefined || first.startsWith('-')) return runHub(argv);
-  switch (first) {
-    case 'hub':
-      return runHub(rest);
-    case 'echo':
-      return runEcho(rest);
-    case 'request':
-      return runRequest(rest);
-    case 'owner':
-      return runOwner(rest);
-    case 'token':
-      return runToken(rest);
-    case 'hash-token':
-      return runHashToken(rest);
-    default:
-      throw new InvalidOptionError(`unknown command ${JSON.stringify(first)} (astromesh help lists the commands)`);
-  }
+  return command.run(args);
 }
 
 /** The package's version, from its package.json (two levels above dist/server). */

@@ -50,13 +50,8 @@ export function buildStats(hub: StatsSource) {
     };
   });
   const workers = [...hub.sessions].map((s) => ({
-    sessionId: s.sessionId,
-    instanceId: s.instanceId,
-    role: s.role,
-    name: s.name || undefined,
-    token: s.principal?.name,
+    ...s.identity(),
     state: s.state,
-    remoteAddress: s.remoteAddress,
     connectedAt: new Date(s.openedAt).toISOString(),
     blocked: s.blocked,
     queuedBytes: s.queuedBytes,

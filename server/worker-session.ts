@@ -104,6 +104,18 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     this.outbox.socket = socket;
   }
 
+  /** Who the session is, as its log lines and /stats name it. */
+  identity() {
+    return {
+      sessionId: this.sessionId,
+      instanceId: this.instanceId || undefined,
+      role: this.role,
+      name: this.name || undefined,
+      token: this.principal?.name,
+      remoteAddress: this.remoteAddress,
+    };
+  }
+
   /** Socket buffer above the limit: no new jobs until it drains. */
   get blocked(): boolean {
     return this.outbox.blocked;
@@ -280,17 +292,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
         },
       ]),
     );
-    this.host.log.info(
-      {
-        sessionId: this.sessionId,
-        instanceId: this.instanceId,
-        role: this.role,
-        name: this.name || undefined,
-        token: this.principal?.name,
-        remote: this.remoteAddress,
-      },
-      'session opened',
-    );
+    this.host.log.info(this.identity(), 'session opened');
   }
 
   private register(service: string, concurrency: number, weight: number): void {
@@ -419,7 +421,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     if (this.state === 'closed') return;
     this.send(encodeFrame([Op.ProtocolError, code, message, ref, fatal]));
     if (fatal) {
-      this.host.log.warn({ sessionId: this.sessionId, instanceId: this.instanceId || undefined, remote: this.remoteAddress, code, message }, 'session refused');
+      this.host.log.warn({ ...this.identity(), code, message }, 'session refused');
       this.flush();
       this.close(closeCode, message.slice(0, 100));
       return;
@@ -494,7 +496,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     for (const job of this.inflight.drain()) d.lost(job);
     for (const job of this.requests.drain()) d.abandon(job, 'E_CANCELLED');
     this.socket = null;
-    if (said) this.host.log.info({ sessionId: this.sessionId, instanceId: this.instanceId, closedBy: this.closedBy, redelivered, cancelled }, 'session closed');
+    if (said) this.host.log.info({ ...this.identity(), closedBy: this.closedBy, redelivered, cancelled }, 'session closed');
   }
 }
 

@@ -49,23 +49,15 @@ export class PeerMembers {
     if (snapshot) {
       this.awaitingSnapshot = false;
       const keep = new Set(list.filter((m) => m[2] > 0).map((m) => `${m[0]}\0${m[1]}`));
-      for (const [k, r] of this.members) {
-        if (!keep.has(k)) {
-          this.members.delete(k);
-          d.unregister(r);
-        }
-      }
+      for (const k of this.members.keys()) if (!keep.has(k)) this.drop(this.members, k);
     }
     for (const [service, instanceId, weight] of list) {
       const k = `${service}\0${instanceId}`;
-      const existing = this.members.get(k);
       if (weight === 0) {
-        if (existing) {
-          this.members.delete(k);
-          d.unregister(existing);
-        }
+        this.drop(this.members, k);
         continue;
       }
+      const existing = this.members.get(k);
       if (!existing && this.members.size >= MAX_MEMBERS_PER_PEER) {
         if (!this.warnedFull)
           this.log.warn({ peer: this.hubId, max: MAX_MEMBERS_PER_PEER }, 'a peer announced more members than a hub takes from one peer; ignoring the rest');
@@ -86,14 +78,11 @@ export class PeerMembers {
   applyGrants(grants: [string, number][]): void {
     const d = this.dispatcher;
     for (const [service, credit] of grants) {
-      const existing = this.grants.get(service);
       if (credit === 0) {
-        if (existing) {
-          this.grants.delete(service);
-          d.unregister(existing);
-        }
+        this.drop(this.grants, service);
         continue;
       }
+      const existing = this.grants.get(service);
       const r = d.register(this.link, service, credit, { instanceId: `peer:${this.hubId}`, hubId: this.hubId, weight: 1, takes: Takes.Peer }, existing);
       if (typeof r !== 'string') this.grants.set(service, r);
     }
@@ -111,8 +100,7 @@ export class PeerMembers {
    * hub's copy of the same instance where there is one (they keep their keys otherwise).
    */
   leaving(): void {
-    for (const r of this.grants.values()) this.dispatcher.unregister(r);
-    this.grants.clear();
+    this.dropAll(this.grants);
     for (const r of this.members.values()) this.dispatcher.demote(r);
   }
 
@@ -124,9 +112,20 @@ export class PeerMembers {
 
   /** The link is gone: the peer's members leave every ring and its grants end. */
   clear(): void {
-    for (const r of this.members.values()) this.dispatcher.unregister(r);
-    this.members.clear();
-    for (const r of this.grants.values()) this.dispatcher.unregister(r);
-    this.grants.clear();
+    this.dropAll(this.members);
+    this.dropAll(this.grants);
+  }
+
+  /** Unregisters the registration at `key` of `from`, if any. */
+  private drop(from: Map<string, Registration>, key: string): void {
+    const r = from.get(key);
+    if (!r) return;
+    from.delete(key);
+    this.dispatcher.unregister(r);
+  }
+
+  private dropAll(from: Map<string, Registration>): void {
+    for (const r of from.values()) this.dispatcher.unregister(r);
+    from.clear();
   }
 }

@@ -336,7 +336,7 @@ function checkFrame(f: unknown[]): PeerFrame {
     case PeerOp.HandBack:
       check.arity(f, 3, 'hand back');
       check.uint(f[1], 'forward id');
-      if (typeof f[2] !== 'boolean') throw new ProtocolError('hand back "ran" must be a boolean');
+      check.bool(f[2], 'hand back "ran"');
       return f as HandBackFrame;
     case PeerOp.SnapshotRequest:
       return [PeerOp.SnapshotRequest];
@@ -362,7 +362,7 @@ function checkFrame(f: unknown[]): PeerFrame {
     case PeerOp.LeaseAnswer:
       check.arity(f, 4, 'lease answer');
       check.uint(f[1], 'reply id');
-      if (typeof f[2] !== 'boolean') throw new ProtocolError('lease answer "accepted" must be a boolean');
+      check.bool(f[2], 'lease answer "accepted"');
       check.optStr(f[3], 'code');
       return f as LeaseAnswerFrame;
     case PeerOp.Claim:

@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import { Op, type ResponseFrame } from '../../client/protocol.js';
 import { PeerOp } from '../../server/mesh/peer-protocol.js';
 import { type HubProc, post, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
-import { atBaseline, exchange, rssKiB } from '../helpers/raw-http.js';
+import { exchange, rssKiB, servesAgain } from '../helpers/raw-http.js';
 import { RawPeer } from '../helpers/raw-peer.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 
@@ -41,11 +41,7 @@ describe('abuse: floods past every limit', { timeout: 120_000 }, () => {
   after(stopAll);
 
   async function stillServes(tag: string): Promise<void> {
-    const r = await post(`${hub.url}/service/healthy`, JSON.stringify({ tag }));
-    assert.equal(r.status, 200, tag);
-    assert.equal(r.text, JSON.stringify({ tag }));
-    assert.equal(hub.child.exitCode, null, 'hub alive');
-    await atBaseline(hub);
+    await servesAgain(hub, 'healthy', tag);
     // What each flood cost the hub, for the record (peak = the most the process ever held).
     console.log(`${tag}: hub RSS ${Math.round((await rssKiB(hub.pid)) / 1024)} MiB, peak ${Math.round((await rssKiB(hub.pid, 'VmHWM')) / 1024)} MiB`);
   }

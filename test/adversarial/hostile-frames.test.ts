@@ -12,7 +12,7 @@ import WebSocket from 'ws';
 import { type Frame, type JobFrame, Op, type ResponseFrame } from '../../client/protocol.js';
 import { Ext, encodeValue, type MsgValue } from '../helpers/fuzz.js';
 import { type HubProc, post, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
-import { atBaseline } from '../helpers/raw-http.js';
+import { servesAgain } from '../helpers/raw-http.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 
 const EXT = new Ext(0, new Uint8Array(1));
@@ -74,10 +74,7 @@ describe('hostile frames, field by field', { timeout: 120_000 }, () => {
   after(stopAll);
 
   async function stillServes(tag: string): Promise<void> {
-    const r = await post(`${hub.url}/service/healthy`, JSON.stringify({ tag }));
-    assert.equal(r.status, 200, tag);
-    assert.equal(r.text, JSON.stringify({ tag }));
-    await atBaseline(hub);
+    await servesAgain(hub, 'healthy', tag);
     // Every hostile session is gone: only the healthy worker is left.
     await waitUntil(async () => (await stats(hub)).workers.length === 1, 3000, 'hostile sessions gone');
   }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type HubProc, post, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
-import { atBaseline, errorAnswerProblem, exchange, HttpConnection } from '../helpers/raw-http.js';
+import { atBaseline, errorAnswerProblem, exchange, HttpConnection, servesAgain } from '../helpers/raw-http.js';
 
 const H = 'Host: x\r\n';
 const postOf = (path: string, body: string, extra = '') => `POST ${path} HTTP/1.1\r\n${H}${extra}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
@@ -22,13 +22,7 @@ describe('malformed HTTP', { timeout: 120_000 }, () => {
   after(stopAll);
 
   /** A normal request still works, and the hub holds nothing for anyone. */
-  async function stillServes(tag: string): Promise<void> {
-    const r = await post(`${hub.url}/service/echo`, JSON.stringify({ tag }));
-    assert.equal(r.status, 200, tag);
-    assert.equal(r.text, JSON.stringify({ tag }), tag);
-    assert.equal(hub.child.exitCode, null, 'hub alive');
-    await atBaseline(hub);
-  }
+  const stillServes = (tag: string) => servesAgain(hub, 'echo', tag);
 
   it('closes the connection at once, answering nothing, on what its parser refuses outright', async () => {
     const cases: Record<string, string> = {

@@ -2,9 +2,10 @@
  * HTTP/1.1 spoken byte by byte over a TCP socket, for requests no client library would send,
  * and a strict reader of what comes back: each answer must be a well-formed HTTP/1.1 response.
  */
+import assert from 'node:assert/strict';
 import net from 'node:net';
 import { ERRORS } from '../../client/errors.js';
-import { stats, waitUntil } from './processes.js';
+import { type HubProc, post, stats, waitUntil } from './processes.js';
 
 export interface RawResponse {
   status: number;
@@ -219,4 +220,17 @@ export class HttpConnection {
   close(): void {
     this.s.destroy();
   }
+}
+
+/**
+ * After an attack: the hub is alive, a normal request to `service` (an echo worker's) comes back
+ * as sent, and, unless `baseline` is false, the hub holds nothing for anyone (atBaseline).
+ */
+export async function servesAgain(hub: HubProc, service: string, tag: string, baseline = true): Promise<void> {
+  const body = JSON.stringify({ tag });
+  const r = await post(`${hub.url}/service/${service}`, body);
+  assert.equal(r.status, 200, tag);
+  assert.equal(r.text, body, tag);
+  assert.equal(hub.child.exitCode, null, `hub alive after ${tag}`);
+  if (baseline) await atBaseline(hub);
 }

@@ -6,6 +6,7 @@ import { Agent, request } from 'undici';
 import WebSocket from 'ws';
 import { type Frame, type JobFrame, Op } from '../../client/protocol.js';
 import { type HubProc, post, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
+import { servesAgain } from '../helpers/raw-http.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 
 /** msgpack ext type 0x74 with a Float64Array payload: msgpackr decodes it to a typed array, not bin. */
@@ -40,12 +41,7 @@ describe('malformed and hostile frames from a raw WebSocket', { timeout: 90_000 
   after(stopAll);
 
   /** The hub still serves HTTP callers through a normal worker. */
-  async function stillServes(tag: string): Promise<void> {
-    const r = await post(`${hub.url}/service/healthy`, JSON.stringify({ still: tag }));
-    assert.equal(r.status, 200, tag);
-    assert.equal(r.text, JSON.stringify({ still: tag }));
-    assert.equal(hub.child.exitCode, null, 'hub process alive');
-  }
+  const stillServes = (tag: string) => servesAgain(hub, 'healthy', tag, false);
 
   async function refused(s: RawSocket, code = 'E_PROTOCOL'): Promise<void> {
     const err = await s.next((f) => f[0] === Op.ProtocolError);
