@@ -46,7 +46,10 @@ export class Dispatcher {
    * null when it can, else the error to answer with. Creates no state.
    */
   precheck(service: string, mode: RequestModeCode): ErrorCode | null {
-    return this.refusal(this.services.get(service), mode);
+    const svc = this.services.get(service);
+    const err = this.refusal(svc, mode);
+    if (err !== null) this.tally?.refused(service, svc, err);
+    return err;
   }
 
   private refusal(svc: ServiceState | undefined, mode: RequestModeCode): ErrorCode | null {
@@ -63,10 +66,12 @@ export class Dispatcher {
    * settled at once with the error (through its waiter, like every other outcome).
    */
   submit(job: Job): boolean {
-    const svc = this.services.get(job.service);
+    let svc = this.services.get(job.service);
     if (this.tally !== null) this.tally.begin(job, svc);
     const err = this.refusal(svc, job.mode);
-    if (err || !svc) return this.reject(job, err ?? 'E_NO_WORKERS');
+    if (err !== null) return this.reject(job, err);
+    // refusal() answers E_NO_WORKERS for a service that does not exist.
+    svc = svc!;
     if (job.mode === RequestMode.Broadcast) return this.broadcast(svc, job);
     return this.routeAndAccept(svc, job);
   }
@@ -578,7 +583,7 @@ export class Dispatcher {
       // A caller's job refused before it reached submit has no series yet: it counts under its
       // service's if there are some, else `_other`. Parts and forwarded jobs are counted where
       // their caller is.
-      const t = job.tally ?? (job.pinned === null && !job.fromPeer ? this.tally.lookup(job.service) : null);
+      const t = job.tally ?? (job.pinned === null && !job.fromPeer ? this.tally.seriesOf(job.service, this.services.get(job.service)) : null);
       if (t !== null) this.tally.settled(job, t);
     }
     job.waiter.settled(job);

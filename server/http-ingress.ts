@@ -56,10 +56,7 @@ export class HttpIngress {
     // A draining hub refuses after the body, not before: its answer closes the connection, and
     // body bytes still arriving at a closed socket would make the kernel reset it.
     const refused = this.dispatcher.draining ? null : this.dispatcher.precheck(service, mode);
-    if (refused) {
-      this.dispatcher.tally?.refused(service, refused);
-      return writeError(res, refused, this.http);
-    }
+    if (refused) return writeError(res, refused, this.http);
     const contentType = req.getHeader('content-type') || null;
     const query = req.getQuery() || null;
     let headers: Headers | null = null;

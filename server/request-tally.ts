@@ -10,9 +10,12 @@ import { now } from './timer-wheel.js';
 
 /** What the tally reads and marks on a job (a Job): it does not import the job's module, which imports this one. */
 export interface TalliedJob {
+  readonly service: string;
   readonly status: number;
   readonly errorCode: string | null;
   readonly accepted: boolean;
+  /** A broadcast's parts: it is timed like an accepted job, though its parts are the ones accepted. */
+  readonly parts: unknown[] | null;
   startedAt: number;
   tally: ServiceTally | null;
 }
@@ -54,6 +57,13 @@ export const ERROR_CODES: readonly string[] = [NO_ERROR, ...Object.keys(ERRORS),
 const CODE_INDEX = new Map(ERROR_CODES.map((c, i) => [c, i]));
 const OTHER_CODE = ERROR_CODES.length - 1;
 
+/** The cell of `outcomes` for an answer's status and error code (null: not an error). */
+function cell(status: number, errorCode: string | null): number {
+  const c = (status / 100) | 0;
+  const cls = c >= 1 && c <= 5 ? c - 1 : 5;
+  return cls * ERROR_CODES.length + (errorCode === null ? 0 : (CODE_INDEX.get(errorCode) ?? OTHER_CODE));
+}
+
 /** One service's counts. Cells of `outcomes` are [status class × error code]. */
 export class ServiceTally {
   readonly outcomes = new Float64Array(STATUS_CLASSES.length * ERROR_CODES.length);
@@ -76,17 +86,14 @@ export class RequestTally {
 
   /** A caller's job enters the dispatcher: it is counted where it settles, and timed from now. */
   begin(job: TalliedJob, svc: TalliedService | undefined): void {
-    job.tally = svc === undefined ? this.other : (svc.tally ?? this.bind(svc));
+    job.tally = this.seriesOf(job.service, svc);
     job.startedAt = now();
   }
 
-  /** Counts a settled caller's job. */
+  /** Counts a settled caller's job (timed when it was accepted, or is a broadcast). */
   settled(job: TalliedJob, t: ServiceTally): void {
-    let cls = (job.status / 100) | 0;
-    cls = cls >= 1 && cls <= 5 ? cls - 1 : 5;
-    const code = job.errorCode === null ? 0 : (CODE_INDEX.get(job.errorCode) ?? OTHER_CODE);
-    t.outcomes[cls * ERROR_CODES.length + code]!++;
-    if (!job.accepted) return;
+    t.outcomes[cell(job.status, job.errorCode)]!++;
+    if (!job.accepted && job.parts === null) return;
     const ms = now() - job.startedAt;
     let i = 0;
     while (i < BUCKETS_MS.length && ms > BUCKETS_MS[i]!) i++;
@@ -96,13 +103,16 @@ export class RequestTally {
   }
 
   /** Counts a request refused before a job existed for it (no workers, shutting down). */
-  refused(name: string, code: ErrorCode): void {
-    const cls = (ERRORS[code].status / 100) | 0;
-    this.lookup(name).outcomes[(cls - 1) * ERROR_CODES.length + CODE_INDEX.get(code)!]!++;
+  refused(name: string, svc: TalliedService | undefined, code: ErrorCode): void {
+    this.seriesOf(name, svc).outcomes[cell(ERRORS[code].status, code)]!++;
   }
 
-  /** The series of `name` if it has some, else `_other`; creates none (for refusals). */
-  lookup(name: string): ServiceTally {
+  /**
+   * The series a request for `name` counts in: its service's (given them now if it has none
+   * yet), else those the name kept from a service that is gone, else `_other`.
+   */
+  seriesOf(name: string, svc: TalliedService | undefined): ServiceTally {
+    if (svc !== undefined) return svc.tally ?? this.bind(svc);
     return this.services.get(name) ?? this.other;
   }
 

@@ -75,6 +75,8 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   readonly inflight = new IdTable<Job>();
   /** This session's own requests by request id. */
   readonly requests = new IdTable<Job>();
+  /** Welcomed (and logged as opened): only such a session is logged as closed. */
+  private opened = false;
   /** Who ended the session, for its log line: the hub (code and reason) or the client. */
   private closedBy = 'client';
   /** The token the session said hello with (null with auth off). */
@@ -243,15 +245,14 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     if (this.state === 'hello' || !e) return this.protocolError('E_PROTOCOL', message, null, true);
     if (e.unknownOp) return this.protocolError('E_PROTOCOL', message, e.op, false);
     // A malformed answer still names its job: the worker did run it, and running it again would
-    // most likely draw the same answer, so its caller hears now rather than at its deadline.
-    if ((e.op === Op.Reply || e.op === Op.Error) && e.id !== null) {
-      const job = this.inflight.take(e.id);
-      if (job) {
-        this.host.dispatcher.badAnswer(job, this.servedBy);
-        this.host.dispatcher.release(job);
-      }
-    }
+    // most likely draw the same answer, so its caller hears now rather than at its deadline. The
+    // session ends first: released after that, the job's credit offers this dying session nothing.
+    const job = (e.op === Op.Reply || e.op === Op.Error) && e.id !== null ? this.inflight.take(e.id) : null;
     this.protocolError('E_PROTOCOL', message, null, true);
+    if (job) {
+      this.host.dispatcher.badAnswer(job, this.servedBy);
+      this.host.dispatcher.release(job);
+    }
   }
 
   private hello(frame: HelloFrame): void {
@@ -292,6 +293,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
         },
       ]),
     );
+    this.opened = true;
     this.host.log.info(this.identity(), 'session opened');
   }
 
@@ -415,10 +417,13 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     for (const r of this.regs.values()) this.host.dispatcher.offer(r);
   }
 
-  /** Sends a protocol error; a fatal one closes the socket (1002, or `closeCode`) after it is written. */
+  /**
+   * Refuses a frame the client sent: counted, and within the session's refusal budget. A fatal
+   * one closes the socket (1002, or `closeCode`) after it is written.
+   */
   protocolError(code: ErrorCode, message: string, ref: string | number | null, fatal: boolean, closeCode: number = CloseCode.Protocol): void {
-    this.host.counters.sockets.protocolErrors++;
     if (this.state === 'closed') return;
+    this.host.counters.sockets.protocolErrors++;
     this.send(encodeFrame([Op.ProtocolError, code, message, ref, fatal]));
     if (fatal) {
       this.host.log.warn({ ...this.identity(), code, message }, 'session refused');
@@ -446,7 +451,8 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
       if (p.serve.allows(service)) continue;
       this.regs.delete(service);
       this.host.dispatcher.unregister(r);
-      this.protocolError('E_FORBIDDEN', `this token may no longer serve ${service}`, service, false);
+      // The hub's own decision, not a frame the worker sent: no refusal to count against it.
+      this.send(encodeFrame([Op.ProtocolError, 'E_FORBIDDEN', `this token may no longer serve ${service}`, service, false]));
       removed++;
     }
     return removed;
@@ -485,7 +491,6 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   /** The socket is gone: hand back everything this session held. Idempotent. */
   teardown(): void {
     if (this.state === 'closed') return;
-    const said = this.state !== 'hello';
     this.state = 'closed';
     this.outbox.clear();
     const d = this.host.dispatcher;
@@ -496,7 +501,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     for (const job of this.inflight.drain()) d.lost(job);
     for (const job of this.requests.drain()) d.abandon(job, 'E_CANCELLED');
     this.socket = null;
-    if (said) this.host.log.info({ ...this.identity(), closedBy: this.closedBy, redelivered, cancelled }, 'session closed');
+    if (this.opened) this.host.log.info({ ...this.identity(), closedBy: this.closedBy, redelivered, cancelled }, 'session closed');
   }
 }
 

@@ -279,6 +279,32 @@ describe('auth in a mesh', { timeout: 60_000 }, () => {
 describe('auth: configuration', { timeout: 30_000 }, () => {
   after(stopAll);
 
+  it("does not count registrations a reload removes against the session's refusal budget", async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'astromesh-auth-')), 'auth.json');
+    writeFileSync(file, JSON.stringify(authDoc({ worker: { serve: ['calc.>'] } })));
+    const hub = await startHub({ 'auth-file': file, 'max-protocol-errors': 2 });
+    const w = await hello(hub, T.worker, 'budget-w');
+    await w.next((f) => f[0] === Op.Welcome);
+    for (const name of ['calc.a', 'calc.b', 'calc.c', 'calc.keep']) w.send([Op.Register, name, 1, 1]);
+    await waitUntil(
+      async () => (await stats(hub, T.ops)).workers.find((x: { instanceId: string }) => x.instanceId === 'budget-w')?.services.length === 4,
+      3000,
+      'four',
+    );
+    writeFileSync(file, JSON.stringify(authDoc({ worker: { serve: ['calc.keep'] } })));
+    hub.kill('SIGHUP');
+    for (const name of ['calc.a', 'calc.b', 'calc.c']) await w.next((f) => f[0] === Op.ProtocolError && f[3] === name);
+    await sleep(200);
+    assert.equal(w.closeCode, null, 'the session stays open');
+    const kept = (await stats(hub, T.ops)).workers.find((x: { instanceId: string }) => x.instanceId === 'budget-w');
+    assert.deepEqual(
+      kept.services.map((x: { name: string }) => x.name),
+      ['calc.keep'],
+    );
+    assert.equal((await stats(hub, T.ops)).sockets.protocolErrors, 0, 'the hub refused no frame the worker sent');
+    w.close();
+  });
+
   it('refuses to start with auth on and peers but no cluster secret, and names a bad auth file', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'astromesh-auth-'));
     const good = path.join(dir, 'auth.json');

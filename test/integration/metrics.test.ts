@@ -68,6 +68,14 @@ describe('metrics: one hub under a scripted load', { timeout: 90_000 }, () => {
     for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i]!.value >= buckets[i - 1]!.value, 'buckets are cumulative');
   });
 
+  it('times broadcasts like any other request', async () => {
+    for (let i = 0; i < 3; i++) assert.equal((await post(`${hub.url}/api/broadcast/echo/b${i}`, '{}')).status, 200);
+    const before = (await scrape(hub)).get(`${DURATION}_count`, { service: 'echo' })!;
+    assert.equal((await post(`${hub.url}/api/broadcast/echo/b`, '{}')).status, 200);
+    const m = await scrape(hub);
+    assert.equal(m.get(`${DURATION}_count`, { service: 'echo' }), before + 1);
+  });
+
   it('shows queue depth and in-flight jobs rising behind a busy worker and back to 0', async () => {
     const answers = Array.from({ length: 3 }, (_, i) => post(`${hub.url}/service/slow`, `{"s":${i}}`));
     let busy = await scrape(hub);

@@ -187,6 +187,24 @@ describe('frames the hub refuses, and what follows', { timeout: 90_000 }, () => 
     await waitUntil(async () => (await stats(hub)).jobs.badAnswers === 1, 2000, 'counted');
   });
 
+  it('gives a session whose answer is refused no other job on its way out (a queued job runs on another worker, first attempt)', async () => {
+    const s = await RawSocket.worker(hub.url, 'bad-one-slot', { 'one-slot': 1 });
+    await registered('one-slot');
+    const first = post(`${hub.url}/service/one-slot`, '{"n":1}');
+    const j1 = (await s.next((f) => f[0] === Op.Job)) as JobFrame;
+    // Queued behind the one slot of the bad worker; a healthy worker comes only after it is gone.
+    const second = post(`${hub.url}/service/one-slot`, '{"n":2}');
+    await waitUntil(async () => (await stats(hub)).services.find((x: { name: string }) => x.name === 'one-slot')?.queued === 1, 2000, 'queued');
+    s.send([Op.Reply, j1[1], 99, null, null, Buffer.from('"status 99"')] as unknown as Frame);
+    await fatal(s, /status/);
+    assert.equal((await first).status, 502);
+    const heir = await startWorker({ url: hub.url, instanceId: 'one-slot-heir', services: [{ name: 'one-slot' }] });
+    const r2 = await second;
+    assert.deepEqual([r2.status, r2.text], [200, '{"n":2}']);
+    assert.ok(!s.frames.some((f) => f[0] === Op.Job && f[1] !== j1[1]), 'no second job reached the refused session');
+    assert.equal(heir.events('job').find((e) => e.body === '{"n":2}')?.attempt, 1);
+  });
+
   it('fails a job whose Error frame, or whose Reply over the value limit, is refused, with 502 E_BAD_REPLY', async () => {
     const cases: [string, (id: number) => Buffer][] = [
       ['an Error with status 700', (id) => pack([Op.Error, id, 700, 'E_X', 'x'])],

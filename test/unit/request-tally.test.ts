@@ -66,7 +66,7 @@ describe('request tally', () => {
     const d = new ServiceState('d');
     assert.equal(tally.bind(d).name, 'd');
     assert.deepEqual([...tally.services.keys()].sort(), ['b', 'd']);
-    assert.equal(tally.lookup('a'), tally.other);
-    assert.equal(tally.lookup('nowhere'), tally.other);
+    assert.equal(tally.seriesOf('a', undefined), tally.other);
+    assert.equal(tally.seriesOf('nowhere', undefined), tally.other);
   });
 });
