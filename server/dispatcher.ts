@@ -220,10 +220,13 @@ export class Dispatcher {
     // A lease was armed in the deadline's place: the deadline is what is left to watch.
     if (job.due !== job.deadline) this.wheel.add(job, job.deadline);
     const svc = this.services.get(job.service);
+    // A broadcast part runs on its instance wherever that is now (it may have moved hubs).
+    const instance = svc && job.pinned ? this.memberFor(svc, job.pinned.instanceId) : null;
     // A job from a peer goes back to its origin, which owns its attempts.
-    if (!svc || job.pinned || job.fromPeer || job.attempt >= this.o.maxAttempts) {
+    if (!svc || (job.pinned && !instance) || job.fromPeer || job.attempt >= this.o.maxAttempts) {
       this.workerGone(job, true);
     } else {
+      if (instance) job.pinned = instance;
       this.counters.redelivered++;
       job.state = JobState.New;
       this.route(svc, job, true);
@@ -292,7 +295,7 @@ export class Dispatcher {
    * except jobs a peer sent for `r` itself (they travel one hop and still run on it).
    */
   private rehome(svc: ServiceState, r: Registration): void {
-    const member = svc.ring.get(r.instanceId)?.reg ?? null;
+    const member = this.memberFor(svc, r.instanceId);
     for (let job = r.ownerQueue.head; job; ) {
       const next = job.qNext;
       if (!job.fromPeer) {
@@ -302,6 +305,12 @@ export class Dispatcher {
       }
       job = next;
     }
+  }
+
+  /** The open registration that is `instanceId`'s ring member now, on this hub or another. */
+  private memberFor(svc: ServiceState, instanceId: string): Registration | null {
+    const r = svc.ring.get(instanceId)?.reg ?? null;
+    return r !== null && !r.closed ? r : null;
   }
 
   /** Closes `r` for new work; jobs waiting for it as their owner go to the next owner. */

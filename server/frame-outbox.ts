@@ -22,6 +22,11 @@ export class FrameOutbox implements Flushable {
 
   constructor(
     private readonly limitBytes: number,
+    /**
+     * Bytes that may wait behind a full socket before the owner refuses work that would queue
+     * more (see overCap); a reader that lets them reach twice this is not reading (see push).
+     */
+    private readonly capBytes: number,
     private readonly counters: SocketCounters,
     /** Called when a blocked outbox can take frames again. */
     private readonly unblocked: () => void,
@@ -37,11 +42,22 @@ export class FrameOutbox implements Flushable {
     this.joined = this.frames.length;
   }
 
-  /** Queues `frame` for the end of this loop turn. */
-  push(frame: Uint8Array): void {
+  /**
+   * Queues `frame` for the end of this loop turn. True when it took frames already held back
+   * past the cap to twice the cap: the other end is not reading, and its connection should end
+   * (a frame queued within the cap is always taken, since one answer may be large).
+   */
+  push(frame: Uint8Array): boolean {
+    const before = this.pendingBytes;
     this.frames.push(frame);
     this.pendingBytes += frame.byteLength;
     scheduleFlush(this);
+    return this.blocked && before > this.capBytes && this.pendingBytes > 2 * this.capBytes;
+  }
+
+  /** Frames held back behind a full socket past the cap: the owner takes no work that answers. */
+  get overCap(): boolean {
+    return this.blocked && this.pendingBytes > this.capBytes;
   }
 
   flush(): void {

@@ -203,11 +203,9 @@ export class Hub implements SessionHost {
     const until = now() + this.options.shutdownGraceMs;
     // In a mesh, a lame duck first: its members keep their keys until their workers have moved
     // to other hubs (or the peer timeout passes), then leave the rings.
-    await waitUntil(() => {
-      if (this.mesh.lameDuckOver()) this.mesh.withdraw();
-      return this.dispatcher.open === 0 && this.mesh.lameDuckOver();
-    }, until);
+    await waitUntil(() => this.mesh.lameDuckOver(), until);
     this.mesh.withdraw();
+    await waitUntil(() => this.dispatcher.open === 0, until);
     if (this.dispatcher.open > 0) {
       this.log.warn({ open: this.dispatcher.open }, 'grace period over; answering the rest with 503');
       this.dispatcher.failAll('E_SHUTTING_DOWN');

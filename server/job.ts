@@ -63,6 +63,13 @@ export function isLocalTakes(takes: TakesCode): boolean {
   return takes === Takes.Ring || takes === Takes.Capacity;
 }
 
+/** Instance ids the hub gives workers that name none: new at every session, so never moved. */
+export const ANONYMOUS_PREFIX = 'anon-';
+
+export function isAnonymous(instanceId: string): boolean {
+  return instanceId.startsWith(ANONYMOUS_PREFIX);
+}
+
 /** Who serves: the identity a registration is known by in rings, /stats and X-Served-By. */
 export interface Membership {
   /** Stable worker identity; partition keys hash over it. */

@@ -213,7 +213,9 @@ export class ServiceState {
 
   /**
    * The candidate of `instanceId` that is the ring member: not on a leaving hub if one is not,
-   * then the one on the smaller hub id, so every hub picks the same. Returns the member it
+   * then the one on the smaller hub id, so every hub picks the same (but a leaving hub itself,
+   * which takes no new work: it does not rank its own sessions last). The ring's instances and
+   * weights, and so its digest, are the same whichever copy is chosen. Returns the member it
    * displaced (other than `gone`, which is leaving anyway), or null.
    */
   private choose(instanceId: string, list: RingEntry[], gone: RingEntry | null): Registration | null {

@@ -30,7 +30,7 @@ import type { Counters } from './counters.js';
 import type { Dispatcher } from './dispatcher.js';
 import { FrameOutbox } from './frame-outbox.js';
 import { IdTable } from './id-table.js';
-import { type Consumer, Job, JobState, type JobWaiter, type Registration, Takes } from './job.js';
+import { ANONYMOUS_PREFIX, type Consumer, Job, JobState, type JobWaiter, type Registration, Takes } from './job.js';
 import type { Logger } from './log.js';
 import type { HubOptions } from './options.js';
 import { answerHeaders } from './reply-headers.js';
@@ -85,7 +85,6 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
   overCapSince = 0;
   private socket: SessionSocket | null = null;
   private readonly outbox: FrameOutbox;
-  private readonly queueCap: number;
   private nextWireId = 1;
   /** Non-fatal protocol errors drawn so far. */
   private refusals = 0;
@@ -97,8 +96,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     readonly remoteAddress: string,
   ) {
     this.nextPingAt = this.createdAt + Math.random() * host.options.pingIntervalMs;
-    this.outbox = new FrameOutbox(host.options.maxBackpressureBytes, host.counters.sockets, () => this.reoffer());
-    this.queueCap = host.options.maxSessionQueuedBytes;
+    this.outbox = new FrameOutbox(host.options.maxBackpressureBytes, host.options.maxSessionQueuedBytes, host.counters.sockets, () => this.reoffer());
   }
 
   attach(socket: SessionSocket): void {
@@ -130,7 +128,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
 
   /** Frames held back behind a backed-up socket past the cap: the session takes no Requests. */
   private get overCap(): boolean {
-    return this.outbox.blocked && this.outbox.pendingBytes > this.queueCap;
+    return this.outbox.overCap;
   }
 
   // ---- Consumer ----
@@ -271,7 +269,7 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
     this.role = h.role;
     this.name = typeof h.name === 'string' ? h.name : '';
     const chosen = !!h.instanceId && isValidInstanceId(h.instanceId);
-    this.instanceId = chosen ? h.instanceId! : `anon-${nanoid(12)}`;
+    this.instanceId = chosen ? h.instanceId! : `${ANONYMOUS_PREFIX}${nanoid(12)}`;
     this.servedBy = `${this.host.hubId}/${this.instanceId}`;
     this.state = 'open';
     if (!this.host.claimInstance(this, chosen)) {
@@ -364,19 +362,10 @@ export class WorkerSession implements Consumer, JobWaiter, SessionSocketEvents {
 
   private send(frame: Uint8Array): void {
     if (this.state === 'closed') return;
-    const out = this.outbox;
-    out.push(frame);
-    // Only frames held back behind a backed-up socket count: a turn's batch goes out at its end.
-    if (out.blocked && out.pendingBytes > this.queueCap) this.queuedOverCap(frame.byteLength);
-  }
-
-  private queuedOverCap(added: number): void {
-    if (this.overCapSince === 0) this.overCapSince = now();
-    // A frame queued within the cap is always taken (a broadcast's answer may be large). Past it
-    // only answers to requests taken earlier and refusals are queued: a session that takes them
-    // to twice the cap is not reading, and its memory is what the cap is for.
-    const before = this.outbox.pendingBytes - added;
-    if (before > this.queueCap && this.outbox.pendingBytes > 2 * this.queueCap) this.slowConsumer();
+    // Past the cap only answers to requests taken earlier and refusals are queued: a session
+    // that takes them to twice the cap is not reading, and its memory is what the cap is for.
+    if (this.outbox.push(frame)) this.slowConsumer();
+    else if (this.overCapSince === 0 && this.outbox.overCap) this.overCapSince = now();
   }
 
   /** Called by the hub's sweep while over the cap: a session that did not catch up in time is closed. */

@@ -9,7 +9,7 @@ import { CloseCode } from '../../client/protocol.js';
 import { InvalidOptionError, parseList } from '../args.js';
 import type { Counters } from '../counters.js';
 import type { Dispatcher } from '../dispatcher.js';
-import { Takes } from '../job.js';
+import { isAnonymous, Takes } from '../job.js';
 import type { Logger } from '../log.js';
 import type { LeaseOutcome, LeaseReplyForwarder } from '../longpoll.js';
 import type { HubOptions } from '../options.js';
@@ -309,14 +309,16 @@ export class Mesh implements LinkHost {
     this.regrants.clear();
     if (this.grantTimer) clearTimeout(this.grantTimer);
     this.grantTimer = null;
-    this.frozen = this.ownMembers();
+    // An anonymous worker comes back under another id: its keys move anyway, so at once.
+    this.frozen = this.ownMembers().filter(([, instanceId]) => !isAnonymous(instanceId));
     this.seq++;
     const withdrawn = this.allGrants(true).map(([service]): [string, number] => [service, 0]);
     for (const link of this.links.values()) {
-      // A snapshot, since changes of this turn were not sent: peers keep exactly this.
+      // Leaving first, so the members that follow are ranked below copies elsewhere; then a
+      // snapshot, since changes of this turn were not sent: peers keep exactly this.
+      link.sendLeaving();
       link.sendSnapshot();
       link.sendGrants(withdrawn);
-      link.sendLeaving();
     }
     this.log.info(
       { peers: this.links.size, members: this.frozen.length },
@@ -335,7 +337,14 @@ export class Mesh implements LinkHost {
   lameDuckOver(): boolean {
     if (!this.leaving || this.withdrawn || this.links.size === 0) return true;
     if (now() - this.leftAt >= this.options.peerTimeoutMs) return true;
-    return this.frozen.every(([service, instanceId]) => this.dispatcher.services.get(service)?.hasCopyElsewhere(instanceId, this.hubId) === true);
+    return this.moved() === this.frozen.length;
+  }
+
+  /** Members this hub had when it began to leave that have a session on another hub now. */
+  private moved(): number {
+    let n = 0;
+    for (const [service, instanceId] of this.frozen) if (this.dispatcher.services.get(service)?.hasCopyElsewhere(instanceId, this.hubId)) n++;
+    return n;
   }
 
   /** Ends the lame duck: this hub's members leave every peer's rings (an empty Members). */
@@ -344,8 +353,7 @@ export class Mesh implements LinkHost {
     this.withdrawn = true;
     this.seq++;
     for (const link of this.links.values()) link.sendSnapshot();
-    const moved = this.frozen.filter(([s, i]) => this.dispatcher.services.get(s)?.hasCopyElsewhere(i, this.hubId)).length;
-    this.log.info({ members: this.frozen.length, moved, afterMs: Math.round(now() - this.leftAt) }, 'members withdrawn from the mesh');
+    this.log.info({ members: this.frozen.length, moved: this.moved(), afterMs: Math.round(now() - this.leftAt) }, 'members withdrawn from the mesh');
   }
 
   /** Closes every link and stops dialling. */

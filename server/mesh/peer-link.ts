@@ -94,6 +94,8 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   heldBytes = 0;
   /** The peer said it is leaving the mesh: no new work goes to it; its members keep their keys. */
   lameDuck = false;
+  /** When it said so: its members keep their keys for the peer timeout at most. */
+  private lameDuckAt = 0;
   private pingSentAt = 0;
   private socket: SessionSocket | null = null;
   private readonly outbox: FrameOutbox;
@@ -126,7 +128,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     readonly address: string,
   ) {
     this.nextPingAt = now() + Math.random() * pingInterval(host.options);
-    this.outbox = new FrameOutbox(host.options.maxBackpressureBytes, host.counters.sockets, () => this.reoffer());
+    this.outbox = new FrameOutbox(host.options.maxBackpressureBytes, host.options.maxSessionQueuedBytes, host.counters.sockets, () => this.reoffer());
     this.hs = new PeerHandshake(host, dialed, address);
   }
 
@@ -285,6 +287,7 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
       case PeerOp.Leaving:
         if (this.lameDuck) return;
         this.lameDuck = true;
+        this.lameDuckAt = now();
         this.host.log.info({ peer: this.remoteHubId, members: this.peer!.size }, 'peer is leaving the mesh: its members keep their keys until they move');
         return this.peer!.leaving();
       case PeerOp.ForwardReply: {
@@ -350,9 +353,10 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     if (!this.host.linkUp(this)) return;
     this.state = 'open';
     this.peer = new PeerMembers(this.host.dispatcher, this, this.remoteHubId, this.host.log);
+    // Leaving first: the members that follow arrive already ranked below copies elsewhere.
+    if (this.host.isLeaving) this.sendLeaving();
     this.sendSnapshot();
     this.sendGrants(this.host.allGrants());
-    if (this.host.isLeaving) this.sendLeaving();
     this.host.announcePeers();
   }
 
@@ -415,10 +419,12 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     const d = this.host.dispatcher;
     this.forwardedIn++;
     if (this.incoming.get(id) !== undefined) return this.refuse(CloseCode.Protocol, `forward id ${id} is already in flight`);
-    if (this.incoming.size >= this.host.options.maxForwardsPerPeer) {
-      // Final, like the origin's own refusal when a link is full: its caller may try again.
+    // Final, like the origin's own refusal when a link is full: its caller may try again. A
+    // peer that does not read its answers gets no more work whose answers would wait too.
+    const full = this.incoming.size >= this.host.options.maxForwardsPerPeer ? FORWARDS_FULL : this.outbox.overCap ? NOT_READING : null;
+    if (full !== null) {
       this.forwardsRefused++;
-      this.send([PeerOp.ForwardError, id, ERRORS.E_OVERLOADED.status, 'E_OVERLOADED', FORWARDS_FULL, null]);
+      this.send([PeerOp.ForwardError, id, ERRORS.E_OVERLOADED.status, 'E_OVERLOADED', full, null]);
       return;
     }
     const job = new Job(service, mode, key, body, contentType, headers, query, now() + Math.max(1, remainingMs), this);
@@ -489,6 +495,8 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     if (this.state === 'closed') return;
     const bytes = encodePeerFrame(frame);
     this.bytesOut += bytes.byteLength;
+    // A slow peer is not cut: past the cap it gets no new forwards (see forwarded), so what
+    // waits for it is the answers to forwards taken before, and refusals of a few bytes.
     this.outbox.push(bytes);
   }
 
@@ -530,6 +538,14 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
       this.host.log.warn({ peer: this.remoteHubId, pendingBytes: this.outbox.pendingBytes }, 'peer does not read: dropping the link');
       this.close(CloseCode.Unresponsive, 'peer not reading');
       return;
+    }
+    // A leaving peer withdraws its members once they moved, or after the peer timeout: one that
+    // does not is not trusted to, and keys held for it go to their next owners.
+    if (this.lameDuckAt !== 0 && at - this.lameDuckAt > this.host.options.peerTimeoutMs) {
+      this.lameDuckAt = 0;
+      if ((this.peer?.size ?? 0) > 0)
+        this.host.log.warn({ peer: this.remoteHubId }, 'leaving peer did not withdraw its members within the peer timeout: dropping them');
+      this.peer?.withdrawn();
     }
     if (this.outbox.blocked) this.onDrain();
     if (!this.pingSentAt) this.pingSentAt = at;
@@ -586,3 +602,4 @@ function pingInterval(o: HubOptions): number {
 
 const EMPTY = new Uint8Array(0);
 const FORWARDS_FULL = 'this hub has as many forwarded jobs of yours in flight as it takes';
+const NOT_READING = 'this hub holds as many of your unread frames as it takes: read them first';

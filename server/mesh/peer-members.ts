@@ -110,6 +110,11 @@ export class PeerMembers {
     for (const r of this.grants.values()) this.dispatcher.offer(r);
   }
 
+  /** The peer's members leave every ring (a leaving peer that did not withdraw them in time). */
+  withdrawn(): void {
+    this.dropAll(this.members);
+  }
+
   /** The link is gone: the peer's members leave every ring and its grants end. */
   clear(): void {
     this.dropAll(this.members);

@@ -116,6 +116,25 @@ describe('a peer that reads slowly, and one that reads nothing', { timeout: 60_0
     p.close();
   });
 
+  it('refuses new forwards (503 E_OVERLOADED) while more than --max-session-queued-bytes of its frames wait, so its queue stops growing', async () => {
+    const n = 200;
+    const { p, tcp } = await backedUp('raw-greedy', n);
+    // The cap: 4 × this hub's backpressure limit, (64 KiB + 64 KiB) × 4 × 4 = 2 MiB.
+    await waitUntil(async () => ((await peerStats(hub, 'raw-greedy'))?.queuedBytes ?? 0) > 2.5 * 1024 * 1024, 5000, 'past the cap');
+    for (let id = n + 1; id <= n + 10; id++) forward(p, id, 'echo-w', 'echo');
+    await sleep(300);
+    tcp.resume();
+    await waitUntil(() => p.frames.filter((f) => f[0] === PeerOp.ForwardReply || f[0] === PeerOp.ForwardError).length === n + 10, 5000, 'every answer');
+    const refused = p.frames.filter((f): f is Of<39> => f[0] === PeerOp.ForwardError);
+    assert.deepEqual(
+      refused.map((f) => [f[1], f[2], f[3]]),
+      Array.from({ length: 10 }, (_, i) => [n + 1 + i, 503, 'E_OVERLOADED']),
+    );
+    assert.equal(p.frames.filter((f) => f[0] === PeerOp.ForwardReply).length, n);
+    assert.equal((await peerStats(hub, 'raw-greedy'))?.state, 'open');
+    p.close();
+  });
+
   it('drops (4002) a link whose peer reads nothing while frames wait for it, within about the peer timeout', async () => {
     const { p } = await backedUp('raw-deaf', 200);
     await waitUntil(async () => ((await peerStats(hub, 'raw-deaf'))?.queuedBytes ?? 0) > 0, 5000, 'answers piling up');

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { CloseCode, RequestMode } from '../../client/protocol.js';
 import { proofOf } from '../../server/mesh/peer-auth.js';
 import { type PeerFrame, PeerOp, RING_ALGORITHM } from '../../server/mesh/peer-protocol.js';
+import { memberSeed, ownerOf } from '../../server/ring.js';
 import { type HubProc, post, startHub, startWorker, stats, stopAll, waitUntil } from '../helpers/processes.js';
 import { RawPeer } from '../helpers/raw-peer.js';
 
@@ -167,6 +168,31 @@ describe('peer protocol, spoken by hand', { timeout: 60_000 }, () => {
     const l = await lost;
     assert.equal(l.status, 504, l.text);
     assert.equal((await stats(hub)).services.find((s: { name: string }) => s.name === 'far').ring.members.length, 0);
+  });
+
+  it('drops the members of a Leaving peer that does not withdraw them within the peer timeout, and their keys go to the next owner', async () => {
+    const p = await RawPeer.linked(hub.url, 'raw-stuck');
+    await p.next((f) => f[0] === PeerOp.Members);
+    await startWorker({ url: hub.url, instanceId: 'stuck-next', services: [{ name: 'stuck' }] });
+    p.send([PeerOp.Members, 0, [['stuck', 'stuck-gone', 1]]]);
+    const ring = [
+      { instanceId: 'stuck-gone', weight: 1, seed: memberSeed('stuck-gone') },
+      { instanceId: 'stuck-next', weight: 1, seed: memberSeed('stuck-next') },
+    ];
+    let key = 'k0';
+    for (let i = 0; ownerOf(key, ring)!.instanceId !== 'stuck-gone'; i++) key = `k${i}`;
+    await waitUntil(async () => (await stats(hub)).services.find((x: { name: string }) => x.name === 'stuck')?.ring.members.length === 2, 3000, 'two members');
+    p.send([PeerOp.Leaving]);
+    const started = Date.now();
+    const r = await post(`${hub.url}/api/stuck/${key}`, '{"k":1}', { 'x-timeout-ms': '10000' });
+    assert.deepEqual([r.status, r.headers.get('x-served-by')], [200, 'proto-hub/stuck-next']);
+    // The peer timeout here is 1 s (checked on the keep-alive sweep).
+    assert.ok(Date.now() - started < 3000, `waited ${Date.now() - started} ms`);
+    assert.ok(
+      (await stats(hub)).mesh.peers.some((x: { hubId: string; state: string }) => x.hubId === 'raw-stuck' && x.state === 'open'),
+      'the link stays',
+    );
+    p.close();
   });
 
   it("keeps a Leaving peer's member in the ring, holds its keyed work, and gives it to the same instance once it registers here", async () => {

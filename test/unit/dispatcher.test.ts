@@ -344,6 +344,28 @@ describe('dispatcher: keyed routing and owner queues', () => {
     assert.equal(viaX.delivered.length, 0);
   });
 
+  it("sends a broadcast part its hub handed back to the instance's copy on another hub, not to E_WORKER_GONE", () => {
+    const { d } = hub();
+    const viaX = new FakeConsumer('link-x');
+    const viaZ = new FakeConsumer('link-z');
+    const xr = d.register(viaX, 'svc', 1000, { instanceId: 'w-move', hubId: 'hub-x', weight: 1, takes: Takes.Remote }) as Registration;
+    const w = new Waiter();
+    const parent = submit(d, job(w, { mode: RequestMode.Broadcast, key: 'b', body: 'all' }));
+    const part = parent.parts![0]!;
+    assert.equal(part.reg, xr);
+    // hub-x leaves; the instance registers on hub-z; hub-x hands the part back unrun.
+    viaX.lameDuck = true;
+    d.demote(xr);
+    const zr = d.register(viaZ, 'svc', 1000, { instanceId: 'w-move', hubId: 'hub-z', weight: 1, takes: Takes.Remote }) as Registration;
+    viaX.drop(viaX.holding(part));
+    d.release(part);
+    part.attempt--;
+    d.lost(part);
+    assert.equal(part.reg, zr);
+    assert.equal(viaZ.delivered.length, 1);
+    assert.equal(w.count(parent), 0, 'not settled with a failed part');
+  });
+
   it("makes an instance's copy on another hub the member when the member's hub begins to leave, moving the work that waits", () => {
     const { d } = hub();
     const viaA = new FakeConsumer('link-a');

@@ -39,7 +39,7 @@ const join = (frames: readonly Uint8Array[], from: number): Uint8Array[] => [
 ];
 
 function outbox(socket: FakeSocket): FrameOutbox {
-  const o = new FrameOutbox(100, new SocketCounters(), () => {});
+  const o = new FrameOutbox(100, 1_000_000, new SocketCounters(), () => {});
   o.socket = socket;
   return o;
 }
