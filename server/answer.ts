@@ -69,8 +69,8 @@ function writeErrorAnswer(res: HttpResponse, status: number, code: string, messa
   if (status === 503) res.writeHeader('retry-after', '1');
   if (status === 401) res.writeHeader('www-authenticate', 'Bearer realm="astromesh"');
   const body = isErrorCode(code) ? errorBody(code, message) : JSON.stringify({ error: { code, message } });
-  // The rest of an oversized request may still be on its way: the connection cannot carry another.
-  if (close || code === 'E_BODY_TOO_LARGE') endWith(res, body, http, true);
+  // `close`: the rest of a refused request may still be on its way, so the connection cannot carry another.
+  if (close) endWith(res, body, http, true);
   else endAnswer(res, status, body, http);
 }
 

@@ -3,7 +3,6 @@
  * and leave the answer to the HTTP answer queue. Bodies are never parsed.
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { ownCopy } from '../client/bytes.js';
 import { type Headers, isValidKey, isValidName, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { HttpAnswerQueue, type HttpSide, writeError } from './answer.js';
 import type { Auth } from './auth/auth.js';
@@ -12,7 +11,7 @@ import type { Dispatcher } from './dispatcher.js';
 import { headerRefusal } from './header-limits.js';
 import { Job, JobState } from './job.js';
 import type { HubOptions } from './options.js';
-import { BodyDiscard, refuseAfterBody } from './oversized-body.js';
+import { BodyReader, refuseAfterBody } from './request-body.js';
 import { now } from './timer-wheel.js';
 import { decodeParam } from './url-params.js';
 
@@ -21,7 +20,7 @@ export class HttpIngress {
 
   constructor(
     private readonly o: HubOptions,
-    private readonly dispatcher: Dispatcher,
+    readonly dispatcher: Dispatcher,
     private readonly http: HttpSide,
     private readonly auth: Auth,
   ) {
@@ -67,56 +66,59 @@ export class HttpIngress {
     const job = new Job(service, mode, key, EMPTY, contentType, headers, query, now() + timeout, this.answers);
     job.callerRef = res;
     this.http.unanswered++;
+    const reader = new JobBody(res, this.o, Number.isSafeInteger(declared) ? declared : -1, job, this);
     res.onAborted(() => {
       // The caller went away: the response must never be touched again.
       if (job.callerRef === null) return;
       job.callerRef = null;
       this.http.unanswered--;
+      reader.stop();
       // Whatever stage it reached (body still arriving, queued, at a worker, a broadcast's
       // parts running), the dispatcher settles it and tells whoever holds it.
       this.dispatcher.abandon(job, 'E_CANCELLED');
     });
-    this.readBody(res, job, Number.isSafeInteger(declared) ? declared : -1);
   }
 
-  /** `declared`: the Content-Length, or -1 for a chunked body. */
-  private readBody(res: HttpResponse, job: Job, declared: number): void {
-    // uWS hands over exactly Content-Length bytes, so with a length the chunks are copied once,
-    // straight into the final buffer; a chunked body is collected and joined.
-    let whole: Buffer | null = null;
-    let chunks: Buffer[] | null = null;
-    let size = 0;
-    let discard: BodyDiscard | null = null;
-    res.onData((chunk, isLast) => {
-      if (discard) return discard.chunk(chunk.byteLength, isLast);
-      if (job.callerRef === null || job.state !== JobState.New) return; // answered early or aborted
-      const at = size;
-      size += chunk.byteLength;
-      if (size > this.o.maxBodyBytes || (declared >= 0 && size > declared)) {
-        // A chunked body grew past the limit: what was read goes, the rest is read and dropped.
-        whole = chunks = null;
-        discard = new BodyDiscard(this.o, () => this.dispatcher.reject(job, 'E_BODY_TOO_LARGE'));
-        discard.chunk(0, isLast);
-        return;
-      }
-      if (isLast && at === 0) {
-        // The common case: the whole body in one chunk; copy it out of the borrowed buffer.
-        if (chunk.byteLength > 0) job.body = ownCopy(chunk);
-        this.dispatcher.submit(job);
-        return;
-      }
-      if (declared >= 0) (whole ??= Buffer.allocUnsafe(declared)).set(new Uint8Array(chunk), at);
-      else (chunks ??= []).push(ownCopy(chunk));
-      if (isLast) {
-        job.body = whole !== null ? whole.subarray(0, size) : Buffer.concat(chunks!, size);
-        whole = chunks = null;
-        this.dispatcher.submit(job);
-      }
-    });
+  /**
+   * The body grew past the limit (and what followed was read and dropped): 413, and the
+   * connection closes, since bytes of it may still come.
+   */
+  refuseTooLarge(job: Job): void {
+    const res = job.callerRef as HttpResponse | null;
+    if (res === null) return;
+    job.callerRef = null;
+    this.http.unanswered--;
+    // Settled (and counted) like any refusal; the answer is written here, where its connection's end is known.
+    this.dispatcher.reject(job, 'E_BODY_TOO_LARGE');
+    res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.http, undefined, true));
   }
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** A caller's body, for its job: submitted whole, or refused past the limit. */
+class JobBody extends BodyReader {
+  constructor(
+    res: HttpResponse,
+    o: HubOptions,
+    declared: number,
+    private readonly job: Job,
+    private readonly ingress: HttpIngress,
+  ) {
+    super(res, o, declared);
+  }
+
+  protected body(body: Uint8Array): void {
+    const job = this.job;
+    if (job.callerRef === null || job.state !== JobState.New) return; // answered early or aborted
+    job.body = body;
+    this.ingress.dispatcher.submit(job);
+  }
+
+  protected tooLarge(): void {
+    this.ingress.refuseTooLarge(this.job);
+  }
+}
 
 /** X-Timeout-Ms: absent → default; a positive integer, clamped to the maximum; else -1. */
 function parseTimeout(raw: string, o: HubOptions): number {

@@ -7,7 +7,6 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
-import { ownCopy } from '../client/bytes.js';
 import { isValidName } from '../client/protocol.js';
 import { endEmpty, endWith, type HttpSide, writeError } from './answer.js';
 import type { Auth } from './auth/auth.js';
@@ -16,7 +15,7 @@ import type { Dispatcher } from './dispatcher.js';
 import { headerRefusal } from './header-limits.js';
 import { type Consumer, type Job, JobState, type Membership, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
-import { BodyDiscard, refuseAfterBody } from './oversized-body.js';
+import { BodyReader, OwedAnswer, refuseAfterBody } from './request-body.js';
 import { now, type Timed, TimerWheel } from './timer-wheel.js';
 import { decodeParam } from './url-params.js';
 
@@ -163,52 +162,24 @@ export class LongPoll {
     }
     const length = req.getHeader('content-length');
     if (length !== '' && Number(length) > this.o.maxBodyBytes) return refuseAfterBody(res, this.http, this.o, 'E_BODY_TOO_LARGE');
-    let aborted = false;
-    let done = false;
-    // Read and not answered until the answer is written (a peer may take a while to give it).
-    let counted = true;
-    this.http.unanswered++;
-    const uncount = (): void => {
-      if (counted) this.http.unanswered--;
-      counted = false;
-    };
-    res.onAborted(() => {
-      aborted = true;
-      uncount();
-    });
-    const answer = (accepted: LeaseOutcome | null): void => {
-      uncount();
-      if (aborted) return;
-      res.cork(() => {
-        if (accepted === true) endWith(res.writeStatus('200 OK'), '', this.http);
-        else if (accepted === 'E_FORBIDDEN') writeError(res, 'E_FORBIDDEN', this.http, "this token may not serve that job's service");
-        else if (accepted === false) writeError(res, 'E_UNKNOWN_JOB', this.http, 'the job was answered or expired while the reply arrived');
-        else writeError(res, 'E_UNKNOWN_JOB', this.http, `the hub that leased that job (${issuer}) did not answer within the peer timeout, or its link closed`);
-      });
-    };
-    let chunks: Buffer[] = [];
-    let size = 0;
-    let discard: BodyDiscard | null = null;
-    res.onData((chunk, isLast) => {
-      if (discard) return discard.chunk(chunk.byteLength, isLast);
-      if (done || aborted) return;
-      size += chunk.byteLength;
-      if (size > this.o.maxBodyBytes) {
-        done = true;
-        chunks = [];
-        discard = new BodyDiscard(this.o, () => {
-          uncount();
-          if (!aborted) res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.http));
+    const owed = new OwedAnswer(this.http);
+    const reply = new LeaseReplyBody(res, this.http, this.o, length === '' ? -1 : Number(length), owed, (body) => {
+      const answer = (accepted: LeaseOutcome | null): void => {
+        if (!owed.answered()) return; // the worker went away
+        res.cork(() => {
+          if (accepted === true) endWith(res.writeStatus('200 OK'), '', this.http);
+          else if (accepted === 'E_FORBIDDEN') writeError(res, 'E_FORBIDDEN', this.http, "this token may not serve that job's service");
+          else if (accepted === false) writeError(res, 'E_UNKNOWN_JOB', this.http, 'the job was answered or expired while the reply arrived');
+          else
+            writeError(res, 'E_UNKNOWN_JOB', this.http, `the hub that leased that job (${issuer}) did not answer within the peer timeout, or its link closed`);
         });
-        discard.chunk(0, isLast);
-        return;
-      }
-      chunks.push(ownCopy(chunk));
-      if (!isLast) return;
-      done = true;
-      const body = Buffer.concat(chunks, size);
+      };
       if (local) answer(this.answerLease(id, contentType, body, poster));
       else if (!this.forwardReply.send(issuer, id, contentType, body, poster, answer)) answer(null);
+    });
+    res.onAborted(() => {
+      owed.answered();
+      reply.stop();
     });
   }
 
@@ -391,4 +362,27 @@ export function envelope(id: string, body: Uint8Array, base64: boolean): string 
     }
   }
   return `${head}${JSON.stringify(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64'))},"encoding":"base64"}`;
+}
+
+/** A legacy worker's reply body: handed to `then` whole, or refused past the limit. */
+class LeaseReplyBody extends BodyReader {
+  constructor(
+    private readonly res: HttpResponse,
+    private readonly http: HttpSide,
+    o: HubOptions,
+    declared: number,
+    private readonly owed: OwedAnswer,
+    private readonly then: (body: Uint8Array) => void,
+  ) {
+    super(res, o, Number.isSafeInteger(declared) ? declared : -1);
+  }
+
+  protected body(body: Uint8Array): void {
+    this.then(body);
+  }
+
+  protected tooLarge(): void {
+    const res = this.res;
+    if (this.owed.answered()) res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.http, undefined, true));
+  }
 }

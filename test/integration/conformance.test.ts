@@ -181,6 +181,15 @@ describe('conformance: a worker and a caller built from PROTOCOL.md with another
     assert.deepEqual(await r.json(), { error: { code: 'MY_CODE', message: 'not like that' } });
   });
 
+  it("keeps the caller's connection open for a worker's own error, whatever code it names", async () => {
+    const answer = post('/service/foreign', '{}');
+    const job = await worker.next(isJob);
+    worker.send([7, job[1], 413, 'E_BODY_TOO_LARGE', 'the handler says so']);
+    const r = await answer;
+    assert.deepEqual([r.status, r.headers.get('x-error-code'), r.headers.get('connection')], [413, 'E_BODY_TOO_LARGE', null]);
+    await r.text();
+  });
+
   it('never has more jobs at the worker than the concurrency it registered', async () => {
     const answers = [post('/service/foreign', '"a"'), post('/service/foreign', '"b"'), post('/service/foreign', '"c"')];
     const first = await worker.next(isJob);
