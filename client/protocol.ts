@@ -314,7 +314,7 @@ function checkHello(f: unknown[]): HelloFrame {
   }
   if (o.role !== 'worker' && o.role !== 'client') throw new ProtocolError('hello.role must be "worker" or "client"');
   if (!nilOrAbsent(o, 'instanceId') && !isValidInstanceId(o.instanceId)) throw new ProtocolError('hello.instanceId must be 1-128 printable ASCII characters');
-  if (!nilOrAbsent(o, 'token') && (typeof o.token !== 'string' || o.token.length > 4096)) throw new ProtocolError('hello.token must be a string');
+  if (!nilOrAbsent(o, 'token') && (typeof o.token !== 'string' || o.token.length > MAX_TOKEN_LENGTH)) throw new ProtocolError('hello.token must be a string');
   if (!nilOrAbsent(o, 'name') && (typeof o.name !== 'string' || o.name.length > 256)) throw new ProtocolError('hello.name must be a short string');
   return f as HelloFrame;
 }
@@ -586,6 +586,9 @@ export function describe(v: unknown): string {
 const NAME_RE = /^[A-Za-z0-9._-]{1,128}$/;
 const DOTS_RE = /^\.+$/;
 /** Service (stream) names: 1-128 of A-Z a-z 0-9 . _ -, not made of dots only. */
+/** Longest token a Hello or an Authorization header may carry. */
+export const MAX_TOKEN_LENGTH = 4096;
+
 export function isValidName(name: unknown): name is string {
   return typeof name === 'string' && NAME_RE.test(name) && !DOTS_RE.test(name);
 }

@@ -384,6 +384,7 @@ export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessE
     for (const [k, v] of Object.entries(file)) {
       const key = OPTION_SPECS.some((s) => s.key === k) ? k : byFlag.get(k);
       if (!key) throw new InvalidOptionError(`unknown option "${k}" in ${configPath}`);
+      if (typed.has(key)) throw new InvalidOptionError(`"${typed.get(key)}" and "${k}" in ${configPath} name the same option`);
       named[key] = v;
       typed.set(key, k);
     }
@@ -394,12 +395,15 @@ export function optionsFromSources(argv: readonly string[], env: NodeJS.ProcessE
   for (const s of OPTION_SPECS) {
     const flag = flags.get(s.flag) as string | undefined;
     const [name, raw] = flag !== undefined ? [s.flag, flag] : [s.env, env[s.env]];
-    let v: unknown;
-    if (raw !== undefined) v = s.kind === 'int' ? parseCount(name, raw) : s.kind === 'list' ? parseList(raw) : raw;
-    else if (Object.hasOwn(file, s.key)) v = file[s.key];
-    else continue;
+    const fromFile = raw === undefined && Object.hasOwn(file, s.key);
+    if (raw === undefined && !fromFile) continue;
+    const where = fromFile ? `"${typed.get(s.key) ?? s.key}" in ${configPath}` : name;
+    // A count is read the same way wherever it comes from (`2_097_152` in a file too); a file's
+    // list is a list (a string there is refused, as a typo of one).
+    const text = fromFile ? file[s.key] : raw;
+    const v = typeof text === 'string' && s.kind === 'int' ? parseCount(where, text) : !fromFile && s.kind === 'list' ? parseList(text as string) : text;
     (values as Record<string, unknown>)[s.key] = v;
-    origin.set(s.key, raw !== undefined ? name : `"${typed.get(s.key) ?? s.key}" in ${configPath}`);
+    origin.set(s.key, where);
   }
   // An option set nowhere is named by its flag, the way to change it from the command line.
   const flagOf = new Map(OPTION_SPECS.map((s) => [s.key, s.flag]));

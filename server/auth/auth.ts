@@ -1,23 +1,23 @@
 /**
  * Auth: turns a presented token into its Principal, and says what it may do. Off (every
- * check passes) unless the hub has an auth file. A token is looked up by its SHA-256 and the
- * digests are compared in constant time; tokens already seen valid are remembered by their
- * text (a bounded map), so the request path hashes nothing on a hit.
+ * check passes) unless the hub has an auth file. A token is never compared with the ones the
+ * file holds: its SHA-256 is looked up, a digest an attacker cannot steer byte by byte.
+ * Authorization headers already seen valid are remembered whole (a bounded map): a caller sends
+ * the same one with every request, and the request path hashes nothing on a hit. A WebSocket
+ * session proves its token once, in its Hello.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { MAX_TOKEN_LENGTH } from '../../client/protocol.js';
 import { AuthCounters } from '../counters.js';
 import { type Principal, readAuthFile } from './auth-file.js';
 
-/** Valid tokens remembered by their text, at most. */
-const SEEN_TOKENS = 10_000;
-/** Longer tokens are refused unhashed. */
-export const MAX_TOKEN_LENGTH = 4096;
+/** Valid Authorization headers remembered, at most. */
+const SEEN_HEADERS = 10_000;
 
 export class Auth {
   readonly enabled: boolean;
   private byHash = new Map<string, Principal>();
   private byName = new Map<string, Principal>();
-  private seen = new Map<string, Principal>();
   private seenHeaders = new Map<string, Principal>();
 
   constructor(
@@ -35,19 +35,8 @@ export class Auth {
 
   /** The principal `token` proves, or null (counted as unauthorized). */
   authenticate(token: string | null | undefined): Principal | null {
-    if (typeof token === 'string') {
-      const known = this.seen.get(token);
-      if (known !== undefined) return known;
-      if (token.length > 0 && token.length <= MAX_TOKEN_LENGTH) {
-        const digest = createHash('sha256').update(token, 'utf8').digest();
-        // The map is keyed by a digest an attacker cannot steer; the comparison that decides is constant-time.
-        const p = this.byHash.get(digest.toString('hex'));
-        if (p && timingSafeEqual(Buffer.from(p.sha256, 'hex'), digest)) {
-          remember(this.seen, token, p);
-          return p;
-        }
-      }
-    }
+    const p = typeof token === 'string' && token.length > 0 && token.length <= MAX_TOKEN_LENGTH ? this.byHash.get(hashToken(token)) : undefined;
+    if (p !== undefined) return p;
     this.counters.unauthorized++;
     return null;
   }
@@ -61,7 +50,10 @@ export class Auth {
     if (known !== undefined) return known;
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
     const p = this.authenticate(m ? m[1] : null);
-    if (p) remember(this.seenHeaders, header, p);
+    if (p) {
+      if (this.seenHeaders.size >= SEEN_HEADERS) this.seenHeaders.clear();
+      this.seenHeaders.set(header, p);
+    }
     return p;
   }
 
@@ -96,15 +88,8 @@ export class Auth {
   private install(principals: Principal[]): void {
     this.byHash = new Map(principals.map((p) => [p.sha256, p]));
     this.byName = new Map(principals.map((p) => [p.name, p]));
-    this.seen = new Map();
     this.seenHeaders = new Map();
   }
-}
-
-/** Remembers a valid token (or header) within SEEN_TOKENS, starting afresh when full. */
-function remember(m: Map<string, Principal>, key: string, p: Principal): void {
-  if (m.size >= SEEN_TOKENS) m.clear();
-  m.set(key, p);
 }
 
 /** The hex SHA-256 of a token, as the auth file stores it. */

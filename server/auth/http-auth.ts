@@ -5,7 +5,7 @@ import type { Auth } from './auth.js';
 import type { Principal } from './auth-file.js';
 
 /** Auth is off: every caller may. */
-export const ANYONE = null;
+const ANYONE = null;
 
 /** What a route asks of its caller's token. */
 export type Right = 'request' | 'serve' | 'monitor' | 'token';

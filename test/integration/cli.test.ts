@@ -101,13 +101,18 @@ describe('astromesh CLI arguments', () => {
   it('reads a YAML config file, keys as option names or flags, naming the key the user wrote in errors', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'astromesh-'));
     const good = path.join(dir, 'hub.yaml');
-    writeFileSync(good, 'hub-id: from-yaml\nmaxBodyBytes: 2048\n');
+    // A count may be written as a flag's value is, digits grouped with underscores.
+    writeFileSync(good, 'hub-id: from-yaml\nmaxBodyBytes: "2_048"\n');
     const hub = await startHub({ config: good }, {});
     const st = await stats(hub);
     assert.equal(st.hubId, 'from-yaml');
     const bad = path.join(dir, 'bad.yml');
     writeFileSync(bad, 'max-body-bytes: lots\n');
     await refuses(['hub', '--config', bad], `"max-body-bytes" in ${bad} must be a non-negative integer, got "lots"`);
+    writeFileSync(bad, 'max-body-bytes: 10\nmaxBodyBytes: 20\n');
+    await refuses(['hub', '--config', bad], `"max-body-bytes" and "maxBodyBytes" in ${bad} name the same option`);
+    writeFileSync(bad, 'max-body-bytes: 1_0x\n');
+    await refuses(['hub', '--config', bad], `"max-body-bytes" in ${bad} must be a non-negative integer, got "1_0x"`);
     writeFileSync(bad, 'nope: 1\n');
     await refuses(['hub', '--config', bad], `unknown option "nope" in ${bad}`);
     writeFileSync(bad, '- a list\n');
