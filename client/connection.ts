@@ -137,7 +137,7 @@ export class Connection extends EventEmitter {
    */
   roundTrip(timeoutMs: number = CLIENT_DEFAULTS.roundTripTimeoutMs): Promise<void> {
     const ws = this.ws;
-    if (!ws || this.state !== 'open') return Promise.reject(new BusError('E_CONNECTION_LOST', 'not connected to a hub'));
+    if (!ws || this.state !== 'open' || ws.readyState !== WebSocket.OPEN) return Promise.reject(new BusError('E_CONNECTION_LOST', 'not connected to a hub'));
     this.flush();
     return new Promise((resolve, reject) => {
       const done = (err?: Error) => {

@@ -4,8 +4,9 @@
  * error replies. Reconnects with backoff and registers again; `drain()` finishes in-flight jobs.
  * When its hub shuts down (Drain) and it has other hub URLs, it opens its next session with the
  * next hub at once and finishes what it has on the old one. Events: `welcome` (each session), `protocolError`,
- * `moving` (its hub is shutting down; the next session is opening), `disconnected` (the
- * session dropped; it reconnects).
+ * `moving` (its hub is shutting down; the next session is opening), `moveFailed` (a hub
+ * refused that next session's Hello), `disconnected` (the session dropped; it
+ * reconnects).
  */
 import { EventEmitter } from 'node:events';
 import { nanoid } from 'nanoid';

@@ -152,7 +152,8 @@ export class Mesh implements LinkHost {
 
   linkDown(link: PeerLink, wasOpen: boolean): void {
     this.all.delete(link);
-    if (link.remoteHubId && (wasOpen || link.forwardedIn > 0 || link.forwardedOut > 0)) {
+    // Only an open link forwards.
+    if (wasOpen && link.remoteHubId) {
       this.peerTotals.retire(link.remoteHubId, link.forwardedIn, link.forwardedOut, now());
     }
     if (wasOpen && this.links.get(link.remoteHubId) === link) {
@@ -292,6 +293,27 @@ export class Mesh implements LinkHost {
   /** Pings every link on its own phase; drops the silent ones. Called by the hub's sweep. */
   keepAlive(at: number): void {
     for (const link of this.all) if (at >= link.nextPingAt) link.keepAlive(at);
+    if (at - this.lastTotalsSweep > 1000) {
+      this.lastTotalsSweep = at;
+      this.knownPeers(at);
+    }
+  }
+
+  private lastTotalsSweep = 0;
+
+  /**
+   * The hub ids this hub has a link or a dialer for. What closed links forwarded is kept for
+   * those, and for others until they have been gone `peerForgetMs` (as a learned peer's
+   * dialer is forgotten): past that, it is dropped here.
+   */
+  private knownPeers(at: number): Set<string> {
+    const ids = new Set<string>(this.links.keys());
+    for (const d of this.dialers) {
+      const id = d.linkedHubId();
+      if (id && id !== this.hubId) ids.add(id);
+    }
+    for (const [id, t] of this.peerTotals.entries()) if (!ids.has(id) && at - t.downAt > this.options.peerForgetMs) this.peerTotals.forget(id);
+    return ids;
   }
 
   /**
@@ -409,17 +431,8 @@ export class Mesh implements LinkHost {
    * peer's dialer is.
    */
   peerMetrics(): { hubId: string; up: boolean; rttMs: number | null; forwardedIn: number; forwardedOut: number }[] {
-    const ids = new Set<string>(this.links.keys());
-    for (const d of this.dialers) {
-      const id = d.linkedHubId();
-      if (id && id !== this.hubId) ids.add(id);
-    }
-    const at = now();
-    for (const [id, t] of this.peerTotals.entries()) {
-      if (ids.has(id)) continue;
-      if (at - t.downAt > this.options.peerForgetMs) this.peerTotals.forget(id);
-      else ids.add(id);
-    }
+    const ids = this.knownPeers(now());
+    for (const [id] of this.peerTotals.entries()) ids.add(id);
     return [...ids].map((hubId) => {
       const link = this.links.get(hubId);
       const past = this.peerTotals.get(hubId);

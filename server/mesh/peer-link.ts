@@ -462,19 +462,18 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   }
 
   private takeOutgoing(id: number): Job | null {
+    const wasFull = this.full();
     const job = this.outgoing.take(id);
     if (!job) {
       this.host.counters.jobs.unknownReplies++;
       return null;
     }
-    this.unhold(job);
+    this.unhold(job, wasFull);
     return job;
   }
 
   /** The origin no longer holds `job` (taken off `outgoing`) for this link; under the caps again, work may flow. */
-  private unhold(job: Job): void {
-    const o = this.host.options;
-    const wasFull = this.heldBytes >= o.maxForwardBytesPerPeer || this.outgoing.size + 1 >= o.maxForwardsPerPeer;
+  private unhold(job: Job, wasFull: boolean): void {
     this.heldBytes -= job.forwardedBytes;
     job.forwardedBytes = 0;
     if (wasFull && !this.full() && this.state === 'open') this.reoffer();
