@@ -82,7 +82,7 @@ export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSid
   }
   // The page itself loads without a token; the state behind it needs the monitor right.
   app.get('/dashboard.json', (res, req) => {
-    if (httpAllowed(res, req, hub.auth, http, 'monitor') === false) return;
+    if (httpAllowed(res, req.getHeader('authorization'), hub.auth, http, 'monitor') === false) return;
     json(res, buildDashboard(hub), http);
   });
 }

@@ -3,15 +3,15 @@
  * and leave the answer to the HTTP answer queue. Bodies are never parsed.
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { type Headers, isValidKey, isValidName, RequestMode, type RequestModeCode } from '../client/protocol.js';
+import { isValidKey, isValidName, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { HttpAnswerQueue, type HttpSide, writeError } from './answer.js';
 import type { Auth } from './auth/auth.js';
 import { httpAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
-import { headerRefusal } from './header-limits.js';
 import { Job, JobState } from './job.js';
 import type { HubOptions } from './options.js';
 import { BodyReader, refuseAfterBody } from './request-body.js';
+import { head, readHead } from './request-head.js';
 import { now } from './timer-wheel.js';
 import { decodeParam } from './url-params.js';
 
@@ -36,7 +36,7 @@ export class HttpIngress {
 
   private accept(res: HttpResponse, req: HttpRequest, mode: RequestModeCode): void {
     this.http.callerRequests++;
-    const badHeaders = headerRefusal(req, this.o);
+    const badHeaders = readHead(req, this.o);
     if (badHeaders) return refuseAfterBody(res, this.http, this.o, badHeaders);
     // HttpRequest is stack-allocated: copy everything needed before returning.
     const service = decodeParam(req.getParameter(0));
@@ -46,24 +46,17 @@ export class HttpIngress {
       key = decodeParam(req.getParameter(1));
       if (!isValidKey(key)) return writeError(res, 'E_BAD_KEY', this.http);
     }
-    if (httpAllowed(res, req, this.auth, this.http, 'request', service) === false) return;
-    const timeout = parseTimeout(req.getHeader('x-timeout-ms'), this.o);
+    if (httpAllowed(res, head.authorization, this.auth, this.http, 'request', service) === false) return;
+    const timeout = parseTimeout(head.timeout, this.o);
     if (timeout < 0) return writeError(res, 'E_BAD_TIMEOUT', this.http);
-    const length = req.getHeader('content-length');
-    const declared = length === '' ? -1 : Number(length);
+    const declared = head.contentLength === '' ? -1 : Number(head.contentLength);
     if (declared > this.o.maxBodyBytes) return refuseAfterBody(res, this.http, this.o, 'E_BODY_TOO_LARGE');
     // A draining hub refuses after the body, not before: its answer closes the connection, and
     // body bytes still arriving at a closed socket would make the kernel reset it.
     const refused = this.dispatcher.draining ? null : this.dispatcher.precheck(service, mode);
     if (refused) return writeError(res, refused, this.http);
-    const contentType = req.getHeader('content-type') || null;
     const query = req.getQuery() || null;
-    let headers: Headers | null = null;
-    for (const name of this.o.forwardHeaders) {
-      const v = req.getHeader(name);
-      if (v !== '') (headers ??= {})[name] = v;
-    }
-    const job = new Job(service, mode, key, EMPTY, contentType, headers, query, now() + timeout, this.answers);
+    const job = new Job(service, mode, key, EMPTY, head.contentType || null, head.forwarded, query, now() + timeout, this.answers);
     job.callerRef = res;
     this.http.unanswered++;
     const reader = new JobBody(res, this.o, Number.isSafeInteger(declared) ? declared : -1, job, this);

@@ -330,13 +330,13 @@ export class Hub implements SessionHost {
       json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http);
     });
     app.get('/stats', (res, req) => {
-      if (httpAllowed(res, req, this.auth, this.http, 'monitor') === false) return;
+      if (httpAllowed(res, req.getHeader('authorization'), this.auth, this.http, 'monitor') === false) return;
       json(res, '200 OK', buildStats(this), this.http);
     });
     const metrics = this.metrics;
     if (metrics) {
       app.get('/metrics', (res, req) => {
-        if (httpAllowed(res, req, this.auth, this.http, 'monitor') === false) return;
+        if (httpAllowed(res, req.getHeader('authorization'), this.auth, this.http, 'monitor') === false) return;
         serveMetrics(res, metrics, this.http);
       });
     }

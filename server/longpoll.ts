@@ -12,10 +12,10 @@ import { endEmpty, endWith, type HttpSide, writeError } from './answer.js';
 import type { Auth } from './auth/auth.js';
 import { httpAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
-import { headerRefusal } from './header-limits.js';
 import { type Consumer, type Job, JobState, type Membership, type Registration, Takes } from './job.js';
 import type { HubOptions } from './options.js';
 import { BodyReader, OwedAnswer, refuseAfterBody } from './request-body.js';
+import { head, readHead } from './request-head.js';
 import { now, type Timed, TimerWheel } from './timer-wheel.js';
 import { decodeParam } from './url-params.js';
 
@@ -104,7 +104,7 @@ export class LongPoll {
   }
 
   private poll(res: HttpResponse, req: HttpRequest): void {
-    const badHeaders = headerRefusal(req, this.o);
+    const badHeaders = readHead(req, this.o);
     if (badHeaders) return refuseAfterBody(res, this.http, this.o, badHeaders);
     const service = decodeParam(req.getParameter(0));
     if (!isValidName(service)) return writeError(res, 'E_BAD_NAME', this.http);
@@ -117,7 +117,7 @@ export class LongPoll {
     }
     const enc = query.get('encoding') ?? this.o.longPollEncoding;
     if (enc !== 'json' && enc !== 'base64') return writeError(res, 'E_BAD_REQUEST', this.http, '?encoding= must be json or base64');
-    if (httpAllowed(res, req, this.auth, this.http, 'serve', service) === false) return;
+    if (httpAllowed(res, head.authorization, this.auth, this.http, 'serve', service) === false) return;
     if (this.dispatcher.draining) return writeError(res, 'E_SHUTTING_DOWN', this.http);
     const here = this.waiting.get(service) ?? 0;
     if (here >= this.o.maxPollersPerService || this.totalWaiting >= this.o.maxPollers) {
@@ -143,14 +143,14 @@ export class LongPoll {
   }
 
   private reply(res: HttpResponse, req: HttpRequest): void {
-    const badHeaders = headerRefusal(req, this.o);
+    const badHeaders = readHead(req, this.o);
     if (badHeaders) return refuseAfterBody(res, this.http, this.o, badHeaders);
     // Who posts is checked against the job's service where the job is (maybe another hub).
-    const principal = httpAllowed(res, req, this.auth, this.http, 'token');
+    const principal = httpAllowed(res, head.authorization, this.auth, this.http, 'token');
     if (principal === false) return;
     const poster = principal?.name ?? null;
     const id = req.getParameter(0);
-    const contentType = req.getHeader('content-type') || null;
+    const contentType = head.contentType || null;
     // The id names the hub that leased the job: a reply a load balancer sent here may be for another.
     const issuer = leaseIssuer(id);
     const local = issuer === this.hubId;
@@ -160,7 +160,7 @@ export class LongPoll {
     if (!local && !this.forwardReply.reaches(issuer)) {
       return writeError(res, 'E_UNKNOWN_JOB', this.http, `the hub that leased that job (${issuer}) is not linked to this one`);
     }
-    const length = req.getHeader('content-length');
+    const length = head.contentLength;
     if (length !== '' && Number(length) > this.o.maxBodyBytes) return refuseAfterBody(res, this.http, this.o, 'E_BODY_TOO_LARGE');
     const owed = new OwedAnswer(this.http);
     const reply = new LeaseReplyBody(res, this.http, this.o, length === '' ? -1 : Number(length), owed, (body) => {

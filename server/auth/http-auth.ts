@@ -1,5 +1,5 @@
 /** The bearer-token check of the HTTP routes: 401 without a valid token, 403 without the right. */
-import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { HttpResponse } from 'uWebSockets.js';
 import { type HttpSide, writeError } from '../answer.js';
 import type { Auth } from './auth.js';
 import type { Principal } from './auth-file.js';
@@ -25,13 +25,13 @@ export function has(p: Principal, right: Right, service: string): boolean {
 }
 
 /**
- * The principal of the request's `Authorization: Bearer` token when it has `right` (on
- * `service`); ANYONE when auth is off; false when refused (the 401 or 403 is written). Reads
- * the header, so call it before the handler returns (uWS requests live on the stack).
+ * The principal of the request's `Authorization: Bearer` token (the header's value, '' for
+ * none) when it has `right` (on `service`); ANYONE when auth is off; false when refused (the
+ * 401 or 403 is written).
  */
-export function httpAllowed(res: HttpResponse, req: HttpRequest, auth: Auth, http: HttpSide, right: Right, service = ''): Principal | null | false {
+export function httpAllowed(res: HttpResponse, authorization: string, auth: Auth, http: HttpSide, right: Right, service = ''): Principal | null | false {
   if (!auth.enabled) return ANYONE;
-  const p = auth.bearer(req.getHeader('authorization'));
+  const p = auth.bearer(authorization);
   if (!p) {
     writeError(res, 'E_UNAUTHORIZED', http);
     return false;
