@@ -5,7 +5,11 @@
  */
 import { type HandleOptions, HandlerError, type IncomingJob, Worker, type WorkerOptions } from './worker.js';
 
-export type MeshageHandler = (message: Record<string, unknown>) => unknown;
+/**
+ * A meshage handler: the message in, its answer (a value or a promise of one) out. The job is
+ * there too, for what meshage had no word for: `job.signal` (cancelled), `job.attempt`.
+ */
+export type MeshageHandler = (message: Record<string, unknown>, job: IncomingJob) => unknown;
 
 /** Builds the message a meshage handler sees; throws a 400 HandlerError for a non-object body. */
 export function meshageMessage(job: IncomingJob): Record<string, unknown> {
@@ -31,7 +35,7 @@ export function meshageMessage(job: IncomingJob): Record<string, unknown> {
 /** Wraps a meshage handler as a worker handler. */
 export function meshageHandler(handler: MeshageHandler) {
   return async (job: IncomingJob) => {
-    const result = await handler(meshageMessage(job));
+    const result = await handler(meshageMessage(job), job);
     return { contentType: 'application/json', body: JSON.stringify(result === undefined ? null : result) };
   };
 }

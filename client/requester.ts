@@ -42,11 +42,16 @@ export function makeResponse(status: number, contentType: string | null, headers
     } catch {
       // keep the generic message
     }
-    const err = new BusError(isErrorCode(code) ? code : 'E_HANDLER', message, status);
-    (err as BusError & { workerCode?: string }).workerCode = code;
-    throw err;
+    throw requestError(status, code, message);
   }
   return new Response(status, contentType ?? 'application/json', headers, body, servedBy);
+}
+
+/** The error a failed request rejects with; a worker's own code outside the catalogue is kept as `workerCode`. */
+export function requestError(status: number, code: string, message: string): BusError {
+  const err = new BusError(isErrorCode(code) ? code : 'E_HANDLER', message, status);
+  (err as BusError & { workerCode?: string }).workerCode = code;
+  return err;
 }
 
 /** A plain class, not an object of closures: callers make many thousands a second. */

@@ -13,41 +13,12 @@ import { nanoid } from 'nanoid';
 import { Connection, type ConnectionOptions } from './connection.js';
 import { CLIENT_DEFAULTS } from './defaults.js';
 import { BusError } from './errors.js';
-import { DEFAULT_CONTENT_TYPE, type Frame, type Headers, isValidStatus, type JobFrame, Op, type WelcomeInfo } from './protocol.js';
+import { Answer, type Handler, HandlerError, type HandlerValue, JobView, NO_HEADERS, runHandler, type WorkerReply } from './handler.js';
+import { type Frame, type Headers, type JobFrame, Op, type WelcomeInfo } from './protocol.js';
 import { type BusResponse, Requester, type RequestOptions } from './requester.js';
 
-/** What a handler gets. */
-export interface IncomingJob {
-  /** Id of this job on this connection. */
-  readonly id: number;
-  readonly service: string;
-  /** Partition key of a keyed or broadcast job, else null. */
-  readonly key: string | null;
-  /** 1 on first delivery; higher means an earlier attempt's worker vanished. */
-  readonly attempt: number;
-  /** Milliseconds left until the caller's deadline when the job was received. */
-  readonly remainingMs: number;
-  readonly contentType: string | null;
-  readonly headers: Headers;
-  readonly query: string | null;
-  readonly body: Buffer;
-  /** Fires when the hub cancels the job (deadline passed, caller gone). */
-  readonly signal: AbortSignal;
-  text(): string;
-  json<T = unknown>(): T;
-}
-
-/** A handler's answer. */
-export interface WorkerReply {
-  status?: number;
-  contentType?: string;
-  headers?: Headers;
-  body?: Uint8Array | string;
-}
-
-export type Handler = (
-  job: IncomingJob,
-) => WorkerReply | Uint8Array | string | null | undefined | Promise<WorkerReply | Uint8Array | string | null | undefined>;
+export type { Handler, IncomingJob, WorkerReply } from './handler.js';
+export { HandlerError };
 
 export interface HandleOptions {
   /** Jobs of this service run at once. Default 16. */
@@ -63,56 +34,21 @@ export function json(value: unknown, status = 200): WorkerReply {
   return { status, contentType: 'application/json', body: JSON.stringify(value ?? null) };
 }
 
-/** A handler error that sets the HTTP status and error code the caller sees. */
-export class HandlerError extends Error {
+/** A running job: what its handler sees, and the session it came on (its answer goes back there). */
+class Running extends JobView {
   constructor(
-    message: string,
-    readonly status = 500,
-    readonly code = 'E_HANDLER',
-  ) {
-    super(message);
-    this.name = 'HandlerError';
-  }
-}
-
-/**
- * A running job. The AbortController is made only when the handler reads `signal`: most
- * handlers never do, and creating one costs more than the rest of a job's bookkeeping.
- */
-class Running implements IncomingJob {
-  cancelled = false;
-  private controller: AbortController | null = null;
-  private reason: unknown = undefined;
-  constructor(
-    /** The session the job came on, and its answer goes back on. */
     readonly link: WorkerLink,
-    readonly id: number,
-    readonly service: string,
-    readonly key: string | null,
-    readonly attempt: number,
-    readonly remainingMs: number,
-    readonly contentType: string | null,
-    readonly headers: Headers,
-    readonly query: string | null,
-    readonly body: Buffer,
-  ) {}
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.cancelled) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-  abort(reason: unknown): void {
-    this.cancelled = true;
-    this.reason = reason;
-    this.controller?.abort(reason);
-  }
-  text(): string {
-    return this.body.toString('utf8');
-  }
-  json<T = unknown>(): T {
-    return JSON.parse(this.body.toString('utf8')) as T;
+    id: number,
+    service: string,
+    key: string | null,
+    attempt: number,
+    remainingMs: number,
+    contentType: string | null,
+    headers: Headers,
+    query: string | null,
+    body: Buffer,
+  ) {
+    super(id, service, key, attempt, remainingMs, contentType, headers, query, body);
   }
 }
 
@@ -148,6 +84,9 @@ export class Worker extends EventEmitter {
   private readonly registered = new Map<string, number>();
   private draining = false;
   private idleWaiters: (() => void)[] = [];
+  private readonly finishBound = (job: Running, value: HandlerValue, err: unknown): void => this.finish(job, value, err);
+  /** Filled by each handler's outcome and sent at once. */
+  private readonly answer = new Answer();
 
   constructor(opts: WorkerOptions) {
     super();
@@ -340,28 +279,15 @@ export class Worker extends EventEmitter {
     );
     link.running.set(id, job);
     if (!h) {
-      this.finish(id, job, undefined, new HandlerError(`no handler for ${service}`, 503, 'E_NO_WORKERS'));
+      this.finish(job, undefined, new HandlerError(`no handler for ${service}`, 503, 'E_NO_WORKERS'));
       return;
     }
-    let result: ReturnType<Handler>;
-    try {
-      result = h.handler(job);
-    } catch (err) {
-      this.finish(id, job, undefined, err);
-      return;
-    }
-    if (result && typeof (result as Promise<unknown>).then === 'function') {
-      (result as Promise<Awaited<ReturnType<Handler>>>).then(
-        (v) => this.finish(id, job, v, undefined),
-        (err: unknown) => this.finish(id, job, undefined, err ?? new Error('handler rejected')),
-      );
-    } else {
-      this.finish(id, job, result as Awaited<ReturnType<Handler>>, undefined);
-    }
+    runHandler(h.handler, job, this.finishBound);
   }
 
-  private finish(id: number, running: Running, value: Awaited<ReturnType<Handler>>, err: unknown): void {
+  private finish(running: Running, value: HandlerValue, err: unknown): void {
     const link = running.link;
+    const id = running.id;
     if (link.running.get(id) !== running) {
       // Its session dropped: the hub has redelivered the job, so no answer; the slot is free.
       if (this.orphans.delete(running)) {
@@ -375,18 +301,10 @@ export class Worker extends EventEmitter {
     if (running.cancelled) {
       // Credit comes back only now that the handler is really done.
       conn.send([Op.CancelAck, id]);
-    } else if (err !== undefined) {
-      const he = err instanceof HandlerError ? err : null;
-      const message = err instanceof Error ? err.message : String(err);
-      conn.send([Op.Error, id, isValidStatus(he?.status) ? he!.status : 500, he?.code ?? 'E_HANDLER', message]);
     } else {
-      const r = toReply(value);
-      // A status the hub would refuse would cost the whole session: the caller gets a 500 instead.
-      if (r.status !== undefined && !isValidStatus(r.status)) {
-        conn.send([Op.Error, id, 500, 'E_HANDLER', `the handler returned status ${String(r.status)}; a reply's status is an integer from 200 to 599`]);
-      } else {
-        conn.send([Op.Reply, id, r.status ?? 200, r.contentType ?? DEFAULT_CONTENT_TYPE, r.headers ?? null, toBytes(r.body)]);
-      }
+      const a = this.answer.of(value, err);
+      if (a.error) conn.send([Op.Error, id, a.status, a.code, a.message]);
+      else conn.send([Op.Reply, id, a.status, a.contentType, a.headers, a.body]);
     }
     if (link !== this.current) {
       // A slot of a retiring session is free: the current one may take one more job.
@@ -403,17 +321,3 @@ export class Worker extends EventEmitter {
     for (const w of waiters) w();
   }
 }
-
-function toReply(v: Awaited<ReturnType<Handler>>): WorkerReply {
-  if (v === null || v === undefined) return {};
-  if (typeof v === 'string' || v instanceof Uint8Array) return { body: v };
-  return v;
-}
-
-function toBytes(body: Uint8Array | string | undefined): Uint8Array {
-  if (body === undefined) return EMPTY;
-  return typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-}
-
-const EMPTY = new Uint8Array(0);
-const NO_HEADERS: Headers = Object.freeze({}) as Headers;

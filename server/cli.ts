@@ -132,7 +132,8 @@ async function runHub(args: string[]): Promise<number> {
     throw err;
   }
   const host = hub.options.host;
-  log.info({ port, host, hubId: hub.hubId, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` }, 'listening');
+  const clusterPort = hub.clusterPort || undefined;
+  log.info({ port, clusterPort, host, hubId: hub.hubId, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` }, 'listening');
   if (!hub.auth.enabled) {
     const exposed = host !== '127.0.0.1' && host !== 'localhost' && host !== '::1';
     log.warn(

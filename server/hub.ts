@@ -16,6 +16,7 @@ import { type AuthCounters, Counters } from './counters.js';
 import { wireDashboard } from './dashboard.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
+import { InProcessWorker, inProcessInstanceId } from './in-process-worker.js';
 import { listenError } from './listen-error.js';
 import { createLogger, type LogFormat, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
@@ -51,12 +52,19 @@ export class Hub implements SessionHost {
   port = 0;
   private app: TemplatedApp | null = null;
   private listenSocket: us_listen_socket | null = null;
+  /** The cluster port's app and socket (`--cluster-port`): peer links only. */
+  private clusterApp: TemplatedApp | null = null;
+  private clusterSocket: us_listen_socket | null = null;
+  /** The cluster port as bound; 0 without one. */
+  clusterPort = 0;
   private keepAliveTimer: NodeJS.Timeout | null = null;
   private nextSessionId = 1;
   private closing: Promise<void> | null = null;
   private readonly ingress: HttpIngress;
   readonly longPoll: LongPoll;
   readonly mesh: Mesh;
+  /** Handlers in this process (an embedded hub's): one ring member, no socket between. */
+  readonly local: InProcessWorker;
   readonly http: HttpSide;
   /** What GET /metrics exposes; null with --metrics off. */
   readonly metrics: Registry | null;
@@ -90,43 +98,61 @@ export class Hub implements SessionHost {
     this.longPoll = new LongPoll(this.options, this.dispatcher, this.http, this.mesh.leaseForwarder, this.auth);
     this.mesh.answerLease = (leaseId, contentType, body, poster) => this.longPoll.answerLease(leaseId, contentType, body, poster);
     this.metrics = this.dispatcher.tally ? hubMetrics(this, this.dispatcher.tally) : null;
+    this.local = new InProcessWorker(this.dispatcher, this.options, this.hubId, inProcessInstanceId(this.hubId));
   }
 
-  /** Binds the port (exclusively) and starts serving; resolves with the port bound, rejects with a ListenError. */
-  listen(): Promise<number> {
-    if (this.state !== 'new') return Promise.reject(new Error(`hub is ${this.state}`));
+  /**
+   * Binds the port, and the cluster port when there is one (exclusively), and starts serving;
+   * resolves with the port bound, rejects with a ListenError.
+   */
+  async listen(): Promise<number> {
+    if (this.state !== 'new') throw new Error(`hub is ${this.state}`);
+    const { host, port, clusterPort } = this.options;
     const app = uWS.App();
     this.app = app;
-    this.wireSockets(app);
+    this.wireSockets(app, clusterPort === 0);
     this.ingress.routes(app);
     this.longPoll.routes(app);
     this.wireOperatorRoutes(app);
+    this.wireNotFound(app);
+    try {
+      this.listenSocket = await bind(app, host, port);
+      this.port = uWS.us_socket_local_port(this.listenSocket);
+      if (clusterPort !== 0) {
+        const peers = uWS.App();
+        this.clusterApp = peers;
+        this.servePeers(peers);
+        this.wireNotFound(peers);
+        this.clusterSocket = await bind(peers, host, clusterPort);
+        this.clusterPort = uWS.us_socket_local_port(this.clusterSocket);
+      }
+    } catch (err) {
+      this.closePorts();
+      this.app = this.clusterApp = null;
+      throw err;
+    }
+    this.state = 'listening';
+    // Sweeps run ten times per ping interval and each session is pinged on its own phase, so
+    // thousands of idle sessions do not all get a ping (and answer it) in the same turn.
+    const sweep = Math.min(this.options.pingIntervalMs / 10, this.options.peerTimeoutMs / 12, 1000);
+    this.keepAliveTimer = setInterval(() => this.keepAlive(), Math.max(10, sweep));
+    this.mesh.start(this.clusterPort || this.port);
+    return this.port;
+  }
+
+  private wireNotFound(app: TemplatedApp): void {
     app.any('/*', (res, req) => {
       // A HEAD answer has no body: a client would read one as the start of the next answer.
       if (req.getMethod() === 'head') endEmpty(res.writeStatus('404 Not Found').writeHeader(ERROR_CODE_HEADER, 'E_NOT_FOUND'), this.http);
       else writeError(res, 'E_NOT_FOUND', this.http);
     });
-    const { host, port } = this.options;
-    return new Promise((resolve, reject) => {
-      // By default uWS binds a given port with SO_REUSEPORT: a second hub on it would "listen"
-      // too and the kernel would split connections between the two.
-      listenExclusive(app, host, port, (socket) => {
-        if (!socket) {
-          this.app = null;
-          reject(listenError(host, port));
-          return;
-        }
-        this.listenSocket = socket;
-        this.port = uWS.us_socket_local_port(socket);
-        this.state = 'listening';
-        // Sweeps run ten times per ping interval and each session is pinged on its own phase, so
-        // thousands of idle sessions do not all get a ping (and answer it) in the same turn.
-        const sweep = Math.min(this.options.pingIntervalMs / 10, this.options.peerTimeoutMs / 12, 1000);
-        this.keepAliveTimer = setInterval(() => this.keepAlive(), Math.max(10, sweep));
-        this.mesh.start(this.port);
-        resolve(this.port);
-      });
-    });
+  }
+
+  /** Closes the listening sockets: connections waiting in the kernel's accept queue are reset. */
+  private closePorts(): void {
+    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
+    if (this.clusterSocket) uWS.us_listen_socket_close(this.clusterSocket);
+    this.listenSocket = this.clusterSocket = null;
   }
 
   /**
@@ -197,6 +223,8 @@ export class Hub implements SessionHost {
     this.state = 'draining';
     this.dispatcher.draining = true;
     this.http.closing = true;
+    // In-process handlers cannot move to another hub: their keys go to the other members at once.
+    this.local.close();
     this.mesh.leave();
     this.log.info({ open: this.dispatcher.open, grace: this.options.shutdownGraceMs }, 'draining');
     for (const s of this.sessions) s.sendDrain();
@@ -219,15 +247,14 @@ export class Hub implements SessionHost {
     // Closing the port resets the connections still waiting in the kernel's accept queue (their
     // requests were never read). Accepted connections stay open: a request that arrives on one
     // within LINGER_MS is still read and answered rather than met by a closed socket.
-    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
-    this.listenSocket = null;
+    this.closePorts();
     for (const s of [...this.sessions]) s.close(CloseCode.GoingAway, 'hub shutting down');
     this.mesh.stop();
     await sleep(remaining(until, LINGER_MS));
     await this.answered(until);
     if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
     this.dispatcher.wheel.stop();
-    (this.app as unknown as { close?: () => void } | null)?.close?.();
+    for (const app of [this.app, this.clusterApp]) (app as unknown as { close?: () => void } | null)?.close?.();
     this.state = 'closed';
     const { callerRequests, unanswered } = this.http;
     if (unanswered > 0) this.log.warn({ callerRequests, unanswered }, 'closed with requests still being read');
@@ -242,8 +269,8 @@ export class Hub implements SessionHost {
     return waitUntil(() => this.http.unanswered === 0, Math.max(until, now() + FINAL_FLUSH_MS));
   }
 
-  /** Worker and caller sessions at /ws; peer hubs at /peer (they dial with ws; here uWS accepts). */
-  private wireSockets(app: TemplatedApp): void {
+  /** Worker and caller sessions at /ws; peer hubs at /peer, unless a cluster port serves them. */
+  private wireSockets(app: TemplatedApp, peers: boolean): void {
     this.serveSockets(
       app,
       '/ws',
@@ -251,6 +278,11 @@ export class Hub implements SessionHost {
       (session) => this.sessions.add(session),
       (session) => this.forget(session),
     );
+    if (peers) this.servePeers(app);
+  }
+
+  /** Peer hubs at /peer (they dial with ws; here uWS accepts). */
+  private servePeers(app: TemplatedApp): void {
     this.serveSockets(
       app,
       '/peer',
@@ -378,8 +410,17 @@ interface SocketData<E> {
 type ListenWithHost = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
 const EXCLUSIVE_PORT = (uWS as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
 
-function listenExclusive(app: TemplatedApp, host: string, port: number, cb: (socket: us_listen_socket | false) => void): void {
-  (app.listen as unknown as ListenWithHost).call(app, host, port, EXCLUSIVE_PORT, cb);
+/**
+ * Binds `port` exclusively: by default uWS binds with SO_REUSEPORT, so a second hub on the
+ * port would "listen" too and the kernel would split connections between the two.
+ */
+function bind(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
+  return new Promise((resolve, reject) => {
+    (app.listen as unknown as ListenWithHost).call(app, host, port, EXCLUSIVE_PORT, (socket) => {
+      if (socket) resolve(socket);
+      else reject(listenError(host, port));
+    });
+  });
 }
 
 function json(res: HttpResponse, status: string, value: unknown, http: HttpSide): void {

@@ -50,7 +50,7 @@ export function hubMetrics(hub: StatsSource, tally: RequestTally): Registry {
     });
   perService('astromesh_queue_depth', 'Jobs queued, waiting for a worker', (s) => s.svc.queued);
   perService('astromesh_inflight_jobs', 'Jobs handed to a consumer (worker, long-poll, peer hub) and not yet answered', (s) => s.inflight);
-  perService('astromesh_workers', 'WebSocket worker instances connected to this hub serving the service', (s) => s.workers);
+  perService('astromesh_workers', 'Worker instances on this hub serving the service (WebSocket workers, and its in-process handlers as one)', (s) => s.workers);
 
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({

@@ -98,8 +98,10 @@ export interface HubOptions {
   logFormat: string;
   /** Seed peers, `host:port` or `ws(s)://…` URLs; a DNS name yields every address it resolves to. Default none. */
   peers: string[];
-  /** The `host:port` peers dial for this hub. Default `host:port` as bound. */
+  /** The `host:port` peers dial for this hub. Default `host:port` as bound (the cluster port when there is one). */
   advertise: string;
+  /** A second port, on the same host, that serves only peer links; 0: none, peers dial `port`. Default 0. */
+  clusterPort: number;
   /** Cluster secrets, comma-separated: each is accepted, the first proves this hub. Default none (a warning). */
   clusterSecret: string;
   /** A file holding the cluster secrets (one line, comma-separated). Default none. */
@@ -167,6 +169,7 @@ export const HUB_DEFAULTS: Readonly<HubOptions> = Object.freeze({
   logFormat: 'json',
   peers: [],
   advertise: '',
+  clusterPort: 0,
   clusterSecret: '',
   clusterSecretFile: '',
   authFile: '',
@@ -228,6 +231,7 @@ export const OPTION_SPECS: ReadonlyArray<{ key: keyof HubOptions; flag: string; 
   spec('logFormat', 'string', 'log lines: json, or pretty for a terminal'),
   spec('peers', 'list', 'seed peers: host:port or ws(s):// URLs (comma-separated)'),
   spec('advertise', 'string', 'host:port peers dial for this hub'),
+  spec('clusterPort', 'int', 'a second port serving only peer links (0: none, peers use --port)'),
   spec('clusterSecret', 'string', 'cluster secrets, comma-separated (the first proves this hub)'),
   spec('clusterSecretFile', 'string', 'file holding the cluster secrets'),
   spec('authFile', 'string', 'auth file: tokens and their rights (none: auth off)'),
@@ -279,6 +283,8 @@ export function resolveHubOptions(input: Partial<HubOptions> = {}, nameOf: Optio
   if (!o.maxSessionQueuedBytes) o.maxSessionQueuedBytes = 4 * o.maxBackpressureBytes;
   o.forwardHeaders = o.forwardHeaders.map((h) => h.trim().toLowerCase()).filter(Boolean);
   if (o.port > 65535) throw new InvalidOptionError(`${n('port')} must be at most 65535, got ${o.port}`);
+  if (o.clusterPort > 65535) throw new InvalidOptionError(`${n('clusterPort')} must be at most 65535, got ${o.clusterPort}`);
+  if (o.clusterPort !== 0 && o.clusterPort === o.port) throw new InvalidOptionError(`${n('clusterPort')} must differ from ${n('port')} (${o.port})`);
   const positive: (keyof HubOptions)[] = [
     'maxBodyBytes',
     'defaultTimeoutMs',

@@ -3,6 +3,7 @@ import type { HttpSide } from './answer.js';
 import type { Auth } from './auth/auth.js';
 import type { Counters } from './counters.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { InProcessWorker } from './in-process-worker.js';
 import type { LongPoll } from './longpoll.js';
 import type { Mesh } from './mesh/mesh.js';
 import type { HubOptions } from './options.js';
@@ -21,6 +22,7 @@ export interface StatsSource {
   readonly mesh: Mesh;
   readonly http: HttpSide;
   readonly auth: Auth;
+  readonly local: InProcessWorker;
 }
 
 export function buildStats(hub: StatsSource) {
@@ -59,6 +61,25 @@ export function buildStats(hub: StatsSource) {
     requests: s.requests.size,
     services: [...s.regs.values()].map((r) => ({ name: r.service, credit: r.concurrency, inflight: r.inflight, weight: r.weight })),
   }));
+  // In-process handlers are listed like a session (id 0), so operators see them beside the workers.
+  const local = hub.local.services();
+  if (local.length > 0) {
+    workers.unshift({
+      sessionId: 0,
+      instanceId: hub.local.instanceId,
+      role: 'worker',
+      name: 'in-process',
+      token: undefined,
+      remoteAddress: 'in-process',
+      state: 'open',
+      connectedAt: new Date(hub.startedAt).toISOString(),
+      blocked: false,
+      queuedBytes: 0,
+      inflight: hub.local.inflight,
+      requests: 0,
+      services: local,
+    });
+  }
   let sessionQueuedBytes = 0;
   for (const s of hub.sessions) sessionQueuedBytes += s.queuedBytes;
   const counted = hub.counters.snapshot();

@@ -129,16 +129,21 @@ export function startHub(flags: Record<string, string | number> = {}, env: NodeJ
 /** Starts a hub on `port` (0: a free one) and waits until it listens; rejects if it exits first. */
 export async function startHubOn(port: number, flags: Record<string, string | number> = {}, env: NodeJS.ProcessEnv = {}): Promise<HubProc> {
   const proc = spawnHub(port, flags, env) as HubProc;
-  const line = await Promise.race([
-    proc.waitFor((l) => l.msg === 'listening', 10_000, 'hub to listen'),
-    proc.exited.then(async (e) => {
-      await proc.closed;
-      throw new Error(`hub exited ${JSON.stringify(e)}: ${proc.stderr.join('\n')}`);
-    }),
-  ]);
+  const line = await listening(proc, 'hub');
   proc.port = line.port as number;
   proc.url = `http://127.0.0.1:${proc.port}`;
   return proc;
+}
+
+/** Resolves with the "listening" line of a hub (or node) process; rejects if it exits first. */
+export function listening(proc: Proc, what: string): Promise<Record<string, unknown>> {
+  return Promise.race([
+    proc.waitFor((l) => l.msg === 'listening', 10_000, `${what} to listen`),
+    proc.exited.then(async (e) => {
+      await proc.closed;
+      throw new Error(`${what} exited ${JSON.stringify(e)}: ${proc.stderr.join('\n')}`);
+    }),
+  ]);
 }
 
 /** Behaviour of one service in the fixture worker (see test/fixtures/worker.ts). */

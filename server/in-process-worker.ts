@@ -1,0 +1,168 @@
+/**
+ * Handlers that run in the hub's own process: the fourth kind of consumer, beside WebSocket
+ * sessions, long-polls and peer links. A job reaches its handler without a socket or msgpack (the
+ * handler reads the job's body in place), and the dispatcher's rules hold as for the others: a
+ * registration's credit bounds what runs at once, the deadline cancels through the handler's
+ * AbortSignal, and a job settles once. It is one ring member (one instance id) per hub.
+ */
+import { BusError, type ErrorCode } from '../client/errors.js';
+import { Answer, type Handler, type HandlerValue, JobView, NO_HEADERS, runHandler } from '../client/handler.js';
+import { isValidName, MAX_CONCURRENCY, MAX_WEIGHT } from '../client/protocol.js';
+import type { BusResponse, RequestOptions } from '../client/requester.js';
+import type { Dispatcher } from './dispatcher.js';
+import { requestInProcess } from './in-process-request.js';
+import { type Consumer, type Job, JobState, type Registration, Takes } from './job.js';
+import type { HubOptions } from './options.js';
+import { now } from './timer-wheel.js';
+
+export interface InProcessOptions {
+  /** Jobs of the service its handler runs at once (its credit). */
+  concurrency: number;
+  /** Share of partition keys relative to the other ring members. */
+  weight: number;
+}
+
+/** A job running in-process: what its handler sees, and the attempt its answer is for. */
+class InProcessJob extends JobView {
+  constructor(
+    readonly job: Job,
+    readonly deliveredAttempt: number,
+    id: number,
+    body: Buffer,
+  ) {
+    super(id, job.service, job.key, job.attempt, Math.max(0, Math.round(job.deadline - now())), job.contentType, job.headers ?? NO_HEADERS, job.query, body);
+  }
+}
+
+export class InProcessWorker implements Consumer {
+  /** No lease: a handler in this process cannot vanish without the hub. */
+  readonly leaseMs = 0;
+  /** `<hubId>/<instanceId>`, as in X-Served-By. */
+  readonly servedBy: string;
+  private readonly served = new Map<string, Registration>();
+  /** Each registration's handler: a job handed over before its service was unregistered still runs on it. */
+  private readonly handlers = new WeakMap<Registration, Handler>();
+  /** Jobs handed over in this turn: handlers run after the dispatcher's call returns. */
+  private pending: Job[] = [];
+  private scheduled = false;
+  private readonly running = new Map<Job, InProcessJob>();
+  private nextId = 1;
+  private closed = false;
+  private readonly answer = new Answer();
+  private readonly runPendingBound = (): void => this.runPending();
+  private readonly finishBound = (run: InProcessJob, value: HandlerValue, err: unknown): void => this.finish(run, value, err);
+
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    private readonly options: HubOptions,
+    readonly hubId: string,
+    readonly instanceId: string,
+  ) {
+    this.servedBy = `${hubId}/${instanceId}`;
+  }
+
+  /**
+   * Serves `service` with `handler` (again: with the new handler, credit and weight). Throws a
+   * BusError for a name or option the hub would refuse from a worker.
+   */
+  handle(service: string, handler: Handler, opts: InProcessOptions): void {
+    if (this.closed) throw new BusError('E_SHUTTING_DOWN', 'the hub is shutting down');
+    if (!isValidName(service)) throw new BusError('E_BAD_NAME');
+    if (!(Number.isInteger(opts.concurrency) && opts.concurrency >= 1 && opts.concurrency <= MAX_CONCURRENCY)) {
+      throw new RangeError(`concurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);
+    }
+    if (!(opts.weight > 0 && opts.weight <= MAX_WEIGHT)) throw new RangeError(`weight must be more than 0 and at most ${MAX_WEIGHT}`);
+    const membership = { instanceId: this.instanceId, hubId: this.hubId, weight: opts.weight, takes: Takes.Ring };
+    const r = this.dispatcher.register(this, service, opts.concurrency, membership, this.served.get(service));
+    if (typeof r === 'string') throw new BusError(r);
+    this.served.set(service, r);
+    this.handlers.set(r, handler);
+  }
+
+  /**
+   * A request from this process, routed like any caller's (to a handler here, a worker, or
+   * through a peer): resolves with the answer, rejects with a BusError on an error answer.
+   */
+  request(service: string, body: Uint8Array | string, opts?: RequestOptions): Promise<BusResponse> {
+    return requestInProcess(this.dispatcher, this.options, service, body, opts);
+  }
+
+  /** Stops serving `service`: jobs waiting for it go to the next owner; running ones finish. */
+  unhandle(service: string): boolean {
+    const r = this.served.get(service);
+    if (!r) return false;
+    this.served.delete(service);
+    this.dispatcher.unregister(r);
+    return true;
+  }
+
+  /** The services served, for /stats. */
+  services(): { name: string; credit: number; inflight: number; weight: number }[] {
+    return [...this.served.values()].map((reg) => ({ name: reg.service, credit: reg.concurrency, inflight: reg.inflight, weight: reg.weight }));
+  }
+
+  /** Handlers running now. */
+  get inflight(): number {
+    return this.running.size;
+  }
+
+  /** The hub is shutting down: every service is unregistered (its keys go to other members at once); running jobs finish. */
+  close(): void {
+    this.closed = true;
+    for (const service of [...this.served.keys()]) this.unhandle(service);
+  }
+
+  canSend(): boolean {
+    return true;
+  }
+
+  deliver(job: Job): void {
+    // Not from inside the dispatcher's call: a handler that answers at once would settle the job
+    // while the dispatcher is still assigning it.
+    this.pending.push(job);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.runPendingBound);
+    }
+  }
+
+  cancel(job: Job, code: ErrorCode): void {
+    // A job still pending is released when its turn comes; a running one when its handler returns.
+    this.running.get(job)?.abort(new BusError(code));
+  }
+
+  private runPending(): void {
+    this.scheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    for (const job of batch) {
+      const handler = job.reg ? this.handlers.get(job.reg) : undefined;
+      if (job.state === JobState.Settled || !handler) {
+        // Cancelled before its handler ran: its credit comes back, nothing runs.
+        this.dispatcher.release(job);
+        continue;
+      }
+      const body = job.body;
+      const run = new InProcessJob(job, job.attempt, this.nextId++, Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+      this.running.set(job, run);
+      runHandler(handler, run, this.finishBound);
+    }
+  }
+
+  private finish(run: InProcessJob, value: HandlerValue, err: unknown): void {
+    const job = run.job;
+    this.running.delete(job);
+    if (!run.cancelled && job.state !== JobState.Settled) {
+      const a = this.answer.of(value, err);
+      if (a.error) this.dispatcher.resolveError(job, a.status, a.code, a.message, this.servedBy);
+      else this.dispatcher.resolve(job, a.status, a.contentType, a.headers, a.body, this.servedBy);
+    }
+    // Credit comes back only now that the handler is really done, as a worker's CancelAck does.
+    this.dispatcher.release(job, run.deliveredAttempt);
+  }
+}
+
+/** The instance id of a hub's in-process handlers: one ring member per hub, stable as its hub id is. */
+export function inProcessInstanceId(hubId: string): string {
+  return `${hubId}.local`;
+}
