@@ -49,10 +49,13 @@ export function endWith(res: HttpResponse, body: RecognizedString, http: HttpSid
 /**
  * Ends an answer without a body. uWS's own close would add `Content-Length: 0`, which a 204 must
  * not carry and a HEAD answer would misreport, so while closing only the header is written and
- * the caller closes the connection, as it must after reading it.
+ * the caller closes the connection, as it must after reading it. A HEAD answer may report the
+ * length its GET would have (`reportedLength`).
  */
-export function endEmpty(res: HttpResponse, http: HttpSide): void {
+export function endEmpty(res: HttpResponse, http: HttpSide, reportedLength?: number): void {
   if (http.closing) res.writeHeader('connection', 'close');
+  // uWS's own reported length leaves the response open (it waits for that many bytes).
+  if (reportedLength !== undefined) res.writeHeader('content-length', String(reportedLength));
   res.endWithoutBody();
 }
 

@@ -8,7 +8,7 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { endWith, type HttpSide, writeError } from './answer.js';
+import { endEmpty, endWith, type HttpSide, writeError } from './answer.js';
 import { httpAllowed } from './auth/http-auth.js';
 import { LATENCY_BOUNDS_MS, requestTotals } from './request-tally.js';
 import { buildStats, type StatsSource } from './stats.js';
@@ -65,7 +65,7 @@ const CSP =
 export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSide): void {
   const cache = new Map<string, Buffer>();
   for (const [path, asset] of Object.entries(ASSETS)) {
-    app.get(path, (res) => {
+    const serve = (res: HttpResponse, head: boolean) => {
       let body = cache.get(path);
       if (!body) {
         try {
@@ -77,8 +77,12 @@ export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSid
       }
       res.writeStatus('200 OK').writeHeader('content-type', asset.type).writeHeader('x-content-type-options', 'nosniff');
       res.writeHeader('cache-control', 'no-cache').writeHeader('content-security-policy', CSP);
-      endWith(res, body, http);
-    });
+      // A HEAD answer reports the length a GET would get, and has no body.
+      if (head) endEmpty(res, http, body.length);
+      else endWith(res, body, http);
+    };
+    app.get(path, (res) => serve(res, false));
+    app.head(path, (res) => serve(res, true));
   }
   // The page itself loads without a token; the state behind it needs the monitor right.
   app.get('/dashboard.json', (res, req) => {

@@ -353,14 +353,17 @@ export class Hub implements SessionHost {
   }
 
   private wireOperatorRoutes(app: TemplatedApp): void {
-    app.get('/healthz', (res) => {
-      json(res, '200 OK', { ok: true, hubId: this.hubId }, this.http);
-    });
-    app.get('/readyz', (res) => {
+    // Probes may use HEAD: the same status and headers, no body.
+    const healthz = (res: HttpResponse, head: boolean) => json(res, '200 OK', { ok: true, hubId: this.hubId }, this.http, head);
+    app.get('/healthz', (res) => healthz(res, false));
+    app.head('/healthz', (res) => healthz(res, true));
+    const readyz = (res: HttpResponse, head: boolean) => {
       // In a mesh, ready once the seeds have synced (or the sync timeout passed).
       const ready = this.state === 'listening' && this.mesh.ready();
-      json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http);
-    });
+      json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http, head);
+    };
+    app.get('/readyz', (res) => readyz(res, false));
+    app.head('/readyz', (res) => readyz(res, true));
     app.get('/stats', (res, req) => {
       if (httpAllowed(res, req.getHeader('authorization'), this.auth, this.http, 'monitor') === false) return;
       json(res, '200 OK', buildStats(this), this.http);
@@ -423,8 +426,11 @@ function bind(app: TemplatedApp, host: string, port: number): Promise<us_listen_
   });
 }
 
-function json(res: HttpResponse, status: string, value: unknown, http: HttpSide): void {
-  endWith(res.writeStatus(status).writeHeader('content-type', 'application/json'), JSON.stringify(value), http);
+function json(res: HttpResponse, status: string, value: unknown, http: HttpSide, head = false): void {
+  const body = JSON.stringify(value);
+  res.writeStatus(status).writeHeader('content-type', 'application/json');
+  if (head) endEmpty(res, http, Buffer.byteLength(body));
+  else endWith(res, body, http);
 }
 
 /** Answers with the registry's exposition; prom-client collects asynchronously, so the caller may leave first. */

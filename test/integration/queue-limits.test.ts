@@ -297,12 +297,13 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
   it('answers HEAD on an unknown route with a bodiless 404 that keeps the connection usable', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const ask = (method: string, path: string) =>
-      new Promise<{ status: number | string; code: unknown; text: string }>((resolve) => {
+      new Promise<{ status: number | string; code: unknown; text: string; length?: number }>((resolve) => {
         const req = http.request({ host: '127.0.0.1', port: hub.port, method, path, agent, timeout: 3000 }, (res) => {
           let text = '';
           res.setEncoding('utf8');
           res.on('data', (d: string) => (text += d));
-          res.on('end', () => resolve({ status: res.statusCode!, code: res.headers['x-error-code'], text }));
+          const length = res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']);
+          res.on('end', () => resolve({ status: res.statusCode!, code: res.headers['x-error-code'], text, ...(method === 'HEAD' && res.statusCode === 200 ? { length } : {}) }));
         });
         req.on('error', (err) => resolve({ status: `error: ${err.message}`, code: null, text: '' }));
         req.end();
@@ -313,6 +314,14 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
         const after = await ask('GET', '/healthz');
         assert.equal(after.status, 200, `GET after HEAD ${path}`);
         assert.equal(JSON.parse(after.text).ok, true);
+      }
+      // Probes and link checkers use HEAD on the operator pages: their GET's status and length, no body.
+      for (const path of ['/', '/healthz', '/readyz', '/dashboard/dashboard.js']) {
+        const head = await ask('HEAD', path);
+        const get = await ask('GET', path);
+        assert.deepEqual([head.status, head.text], [200, ''], `HEAD ${path}`);
+        assert.equal(get.status, 200, `GET ${path} after HEAD`);
+        assert.equal(head.length, Buffer.byteLength(get.text), `HEAD ${path} reports the GET's length`);
       }
     } finally {
       agent.destroy();
