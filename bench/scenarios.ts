@@ -369,6 +369,25 @@ export const SCENARIOS: Scenario[] = [
     start: (hubCli) => astromesh(4, hubCli),
   },
   {
+    name: 'meshage-node',
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: 'keyed',
+    compareWith: ['raw', 'http-1w'],
+    compareCpuWith: ['raw', 'http-1w'],
+    referenceNeeds: 'server/meshage-node.js',
+    description:
+      "HTTP POST /api/echo/{random key} → a meshage node (embedded hub) → its in-process handler, meshage's README echo (JSON in and out); CPU of the node",
+    async start(hubCli) {
+      const script = hubCli ? path.resolve(path.dirname(hubCli), '../bench/workers/meshage-node.js') : js('workers/meshage-node.js');
+      const p = start(SERVER_CPU, node, [script], { ASTROMESH_LOG_LEVEL: 'warn' });
+      const ready = await p.line((l) => l.event === 'ready');
+      return { measured: p, url: `http://127.0.0.1:${ready.port as number}`, procs: [p] };
+    },
+  },
+  {
     name: 'mesh-keyed',
     kind: 'astromesh',
     load: 'wrk',

@@ -3,7 +3,7 @@
  * `{stream, partitionKey, ...body}` (key order stream, partitionKey, then the body's keys; the
  * URL's values win) and its return value is the JSON reply, as meshage did.
  */
-import { type HandleOptions, HandlerError, type IncomingJob, Worker, type WorkerOptions } from './worker.js';
+import { type HandleOptions, type Handler, HandlerError, type IncomingJob, Worker, type WorkerOptions, type WorkerReply } from './worker.js';
 
 /**
  * A meshage handler: the message in, its answer (a value or a promise of one) out. The job is
@@ -22,21 +22,31 @@ export function meshageMessage(job: IncomingJob): Record<string, unknown> {
     }
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HandlerError('message body must be a JSON object', 400, 'E_BAD_MESSAGE');
-  const msg: Record<string, unknown> = { stream: job.service };
-  if (job.key !== null) msg.partitionKey = job.key;
-  for (const k of Object.keys(body)) {
-    if (k === 'stream' || (k === 'partitionKey' && job.key !== null)) continue;
-    // defineProperty, so a "__proto__" key in the body stays a plain key.
-    Object.defineProperty(msg, k, { value: (body as Record<string, unknown>)[k], enumerable: true, writable: true, configurable: true });
+  // Spread defines properties (a "__proto__" key in the body stays a plain key) in the body's
+  // order after the two the message starts with; the URL's values are put back over the body's.
+  if (job.key === null) {
+    const msg: Record<string, unknown> = { stream: job.service, ...(body as Record<string, unknown>) };
+    msg.stream = job.service;
+    return msg;
   }
+  const msg: Record<string, unknown> = { stream: job.service, partitionKey: job.key, ...(body as Record<string, unknown>) };
+  msg.stream = job.service;
+  msg.partitionKey = job.key;
   return msg;
 }
 
-/** Wraps a meshage handler as a worker handler. */
-export function meshageHandler(handler: MeshageHandler) {
-  return async (job: IncomingJob) => {
-    const result = await handler(meshageMessage(job), job);
-    return { contentType: 'application/json', body: JSON.stringify(result === undefined ? null : result) };
+/** A handler's value as its JSON answer (no value at all: null). */
+function jsonAnswer(result: unknown): WorkerReply {
+  return { contentType: 'application/json', body: JSON.stringify(result === undefined ? null : result) };
+}
+
+/** Wraps a meshage handler as a worker handler; a handler that answers at once is answered without a promise. */
+export function meshageHandler(handler: MeshageHandler): Handler {
+  return (job: IncomingJob) => {
+    const result = handler(meshageMessage(job), job);
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function')
+      return (result as Promise<unknown>).then(jsonAnswer);
+    return jsonAnswer(result);
   };
 }
 

@@ -303,7 +303,9 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
           res.setEncoding('utf8');
           res.on('data', (d: string) => (text += d));
           const length = res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']);
-          res.on('end', () => resolve({ status: res.statusCode!, code: res.headers['x-error-code'], text, ...(method === 'HEAD' && res.statusCode === 200 ? { length } : {}) }));
+          res.on('end', () =>
+            resolve({ status: res.statusCode!, code: res.headers['x-error-code'], text, ...(method === 'HEAD' && res.statusCode === 200 ? { length } : {}) }),
+          );
         });
         req.on('error', (err) => resolve({ status: `error: ${err.message}`, code: null, text: '' }));
         req.end();
