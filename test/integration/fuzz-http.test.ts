@@ -105,17 +105,30 @@ const request: fc.Arbitrary<FuzzRequest> = fc
     return { method, route: routeOf(method, route, path), path, headers, body };
   });
 
+/** The methods the meshage routes take (`/api/...`, README "HTTP API"); the others take one each. */
+const API_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+
 /** Which documented route a request lands on: a method or path the routes do not take is the catch-all 404. */
 function routeOf(method: string, route: Route, path: string): Route {
-  const wants: Partial<Record<Route, string>> = { caller: 'POST', broadcast: 'POST', poll: 'GET', reply: 'POST', operator: 'GET', dashboard: 'GET' };
+  const api = API_METHODS.includes(method);
   if (route === 'other') {
     if (/^\/(healthz|readyz|stats)$/.test(path) && method === 'GET') return 'operator';
     if (DASHBOARD_PATHS.includes(path) && method === 'GET') return 'dashboard';
-    if (method === 'POST' && /^\/(service\/[^/?]+|api\/[^/?]+\/[^/?]+|jobs\/[^/?]+(\/response)?)(\?.*)?$/.test(path)) return 'caller';
+    if (method === 'POST' && /^\/(service\/[^/?]+|jobs\/[^/?]+(\/response)?)(\?.*)?$/.test(path)) return 'caller';
+    if (api && /^\/api\/broadcast\/[^/?]+\/[^/?]+(\?.*)?$/.test(path)) return 'broadcast';
+    if (api && /^\/api\/[^/?]+\/[^/?]+(\?.*)?$/.test(path)) return 'caller';
     if (method === 'GET' && /^\/service\/[^/?]+\/jobs(\?.*)?$/.test(path)) return 'poll';
     return 'other';
   }
-  return wants[route] === method ? route : 'other';
+  const takes: Partial<Record<Route, string[]>> = {
+    caller: path.startsWith('/api/') ? API_METHODS : ['POST'],
+    broadcast: API_METHODS,
+    poll: ['GET'],
+    reply: ['POST'],
+    operator: ['GET'],
+    dashboard: ['GET'],
+  };
+  return takes[route]?.includes(method) ? route : 'other';
 }
 
 function wire(r: FuzzRequest): Buffer {

@@ -281,9 +281,9 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
       ['GET', '/service/inputs'],
       ['PUT', '/service/inputs'],
       ['DELETE', '/service/inputs'],
-      ['PATCH', '/api/inputs/k'],
+      ['PATCH', '/service/inputs'],
       ['OPTIONS', '/api/inputs/k'],
-      ['DELETE', '/api/inputs/k'],
+      ['OPTIONS', '/api/broadcast/inputs/k'],
       ['POST', '/service'],
       ['POST', '/service/'],
       ['POST', '/api/inputs'],
@@ -313,7 +313,7 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
         req.end();
       });
     try {
-      for (const path of ['/nope', '/service/inputs', '/nope']) {
+      for (const path of ['/nope', '/service/inputs', '/api/inputs/k', '/api/broadcast/inputs/k', '/nope']) {
         assert.deepEqual(await ask('HEAD', path), { status: 404, code: 'E_NOT_FOUND', text: '' }, `HEAD ${path}`);
         const after = await ask('GET', '/healthz');
         assert.equal(after.status, 200, `GET after HEAD ${path}`);
