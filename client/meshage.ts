@@ -3,6 +3,7 @@
  * `{stream, partitionKey, ...body}` (key order stream, partitionKey, then the body's keys; the
  * URL's values win) and its return value is the JSON reply, as meshage did.
  */
+import { MESHAGE_CONTENT_TYPE } from './protocol.js';
 import { type HandleOptions, HandlerError, type IncomingJob, Worker, type WorkerOptions } from './worker.js';
 
 export type MeshageHandler = (message: Record<string, unknown>) => unknown;
@@ -32,7 +33,7 @@ export function meshageMessage(job: IncomingJob): Record<string, unknown> {
 export function meshageHandler(handler: MeshageHandler) {
   return async (job: IncomingJob) => {
     const result = await handler(meshageMessage(job));
-    return { contentType: 'application/json', body: JSON.stringify(result === undefined ? null : result) };
+    return { contentType: MESHAGE_CONTENT_TYPE, body: JSON.stringify(result === undefined ? null : result) };
   };
 }
 

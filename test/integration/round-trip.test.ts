@@ -17,6 +17,7 @@ describe('round trips through one hub', () => {
     const r = await post(`${hub.url}/api/echo/4985`, '{"hello":"world"}');
     assert.equal(r.status, 200);
     assert.equal(r.text, '{"echoed":{"stream":"echo","partitionKey":"4985","hello":"world"}}');
+    assert.equal(r.headers.get('content-type'), 'application/json; charset=utf-8', "express's res.json");
     assert.match(r.headers.get('x-served-by') ?? '', /^hub-[^/]+\/echo-1$/);
   });
 
