@@ -93,7 +93,7 @@ const request: fc.Arbitrary<FuzzRequest> = fc
       fc.tuple(fc.constant('broadcast' as Route), segment, segment).map(([r, a, b]) => [r, `/api/broadcast/${a}/${b}`] as const),
       fc.tuple(fc.constant('poll' as Route), segment, query).map(([r, a, q]) => [r, `/service/${a}/jobs${q}`] as const),
       fc.tuple(fc.constant('reply' as Route), segment, fc.constantFrom('', '/response')).map(([r, a, s]) => [r, `/jobs/${a}${s}`] as const),
-      fc.constantFrom(['operator', '/stats'] as const, ['operator', '/healthz'] as const, ['operator', '/readyz'] as const),
+      fc.constantFrom(...['/stats', '/healthz', '/readyz', '/api/health', '/api/services'].map((p) => ['operator' as Route, p] as const)),
       fc.constantFrom(...DASHBOARD_PATHS.map((p) => ['dashboard' as Route, p] as const)),
       fc.stringMatching(/^(\/[!$&'()*+,;=:@A-Za-z0-9._~%-]{0,10}){1,4}$/).map((p) => ['other' as Route, p] as const),
     ),
@@ -112,7 +112,8 @@ const API_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
 function routeOf(method: string, route: Route, path: string): Route {
   const api = API_METHODS.includes(method);
   if (route === 'other') {
-    if (/^\/(healthz|readyz|stats)$/.test(path) && method === 'GET') return 'operator';
+    if (/^\/(healthz|readyz|stats|api\/services)$/.test(path) && method === 'GET') return 'operator';
+    if (path === '/api/health' && api) return 'operator';
     if (DASHBOARD_PATHS.includes(path) && method === 'GET') return 'dashboard';
     if (method === 'POST' && /^\/(service\/[^/?]+|jobs\/[^/?]+(\/response)?)(\?.*)?$/.test(path)) return 'caller';
     if (api && /^\/api\/broadcast\/[^/?]+\/[^/?]+(\?.*)?$/.test(path)) return 'broadcast';
@@ -125,7 +126,7 @@ function routeOf(method: string, route: Route, path: string): Route {
     broadcast: API_METHODS,
     poll: ['GET'],
     reply: ['POST'],
-    operator: ['GET'],
+    operator: path === '/api/health' ? API_METHODS : ['GET'],
     dashboard: ['GET'],
   };
   return takes[route]?.includes(method) ? route : 'other';
