@@ -3,6 +3,7 @@
  * `{stream, partitionKey, ...body}` (key order stream, partitionKey, then the body's keys; the
  * URL's values win) and its return value is the JSON reply, as meshage did.
  */
+import { MESHAGE_CONTENT_TYPE } from './protocol.js';
 import { type HandleOptions, type Handler, HandlerError, type IncomingJob, Worker, type WorkerOptions, type WorkerReply } from './worker.js';
 
 /**
@@ -37,7 +38,7 @@ export function meshageMessage(job: IncomingJob): Record<string, unknown> {
 
 /** A handler's value as its JSON answer (no value at all: null). */
 function jsonAnswer(result: unknown): WorkerReply {
-  return { contentType: 'application/json', body: JSON.stringify(result === undefined ? null : result) };
+  return { contentType: MESHAGE_CONTENT_TYPE, body: JSON.stringify(result === undefined ? null : result) };
 }
 
 /** Wraps a meshage handler as a worker handler; a handler that answers at once is answered without a promise. */

@@ -622,6 +622,11 @@ export const SERVED_BY_HEADER = 'x-served-by';
 
 /** The content type a reply has when the worker names none. */
 export const DEFAULT_CONTENT_TYPE = 'application/json';
+/**
+ * The content type of meshage's JSON answers (express's `res.json`): the facade's replies and
+ * the hub's `/api/health` and `/api/services` send it, so meshage callers see no change.
+ */
+export const MESHAGE_CONTENT_TYPE = 'application/json; charset=utf-8';
 /** The status a reply has when the worker names none. */
 export const DEFAULT_STATUS = 200;
 export type { ErrorCode };

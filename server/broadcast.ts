@@ -36,6 +36,11 @@ export class BroadcastGather implements JobWaiter {
 
   settled(): void {
     if (--this.remaining > 0) return;
+    this.answer();
+  }
+
+  /** Answers the parent with every part's outcome: when the last part settles, or at once when there are none. */
+  answer(): void {
     const parent = this.parent;
     const parts = parent.parts ?? [];
     const chunks: Uint8Array[] = [OPEN];

@@ -54,6 +54,9 @@ export class Dispatcher {
 
   private refusal(svc: ServiceState | undefined, mode: RequestModeCode): ErrorCode | null {
     if (this.draining) return 'E_SHUTTING_DOWN';
+    // A broadcast asks every handler the stream has: with none, the empty array is its answer
+    // (meshage answered so), not a refusal.
+    if (mode === RequestMode.Broadcast) return null;
     if (!svc?.isServed(this.o.serviceLingerMs, mode !== RequestMode.Any)) {
       this.counters.rejectedNoWorkers++;
       return 'E_NO_WORKERS';
@@ -70,9 +73,9 @@ export class Dispatcher {
     if (this.tally !== null) this.tally.begin(job, svc);
     const err = this.refusal(svc, job.mode);
     if (err !== null) return this.reject(job, err);
-    // refusal() answers E_NO_WORKERS for a service that does not exist.
-    svc = svc!;
     if (job.mode === RequestMode.Broadcast) return this.broadcast(svc, job);
+    // refusal() answers E_NO_WORKERS for other jobs of a service that does not exist.
+    svc = svc!;
     return this.routeAndAccept(svc, job);
   }
 
@@ -431,14 +434,16 @@ export class Dispatcher {
     }
   }
 
-  private broadcast(svc: ServiceState, parent: Job): boolean {
-    const members = svc.keyed();
-    if (members.length === 0) {
-      this.counters.rejectedNoWorkers++;
-      return this.reject(parent, 'E_NO_WORKERS');
-    }
+  /** Sends one part to every member of the stream's ring; a stream without any answers `[]` at once. */
+  private broadcast(svc: ServiceState | undefined, parent: Job): boolean {
+    const members = svc?.keyed() ?? [];
     const gather = new BroadcastGather(this, parent, members.length);
     parent.parts = [];
+    this.counters.accepted++;
+    if (svc === undefined || members.length === 0) {
+      gather.answer();
+      return true;
+    }
     for (const r of members) {
       const part = new Job(
         parent.service,
@@ -455,7 +460,6 @@ export class Dispatcher {
       part.callerId = parent.parts.length;
       parent.parts.push(part);
     }
-    this.counters.accepted++;
     for (const part of parent.parts) {
       part.accepted = true;
       this.open++;

@@ -27,11 +27,19 @@ export class HttpIngress {
     this.answers = new HttpAnswerQueue(http);
   }
 
-  /** Wires the job routes onto `app`. */
+  /**
+   * Wires the job routes onto `app`. meshage's routes took any method (an express `app.all`), so
+   * the /api routes take every method that may carry a body; HEAD and OPTIONS stay with the
+   * catch-all. One handler per route, made here: nothing is allocated per request.
+   */
   routes(app: TemplatedApp): void {
     app.post('/service/:name', (res, req) => this.accept(res, req, RequestMode.Any));
-    app.post('/api/broadcast/:stream/:key', (res, req) => this.accept(res, req, RequestMode.Broadcast));
-    app.post('/api/:stream/:key', (res, req) => this.accept(res, req, RequestMode.Keyed));
+    const broadcast = (res: HttpResponse, req: HttpRequest) => this.accept(res, req, RequestMode.Broadcast);
+    const keyed = (res: HttpResponse, req: HttpRequest) => this.accept(res, req, RequestMode.Keyed);
+    for (const method of API_METHODS) {
+      app[method]('/api/broadcast/:stream/:key', broadcast);
+      app[method]('/api/:stream/:key', keyed);
+    }
   }
 
   private accept(res: HttpResponse, req: HttpRequest, mode: RequestModeCode): void {
@@ -88,6 +96,9 @@ export class HttpIngress {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** The methods the meshage routes (`/api/...`) take, as uWS names its route methods. */
+export const API_METHODS = ['get', 'post', 'put', 'patch', 'del'] as const;
 
 /** A caller's body, for its job: submitted whole, or refused past the limit. */
 class JobBody extends BodyReader {

@@ -21,6 +21,7 @@ import { listenError } from './listen-error.js';
 import { createLogger, type LogFormat, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
 import { Mesh } from './mesh/mesh.js';
+import { wireMeshageRoutes } from './meshage-routes.js';
 import { hubMetrics } from './metrics.js';
 import { type HubOptions, resolveHubOptions } from './options.js';
 import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
@@ -376,6 +377,7 @@ export class Hub implements SessionHost {
       });
     }
     wireDashboard(app, this, this.http);
+    wireMeshageRoutes(app, this.dispatcher, this.auth, this.http);
   }
 
   private lastServiceSweep = 0;

@@ -90,12 +90,20 @@ describe('auth: bypass attempts', { timeout: 60_000 }, () => {
     assert.deepEqual([s.openJobs, s.http.unanswered], [0, 0]);
   });
 
-  it('guards /stats with the monitor right, and leaves /healthz and /readyz open', async () => {
-    assert.equal((await fetch(`${hub.url}/stats`)).status, 401);
-    assert.equal((await fetch(`${hub.url}/stats`, { headers: bearer(T.caller) })).status, 403);
-    assert.equal((await fetch(`${hub.url}/stats`, { headers: bearer(T.ops) })).status, 200);
+  it('guards /stats and /api/services with the monitor right, and leaves /healthz, /readyz and /api/health open', async () => {
+    for (const route of ['/stats', '/api/services']) {
+      assert.equal((await fetch(`${hub.url}${route}`)).status, 401, route);
+      assert.equal((await fetch(`${hub.url}${route}`, { headers: bearer(T.caller) })).status, 403, route);
+      assert.equal((await fetch(`${hub.url}${route}`, { headers: bearer(T.ops) })).status, 200, route);
+    }
+    const services = await (await fetch(`${hub.url}/api/services`, { headers: bearer(T.ops) })).json();
+    assert.deepEqual(
+      (services as { id: string }[]).map((x) => x.id),
+      Array(3).fill(`${(await st()).hubId}/echo-w`),
+    );
     assert.equal((await fetch(`${hub.url}/healthz`)).status, 200);
     assert.equal((await fetch(`${hub.url}/readyz`)).status, 200);
+    assert.equal(await (await fetch(`${hub.url}/api/health`)).text(), '{"status":"up"}');
   });
 
   it('closes a WebSocket whose Hello has no valid token with E_UNAUTHORIZED and 1008, before anything else', async () => {

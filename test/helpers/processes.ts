@@ -13,6 +13,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const CLI = path.resolve(here, '../../server/cli.js');
 /** dist/test/fixtures/worker.js */
 export const WORKER = path.resolve(here, '../fixtures/worker.js');
+/** dist/test/fixtures/meshage-node.js: a node built with `meshage()`, every service echoing its message. */
+export const MESHAGE_NODE = path.resolve(here, '../fixtures/meshage-node.js');
 
 const started = new Set<ChildProcess>();
 
@@ -168,9 +170,9 @@ export interface WorkerSpec {
   statsToken?: string;
 }
 
-/** Starts the fixture worker process and waits until it is registered. */
-export async function startWorker(spec: WorkerSpec): Promise<Proc & { instanceId: string }> {
-  const child = spawn(process.execPath, [WORKER, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts a fixture worker process (`fixture`: WORKER or MESHAGE_NODE) and waits until it is registered. */
+export async function startWorker(spec: WorkerSpec, fixture = WORKER): Promise<Proc & { instanceId: string }> {
+  const child = spawn(process.execPath, [fixture, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'pipe'] });
   const proc = new Proc(child);
   const ready = await proc.waitFor((l) => l.event === 'ready', 10_000, 'worker to be ready');
   // Registered means the hub lists every service for this instance.

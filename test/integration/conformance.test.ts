@@ -225,6 +225,17 @@ describe('conformance: a worker and a caller built from PROTOCOL.md with another
     assert.deepEqual(err.slice(0, 5), [11, 8, 503, 'application/json', { 'x-error-code': 'E_NO_WORKERS', 'retry-after': '1' }]);
     assert.equal((JSON.parse(text(err[5])) as { error: { code: string } }).error.code, 'E_NO_WORKERS');
     assert.equal(err[6], welcome.hubId);
+    // A broadcast to that service is no refusal: every worker it has (none) answered.
+    caller.send([10, 10, 2, 'no-such-service', 'k', null, null, null, null, utf8('{}')]);
+    const none = await caller.next((f) => f[0] === 11 && f[1] === 10);
+    assert.deepEqual(none.slice(0, 5), [
+      11,
+      10,
+      200,
+      'application/json',
+      { 'x-broadcast-asked': '0', 'x-broadcast-failed': '0', 'x-broadcast-timed-out': '0' },
+    ]);
+    assert.deepEqual([text(none[5]), none[6]], ['[]', null]);
 
     // Cancel from the caller: the worker gets Cancel E_CANCELLED, the caller no Response.
     caller.send([10, 9, 0, 'foreign', null, null, null, null, null, utf8('{}')]);

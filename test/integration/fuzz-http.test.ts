@@ -93,7 +93,7 @@ const request: fc.Arbitrary<FuzzRequest> = fc
       fc.tuple(fc.constant('broadcast' as Route), segment, segment).map(([r, a, b]) => [r, `/api/broadcast/${a}/${b}`] as const),
       fc.tuple(fc.constant('poll' as Route), segment, query).map(([r, a, q]) => [r, `/service/${a}/jobs${q}`] as const),
       fc.tuple(fc.constant('reply' as Route), segment, fc.constantFrom('', '/response')).map(([r, a, s]) => [r, `/jobs/${a}${s}`] as const),
-      fc.constantFrom(['operator', '/stats'] as const, ['operator', '/healthz'] as const, ['operator', '/readyz'] as const),
+      fc.constantFrom(...['/stats', '/healthz', '/readyz', '/api/health', '/api/services'].map((p) => ['operator' as Route, p] as const)),
       fc.constantFrom(...DASHBOARD_PATHS.map((p) => ['dashboard' as Route, p] as const)),
       fc.stringMatching(/^(\/[!$&'()*+,;=:@A-Za-z0-9._~%-]{0,10}){1,4}$/).map((p) => ['other' as Route, p] as const),
     ),
@@ -105,17 +105,33 @@ const request: fc.Arbitrary<FuzzRequest> = fc
     return { method, route: routeOf(method, route, path), path, headers, body };
   });
 
+/** The methods the meshage routes take (`/api/...`, README "HTTP API"); the others take one each. */
+const API_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+
 /** Which documented route a request lands on: a method or path the routes do not take is the catch-all 404. */
 function routeOf(method: string, route: Route, path: string): Route {
-  const wants: Partial<Record<Route, string>> = { caller: 'POST', broadcast: 'POST', poll: 'GET', reply: 'POST', operator: 'GET', dashboard: 'GET' };
+  const api = API_METHODS.includes(method);
   if (route === 'other') {
-    if (/^\/(healthz|readyz|stats)$/.test(path) && method === 'GET') return 'operator';
-    if (DASHBOARD_PATHS.includes(path) && method === 'GET') return 'dashboard';
-    if (method === 'POST' && /^\/(service\/[^/?]+|api\/[^/?]+\/[^/?]+|jobs\/[^/?]+(\/response)?)(\?.*)?$/.test(path)) return 'caller';
+    if (/^\/(healthz|readyz|stats|api\/services)$/.test(path) && method === 'GET') return 'operator';
+    // Probes may send HEAD to the health checks and to the dashboard's files (not its JSON).
+    if (/^\/(healthz|readyz)$/.test(path) && method === 'HEAD') return 'operator';
+    if (path === '/api/health' && api) return 'operator';
+    if (DASHBOARD_PATHS.includes(path) && (method === 'GET' || (method === 'HEAD' && path !== '/dashboard.json'))) return 'dashboard';
+    if (method === 'POST' && /^\/(service\/[^/?]+|jobs\/[^/?]+(\/response)?)(\?.*)?$/.test(path)) return 'caller';
+    if (api && /^\/api\/broadcast\/[^/?]+\/[^/?]+(\?.*)?$/.test(path)) return 'broadcast';
+    if (api && /^\/api\/[^/?]+\/[^/?]+(\?.*)?$/.test(path)) return 'caller';
     if (method === 'GET' && /^\/service\/[^/?]+\/jobs(\?.*)?$/.test(path)) return 'poll';
     return 'other';
   }
-  return wants[route] === method ? route : 'other';
+  const takes: Partial<Record<Route, string[]>> = {
+    caller: path.startsWith('/api/') ? API_METHODS : ['POST'],
+    broadcast: API_METHODS,
+    poll: ['GET'],
+    reply: ['POST'],
+    operator: path === '/api/health' ? API_METHODS : /^\/(healthz|readyz)$/.test(path) ? ['GET', 'HEAD'] : ['GET'],
+    dashboard: path === '/dashboard.json' ? ['GET'] : ['GET', 'HEAD'],
+  };
+  return takes[route]?.includes(method) ? route : 'other';
 }
 
 function wire(r: FuzzRequest): Buffer {

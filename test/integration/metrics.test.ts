@@ -51,6 +51,7 @@ describe('metrics: one hub under a scripted load', { timeout: 90_000 }, () => {
     for (let i = 0; i < 2; i++) assert.equal((await post(`${hub.url}/api/echo/k${i}`, '{}')).status, 200);
     for (let i = 0; i < 2; i++) assert.equal((await post(`${hub.url}/service/boom`, '{}')).status, 500);
     assert.equal((await post(`${hub.url}/service/nobody-serves-this`, '{}')).status, 503);
+    assert.equal((await post(`${hub.url}/api/broadcast/nobody-serves-this/k`, '{}')).text, '[]');
     const m = await scrape(hub);
     assert.equal(m.get(REQUESTS, { service: 'echo', status_class: '2xx', error_code: 'none' }), 7);
     // The fixture's own code E_FIXTURE is not in the catalogue: it folds into one value.
@@ -58,6 +59,9 @@ describe('metrics: one hub under a scripted load', { timeout: 90_000 }, () => {
     assert.ok(!m.labelValues('error_code').has('E_FIXTURE'));
     // A name the hub does not know creates no series of its own.
     assert.equal(m.get(REQUESTS, { service: '_other', error_code: 'E_NO_WORKERS' }), 1);
+    // A broadcast to a stream without handlers is answered, with []: a 2xx, timed.
+    assert.equal(m.get(REQUESTS, { service: '_other', status_class: '2xx', error_code: 'none' }), 1);
+    assert.equal(m.get(`${DURATION}_count`, { service: '_other' }), 1);
     assert.ok(!m.labelValues('service').has('nobody-serves-this'));
 
     assert.equal(m.get(`${DURATION}_count`, { service: 'echo' }), 7);

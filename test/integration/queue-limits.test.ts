@@ -130,17 +130,22 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
     s.close();
   });
 
-  it('answers 503 E_NO_WORKERS at once for a service that never had workers, for every route, creating no state', async () => {
-    for (const path of ['/service/ghost', '/api/ghost/k1', '/api/broadcast/ghost/k1']) {
+  it('answers 503 E_NO_WORKERS at once for a service that never had workers, a broadcast 200 [], creating no state', async () => {
+    for (const path of ['/service/ghost', '/api/ghost/k1']) {
       const r = await post(hub.url + path, '{}', { 'x-timeout-ms': '4000' });
       assert.equal(r.status, 503, path);
       assert.equal(r.json().error.code, 'E_NO_WORKERS', path);
       assert.equal(r.headers.get('retry-after'), '1', path);
     }
+    const t0 = Date.now();
+    const b = await post(`${hub.url}/api/broadcast/ghost/k1`, '{}', { 'x-timeout-ms': '4000' });
+    assert.ok(Date.now() - t0 < 1000, 'answered at once');
+    assert.deepEqual([b.status, b.headers.get('content-type'), b.text], [200, 'application/json', '[]']);
+    assert.equal(b.headers.get('x-broadcast-asked'), '0');
     assert.equal(service(await stats(hub), 'ghost'), undefined);
   });
 
-  it('answers a keyed request 503 E_NO_WORKERS at once when only long-pollers, which own no keys, serve the service', {
+  it('answers a keyed request 503 E_NO_WORKERS at once when only long-pollers, which own no keys, serve the service, and a broadcast []', {
     timeout: 10_000,
   }, async () => {
     const ac = new AbortController();
@@ -148,7 +153,7 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
     try {
       await waitUntil(async () => service(await stats(hub), 'pollonly') !== undefined, 2000, 'poller waiting');
       const b = await post(`${hub.url}/api/broadcast/pollonly/k1`, '{}', { 'x-timeout-ms': '3000' });
-      assert.equal(b.status, 503);
+      assert.deepEqual([b.status, b.text], [200, '[]']);
       const r = await post(`${hub.url}/api/pollonly/k1`, '{}', { 'x-timeout-ms': '3000' });
       assert.equal(r.status, 503);
       assert.equal(r.json().error.code, 'E_NO_WORKERS');
@@ -276,9 +281,9 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
       ['GET', '/service/inputs'],
       ['PUT', '/service/inputs'],
       ['DELETE', '/service/inputs'],
-      ['PATCH', '/api/inputs/k'],
+      ['PATCH', '/service/inputs'],
       ['OPTIONS', '/api/inputs/k'],
-      ['DELETE', '/api/inputs/k'],
+      ['OPTIONS', '/api/broadcast/inputs/k'],
       ['POST', '/service'],
       ['POST', '/service/'],
       ['POST', '/api/inputs'],
@@ -311,7 +316,7 @@ describe('queue limits, refusals and bad input', { timeout: 60_000 }, () => {
         req.end();
       });
     try {
-      for (const path of ['/nope', '/service/inputs', '/nope']) {
+      for (const path of ['/nope', '/service/inputs', '/api/inputs/k', '/api/broadcast/inputs/k', '/nope']) {
         assert.deepEqual(await ask('HEAD', path), { status: 404, code: 'E_NOT_FOUND', text: '' }, `HEAD ${path}`);
         const after = await ask('GET', '/healthz');
         assert.equal(after.status, 200, `GET after HEAD ${path}`);

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { Client } from '../../client/client.js';
 import { Worker } from '../../client/worker.js';
 import { type HubProc, post, startHub, startWorker, stopAll } from '../helpers/processes.js';
+import { exchange } from '../helpers/raw-http.js';
 
 describe('round trips through one hub', () => {
   let hub: HubProc;
@@ -16,7 +17,28 @@ describe('round trips through one hub', () => {
     const r = await post(`${hub.url}/api/echo/4985`, '{"hello":"world"}');
     assert.equal(r.status, 200);
     assert.equal(r.text, '{"echoed":{"stream":"echo","partitionKey":"4985","hello":"world"}}');
+    assert.equal(r.headers.get('content-type'), 'application/json; charset=utf-8', "express's res.json");
     assert.match(r.headers.get('x-served-by') ?? '', /^hub-[^/]+\/echo-1$/);
+  });
+
+  it('takes GET, PUT, PATCH and DELETE on the meshage routes as it takes POST', async () => {
+    for (const method of ['GET', 'PUT', 'PATCH', 'DELETE', 'POST']) {
+      // fetch sends no body with GET: an empty body is the message {} to the facade.
+      const body = method === 'GET' ? undefined : `{"m":"${method}"}`;
+      const fields = method === 'GET' ? '' : `,"m":"${method}"`;
+      const keyed = await fetch(`${hub.url}/api/echo/4985`, { method, body });
+      assert.equal(keyed.status, 200, method);
+      assert.equal(await keyed.text(), `{"echoed":{"stream":"echo","partitionKey":"4985"${fields}}}`, method);
+      assert.match(keyed.headers.get('x-served-by') ?? '', /\/echo-1$/, method);
+      const all = await fetch(`${hub.url}/api/broadcast/echo/4985`, { method, body });
+      assert.equal(all.status, 200, method);
+      assert.equal(all.headers.get('x-broadcast-asked'), '1', method);
+      assert.equal(await all.text(), `[{"echoed":{"stream":"echo","partitionKey":"4985"${fields}}}]`, method);
+    }
+    // A GET with a body passes it on like any other method's.
+    const url = new URL(hub.url);
+    const x = await exchange(Number(url.port), ['GET /api/raw/k HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello']);
+    assert.deepEqual([x.responses[0]?.status, x.responses[0]?.headers['content-type'], x.responses[0]?.body.toString()], [200, 'text/plain', 'hello']);
   });
 
   it('passes bodies, content type, query and allowed headers through untouched', async () => {

@@ -84,6 +84,14 @@ describe('graceful shutdown', () => {
     const refused = await post(`${hub.url}/service/slowpoke`, '{}');
     assert.equal(refused.status, 503);
     assert.equal(refused.json().error.code, 'E_SHUTTING_DOWN');
+    // meshage's health check is a liveness check, like /healthz: up while the hub drains.
+    const health = await fetch(`${hub.url}/api/health`);
+    assert.deepEqual([health.status, await health.text()], [200, '{"status":"up"}']);
+    // A broadcast too, to a stream with workers or without (which otherwise answers []).
+    for (const path of ['/api/broadcast/slowpoke/k', '/api/broadcast/ghost/k']) {
+      const b = await post(hub.url + path, '{}');
+      assert.deepEqual([b.status, b.headers.get('x-error-code')], [503, 'E_SHUTTING_DOWN'], path);
+    }
     assert.deepEqual(await answer, [200, '{"slow":1}']);
     assert.equal((await hub.exited).code, 0);
   });

@@ -14,6 +14,7 @@ import { Counters, type JobCounters } from '../../server/counters.js';
 import { Dispatcher } from '../../server/dispatcher.js';
 import { type Consumer, Job, JobState, type JobWaiter, Registration, Takes, type TakesCode } from '../../server/job.js';
 import { type HubOptions, resolveHubOptions } from '../../server/options.js';
+import { requestTotals } from '../../server/request-tally.js';
 import { memberSeed, ownerOf } from '../../server/ring.js';
 import { now } from '../../server/timer-wheel.js';
 
@@ -434,12 +435,12 @@ describe('dispatcher: keyed routing and owner queues', () => {
     assert.equal(svc.queued, 0);
   });
 
-  it('refuses keyed and broadcast requests with E_NO_WORKERS for a service only capacity ever served', () => {
+  it('refuses keyed requests with E_NO_WORKERS for a service only capacity ever served, and answers a broadcast with no parts', () => {
     const { d, c } = hub();
     const cap = new FakeConsumer('cap');
     join(d, cap, { takes: Takes.Capacity });
     assert.equal(d.precheck('svc', RequestMode.Keyed), 'E_NO_WORKERS');
-    assert.equal(d.precheck('svc', RequestMode.Broadcast), 'E_NO_WORKERS');
+    assert.equal(d.precheck('svc', RequestMode.Broadcast), null);
     assert.equal(d.precheck('svc', RequestMode.Any), null);
     const w = new Waiter();
     const keyed = job(w, { key: 'k' });
@@ -447,9 +448,12 @@ describe('dispatcher: keyed routing and owner queues', () => {
     assert.equal(w.count(keyed), 1);
     assert.equal(keyed.errorCode, 'E_NO_WORKERS');
     assert.equal(keyed.status, 503);
+    const all = submit(d, job(w, { mode: RequestMode.Broadcast, key: 'k' }));
+    assert.deepEqual([all.status, Buffer.from(all.replyBody!).toString()], [200, '[]']);
+    assert.equal(cap.delivered.length, 0, 'capacity takes no broadcast part');
     const any = submit(d, job(w));
     assert.equal(any.reg?.consumer, cap);
-    assert.equal(c.rejectedNoWorkers, 3);
+    assert.equal(c.rejectedNoWorkers, 2);
   });
 
   it('never gives a capacity registration keyed or broadcast work', () => {
@@ -893,15 +897,63 @@ describe('dispatcher: broadcast', () => {
     assert.equal(d.services.get('svc')!.queued, 0);
   });
 
-  it('refuses a broadcast with E_NO_WORKERS when the ring emptied but the linger has not run out', () => {
-    const { d } = hub({ serviceLingerMs: 10_000 });
+  it('answers a broadcast to a stream never seen at once: 200, [] and counts of 0, creating no service', () => {
+    const { d, c } = hub();
+    const w = new Waiter();
+    assert.equal(d.precheck('ghost', RequestMode.Broadcast), null);
+    const parent = job(w, { service: 'ghost', mode: RequestMode.Broadcast, key: 'k' });
+    assert.equal(d.submit(parent), true);
+    assert.equal(w.count(parent), 1);
+    assert.deepEqual(
+      [parent.status, parent.errorCode, parent.replyContentType, Buffer.from(parent.replyBody!).toString()],
+      [200, null, 'application/json', '[]'],
+    );
+    assert.deepEqual(parent.replyHeaders, { [BROADCAST_HEADERS.asked]: '0', [BROADCAST_HEADERS.failed]: '0', [BROADCAST_HEADERS.timedOut]: '0' });
+    assert.equal(d.services.has('ghost'), false);
+    assert.deepEqual([c.accepted, c.rejected, c.rejectedNoWorkers, d.open], [1, 0, 0, 0]);
+    // Counted as a 2xx, and timed, in the series names the hub does not know share.
+    const other = d.tally!.other;
+    assert.deepEqual(requestTotals(other), { requests: 1, errors: 0 });
+    assert.equal(other.latencyCount, 1);
+    assert.equal(d.tally!.services.has('ghost'), false);
+  });
+
+  it('answers a broadcast with [] when the ring emptied, within the linger as after it', async () => {
+    const { d } = hub({ serviceLingerMs: 30 });
     d.unregister(join(d, new FakeConsumer('w-a')));
     const w = new Waiter();
-    const parent = job(w, { mode: RequestMode.Broadcast });
+    const within = job(w, { mode: RequestMode.Broadcast, key: 'k' });
     assert.equal(d.precheck('svc', RequestMode.Broadcast), null);
-    assert.equal(d.submit(parent), false);
-    assert.equal(parent.errorCode, 'E_NO_WORKERS');
-    assert.equal(w.count(parent), 1);
+    assert.equal(d.submit(within), true);
+    await sleep(50);
+    const after = job(w, { mode: RequestMode.Broadcast, key: 'k' });
+    assert.equal(d.submit(after), true);
+    for (const parent of [within, after]) {
+      assert.equal(w.count(parent), 1);
+      assert.deepEqual([parent.status, Buffer.from(parent.replyBody!).toString()], [200, '[]']);
+      assert.equal(parent.replyHeaders![BROADCAST_HEADERS.asked], '0');
+    }
+    // Counted in the service's own series, not _other.
+    assert.deepEqual(requestTotals(d.services.get('svc')!.tally!), { requests: 2, errors: 0 });
+  });
+
+  it('refuses a broadcast while draining, with or without handlers, and keyed and unkeyed requests without any', () => {
+    const { d } = hub();
+    const w = new Waiter();
+    for (const mode of [RequestMode.Any, RequestMode.Keyed]) {
+      const j = job(w, { service: 'ghost', mode, key: 'k' });
+      assert.equal(d.precheck('ghost', mode), 'E_NO_WORKERS');
+      assert.equal(d.submit(j), false);
+      assert.deepEqual([j.errorCode, j.status], ['E_NO_WORKERS', 503]);
+    }
+    join(d, new FakeConsumer('w-a'));
+    d.draining = true;
+    for (const service of ['ghost', 'svc']) {
+      assert.equal(d.precheck(service, RequestMode.Broadcast), 'E_SHUTTING_DOWN');
+      const parent = job(w, { service, mode: RequestMode.Broadcast, key: 'k' });
+      assert.equal(d.submit(parent), false);
+      assert.deepEqual([parent.errorCode, parent.status, parent.parts], ['E_SHUTTING_DOWN', 503, null]);
+    }
   });
 });
 
