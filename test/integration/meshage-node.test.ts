@@ -65,6 +65,37 @@ describe('the meshage README node, on astromesh', () => {
     for (const n of counts.values()) assert.ok(n > 40, `a fair share of 200 keys each: ${JSON.stringify([...counts])}`);
   });
 
+  test('what meshage got wrong stays fixed on nodes: escaped keys, keys named broadcast, the body overriding the URL, serviceId; every method; broadcast to no handler', async () => {
+    const [c1, c2, h1, h2] = distinctPorts(4);
+    const n1 = await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
+    const n2 = await startNode(SEED, { CLUSTER_PORT: String(c2), SEEDS: `127.0.0.1:${c1}`, HTTP_PORT: String(h2) });
+    await converged([n1, n2], 'echo', 2);
+    const both = (path: string, body = '{}') => Promise.all([n1, n2].map((n) => post(`${n.url}${path}`, body)));
+    for (const escaped of ['a%2Fb', '100%25', '%C3%A9t%C3%A9', '%F0%9F%90%99', 'broadcast', 'xbroadcastx']) {
+      const key = decodeURIComponent(escaped);
+      const [a, b] = await both(`/api/echo/${escaped}`, '{"x":1}');
+      assert.deepEqual([a!.status, a!.json()], [200, { echoed: { stream: 'echo', partitionKey: key, x: 1 } }], escaped);
+      assert.equal(a!.text, b!.text, escaped);
+      assert.equal(a!.headers.get('x-served-by'), b!.headers.get('x-served-by'), `${escaped}: one owner from both nodes`);
+      for (const r of await both(`/api/broadcast/echo/${escaped}`, '{"x":1}')) assert.equal(r.json().length, 2, escaped);
+    }
+    for (const r of await both('/api/echo/k1', '{"stream":"other","partitionKey":"other","serviceId":"s-1","a":1}')) {
+      assert.deepEqual([r.status, r.json()], [200, { echoed: { stream: 'echo', partitionKey: 'k1', serviceId: 's-1', a: 1 } }]);
+    }
+    for (const method of ['GET', 'PUT', 'PATCH', 'DELETE']) {
+      const r = await fetch(`${n2.url}/api/echo/m1`, {
+        method,
+        ...(method === 'GET' ? {} : { body: '{"m":1}', headers: { 'content-type': 'application/json' } }),
+      });
+      const expected = method === 'GET' ? { stream: 'echo', partitionKey: 'm1' } : { stream: 'echo', partitionKey: 'm1', m: 1 };
+      assert.deepEqual([r.status, await r.json()], [200, { echoed: expected }], method);
+    }
+    const none = await post(`${n1.url}/api/broadcast/nobody/k`, '{}');
+    assert.deepEqual([none.status, none.text, none.headers.get('x-broadcast-asked')], [200, '[]', '0']);
+    const health = await fetch(`${n2.url}/api/health`);
+    assert.deepEqual([health.status, await health.json()], [200, { status: 'up' }]);
+  });
+
   test('killing one of three nodes (kill -9) moves only its keys', async () => {
     const [c1, c2, c3, h1, h2, h3] = distinctPorts(6);
     const n1 = await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
