@@ -43,7 +43,7 @@ const { quick, pick, reps, durationS, warmupS, reference } = exitOnInvalidOption
     reference: values.get('--reference') as string | undefined,
   };
 });
-const QUICK_SET = ['http-1w', 'limit-batched', 'ws-caller'];
+const QUICK_SET = ['http-1w', 'limit-batched', 'ws-caller', 'meshage-node'];
 /** Steal above this share of one core makes a window count as disturbed. */
 const STEAL_LIMIT_PCT = 10;
 const MAX_REMEASURE = quick ? 0 : 3;

@@ -203,6 +203,28 @@ function limit(variant: 'batched' | '1frame', bodyBytes: number): Scenario {
   };
 }
 
+/** HTTP POST /api/echo/{random key} → a meshage node (an embedded hub) → `handler`, run in the node's process. */
+function meshageNode(name: string, handler: 'bytes' | 'meshage', what: string): Scenario {
+  return {
+    name,
+    kind: 'astromesh',
+    load: 'wrk',
+    bodyBytes: 100,
+    connections: 64,
+    path: 'keyed',
+    compareWith: ['raw', 'http-1w'],
+    compareCpuWith: ['raw', 'http-1w'],
+    referenceNeeds: 'server/meshage-node.js',
+    description: `HTTP POST /api/echo/{random key} → a meshage node (embedded hub) → ${what}; CPU of the node, handler included`,
+    async start(hubCli) {
+      const script = hubCli ? path.resolve(path.dirname(hubCli), '../bench/workers/meshage-node.js') : js('workers/meshage-node.js');
+      const p = start(SERVER_CPU, node, [script, handler], { ASTROMESH_LOG_LEVEL: 'warn' });
+      const ready = await p.line((l) => l.event === 'ready');
+      return { measured: p, url: `http://127.0.0.1:${ready.port as number}`, procs: [p] };
+    },
+  };
+}
+
 function label(bytes: number): string {
   return bytes >= 1024 ? `${bytes / 1024}k` : `${bytes}B`;
 }
@@ -368,25 +390,8 @@ export const SCENARIOS: Scenario[] = [
     description: 'HTTP POST /api/echo/{random key} → owner among 4 WS workers, 100 B',
     start: (hubCli) => astromesh(4, hubCli),
   },
-  {
-    name: 'meshage-node',
-    kind: 'astromesh',
-    load: 'wrk',
-    bodyBytes: 100,
-    connections: 64,
-    path: 'keyed',
-    compareWith: ['raw', 'http-1w'],
-    compareCpuWith: ['raw', 'http-1w'],
-    referenceNeeds: 'server/meshage-node.js',
-    description:
-      "HTTP POST /api/echo/{random key} → a meshage node (embedded hub) → its in-process handler, meshage's README echo (JSON in and out); CPU of the node",
-    async start(hubCli) {
-      const script = hubCli ? path.resolve(path.dirname(hubCli), '../bench/workers/meshage-node.js') : js('workers/meshage-node.js');
-      const p = start(SERVER_CPU, node, [script], { ASTROMESH_LOG_LEVEL: 'warn' });
-      const ready = await p.line((l) => l.event === 'ready');
-      return { measured: p, url: `http://127.0.0.1:${ready.port as number}`, procs: [p] };
-    },
-  },
+  meshageNode('meshage-node', 'bytes', 'an in-process handler that echoes the body as it came, as RAW does'),
+  meshageNode('meshage-node-json', 'meshage', "meshage's README echo handler (the JSON message in, a JSON answer out)"),
   {
     name: 'mesh-keyed',
     kind: 'astromesh',
