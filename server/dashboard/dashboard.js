@@ -13,6 +13,8 @@
   /** Samples the table's rates and percentiles are taken over. */
   const WINDOW = 5;
   const CHART_HEIGHT = 170;
+  /** Rows a table shows at most: a hub with thousands of services stays readable and quick to update. */
+  const MAX_ROWS = 100;
 
   const $ = (id) => document.getElementById(id);
 
@@ -25,6 +27,8 @@
   let inflight = null;
   let buckets = null;
   let charts = null;
+  /** The last state polled, so a change of the filter shows at once. */
+  let lastSnap = null;
 
   // ---- counters to rates and percentiles ----
 
@@ -234,9 +238,23 @@
 
   const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
+  /** What the filter box asks for: services whose name contains it (any case). */
+  function matches(name) {
+    const f = $('filter').value.trim().toLowerCase();
+    return f === '' || name.toLowerCase().includes(f);
+  }
+
+  /** The items of a table the filter lets through, at most MAX_ROWS; says how many were left out. */
+  function shown(items, nameOf, noteId, what) {
+    const kept = items.filter((x) => matches(nameOf(x)));
+    const more = kept.length - MAX_ROWS;
+    setText($(noteId), more > 0 ? `showing ${count(MAX_ROWS)} of ${count(kept.length)} ${what}: filter to see the others` : '');
+    return more > 0 ? kept.slice(0, MAX_ROWS) : kept;
+  }
+
   function renderServices(snap) {
     const tbody = $('services-table').tBodies[0];
-    const services = [...snap.services].sort(byName);
+    const services = shown([...snap.services].sort(byName), (s) => s.name, 'services-more', 'services');
     syncRows(
       tbody,
       services,
@@ -282,7 +300,7 @@
     rows.sort((a, b) => (a.w.instanceId + a.r.name < b.w.instanceId + b.r.name ? -1 : 1));
     syncRows(
       $('workers-table').tBodies[0],
-      rows,
+      shown(rows, ({ r }) => r.name, 'workers-more', 'registrations'),
       ({ w, r }) => `${w.sessionId}|${r.name}`,
       ({ w, r }) => [
         { text: w.name ? `${w.instanceId} (${w.name})` : w.instanceId, title: w.instanceId },
@@ -301,7 +319,7 @@
     const rows = snap.services.filter((s) => s.longPollWaiting > 0 || s.longPollLeased > 0).sort(byName);
     syncRows(
       $('longpoll-table').tBodies[0],
-      rows,
+      shown(rows, (s) => s.name, 'longpoll-more', 'services'),
       (s) => s.name,
       (s) => [
         { text: s.name, title: s.name },
@@ -349,7 +367,7 @@
     const rows = snap.services.filter((s) => s.ring.members.length > 0).sort(byName);
     syncRows(
       $('rings-table').tBodies[0],
-      rows,
+      shown(rows, (s) => s.name, 'rings-more', 'streams'),
       (s) => s.name,
       (s) => {
         const members = s.ring.members.map((m) => `${m.instanceId} @ ${m.hubId === snap.hubId ? 'here' : m.hubId}${m.weight === 1 ? '' : ` ×${m.weight}`}`);
@@ -360,6 +378,18 @@
       'no key owners: no stream has a WebSocket worker',
     );
   }
+
+  /** The tables the filter applies to. */
+  function renderTables(snap) {
+    renderServices(snap);
+    renderWorkers(snap);
+    renderLongPoll(snap);
+    renderRings(snap);
+  }
+
+  $('filter').addEventListener('input', () => {
+    if (lastSnap) renderTables(lastSnap);
+  });
 
   function renderSummary(snap) {
     setText($('hub-id'), snap.hubId);
@@ -523,12 +553,10 @@
       showAlert(null);
       buckets = snap.latencyBuckets;
       record(snap);
+      lastSnap = snap;
       renderSummary(snap);
-      renderServices(snap);
-      renderWorkers(snap);
-      renderLongPoll(snap);
+      renderTables(snap);
       renderPeers(snap);
-      renderRings(snap);
       renderCharts();
       setText($('updated'), `updated ${new Date().toLocaleTimeString()}`);
       schedule();

@@ -180,6 +180,31 @@ describe('dashboard in a browser', { skip: noChromium, timeout: 120_000 }, () =>
     assert.equal(Math.round(box!.height), 170);
   });
 
+  it('filters the tables by service name, and shows at most 100 rows with a note of the rest', async () => {
+    await page.locator('#filter').fill('ord');
+    await waitUntil(async () => (await page.locator('#services-table tbody tr').count()) === 1, 3000, 'one service left');
+    assert.equal(await page.locator('#services-table tbody tr').first().getAttribute('data-key'), 'orders');
+    await page.locator('#filter').fill('');
+    await page.locator('#services-table tbody tr[data-key="echo"]').waitFor();
+
+    const hub = await startHub();
+    const names = Array.from({ length: 130 }, (_, i) => `svc-${String(i).padStart(3, '0')}`);
+    await startWorker({ url: hub.url, instanceId: 'many', services: names.map((name) => ({ name })) });
+    const p = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    try {
+      await p.goto(hub.url);
+      await p.locator('#services-table tbody tr[data-key="svc-000"]').waitFor({ timeout: 10_000 });
+      assert.equal(await p.locator('#services-table tbody tr').count(), 100);
+      assert.equal(await text(p.locator('#services-more')), 'showing 100 of 130 services: filter to see the others');
+      await p.locator('#filter').fill('SVC-12');
+      await waitUntil(async () => (await p.locator('#services-table tbody tr').count()) === 10, 3000, 'ten services');
+      assert.equal(await text(p.locator('#services-more')), '');
+      assert.equal(await p.locator('#workers-table tbody tr').count(), 10);
+    } finally {
+      await p.close();
+    }
+  });
+
   it('asks for a monitor token when auth is on, and shows the hub once it has one', async () => {
     const hub = await startHub({ 'auth-file': authFile() });
     await startWorker({ url: hub.url, instanceId: 'secure-worker', token: T.worker, statsToken: T.ops, services: [{ name: 'vault' }] });
