@@ -34,6 +34,8 @@ export class HttpSide {
   unanswered = 0;
   /** Requests read on the caller routes (/service, /api) since the hub started. */
   callerRequests = 0;
+  /** Error answers the hub wrote itself, not as a job's outcome, by code (a bounded set: the catalogue's). */
+  readonly refused = new Map<ErrorCode, number>();
 
   constructor(readonly hubId: string) {}
 }
@@ -59,8 +61,13 @@ export function endEmpty(res: HttpResponse, http: HttpSide, reportedLength?: num
   res.endWithoutBody();
 }
 
-/** Writes a hub error as the whole answer. Call inside a cork (or a uWS handler). */
-export function writeError(res: HttpResponse, code: ErrorCode, http: HttpSide, message: string = ERRORS[code].message, close = false): void {
+/**
+ * Writes a hub error as the whole answer, counted in `http.refused`. Call inside a cork (or a
+ * uWS handler). A refusal the request accounting already counts as a job's outcome passes
+ * `counted` false.
+ */
+export function writeError(res: HttpResponse, code: ErrorCode, http: HttpSide, message: string = ERRORS[code].message, close = false, counted = true): void {
+  if (counted) http.refused.set(code, (http.refused.get(code) ?? 0) + 1);
   writeErrorAnswer(res, ERRORS[code].status, code, message, http.hubId, http, close);
 }
 

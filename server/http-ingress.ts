@@ -62,7 +62,8 @@ export class HttpIngress {
     // A draining hub refuses after the body, not before: its answer closes the connection, and
     // body bytes still arriving at a closed socket would make the kernel reset it.
     const refused = this.dispatcher.draining ? null : this.dispatcher.precheck(service, mode);
-    if (refused) return writeError(res, refused, this.http);
+    // Counted where it was decided: the request accounting has it as a refusal of its service.
+    if (refused) return writeError(res, refused, this.http, undefined, false, false);
     const query = req.getQuery() || null;
     const job = new Job(service, mode, key, EMPTY, head.contentType || null, head.forwarded, query, now() + timeout, this.answers);
     job.callerRef = res;
@@ -91,7 +92,7 @@ export class HttpIngress {
     this.http.unanswered--;
     // Settled (and counted) like any refusal; the answer is written here, where its connection's end is known.
     this.dispatcher.reject(job, 'E_BODY_TOO_LARGE');
-    res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.http, undefined, true));
+    res.cork(() => writeError(res, 'E_BODY_TOO_LARGE', this.http, undefined, true, false));
   }
 }
 

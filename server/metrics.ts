@@ -99,6 +99,16 @@ export function hubMetrics(hub: StatsSource, tally: RequestTally): Registry {
   counter('astromesh_connections_refused_total', 'WebSocket connections refused at a connection limit', () => s.connectionsRefused);
   counter('astromesh_slow_consumers_total', 'Sessions closed because they did not read their frames', () => s.slowConsumers);
   new Counter({
+    name: 'astromesh_http_refused_total',
+    help: 'HTTP requests the hub answered with an error of its own before any job existed for them (bad name, key or timeout, 401/403, 404, 413 or 431 by the head, long-poll and reply refusals, WebSocket upgrades refused), by error code',
+    labelNames: ['error_code'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [code, n] of hub.http.refused) this.inc({ error_code: code }, n);
+    },
+  });
+  new Counter({
     name: 'astromesh_auth_failures_total',
     help: 'Refusals by auth: unauthorized (no valid token, 401) or forbidden (no right, 403)',
     labelNames: ['reason'] as const,

@@ -72,6 +72,26 @@ describe('metrics: one hub under a scripted load', { timeout: 90_000 }, () => {
     for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i]!.value >= buckets[i - 1]!.value, 'buckets are cumulative');
   });
 
+  it('counts the requests refused before a job existed, by code, and not as requests of a service', async () => {
+    const REFUSED = 'astromesh_http_refused_total';
+    const before = await scrape(hub);
+    const was = (code: string) => before.get(REFUSED, { error_code: code }) ?? 0;
+    assert.equal((await post(`${hub.url}/service/bad%20name`, '{}')).status, 400);
+    assert.equal((await post(`${hub.url}/service/echo`, '{}', { 'x-timeout-ms': 'soon' })).status, 400);
+    assert.equal((await post(`${hub.url}/nowhere`, '{}')).status, 404);
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 35; i++) many[`x-h${i}`] = 'v';
+    assert.equal((await post(`${hub.url}/service/echo`, '{}', many)).status, 431);
+    const m = await scrape(hub);
+    assert.equal(m.get(REFUSED, { error_code: 'E_BAD_NAME' }), was('E_BAD_NAME') + 1);
+    assert.equal(m.get(REFUSED, { error_code: 'E_BAD_TIMEOUT' }), was('E_BAD_TIMEOUT') + 1);
+    assert.equal(m.get(REFUSED, { error_code: 'E_NOT_FOUND' }), was('E_NOT_FOUND') + 1);
+    assert.equal(m.get(REFUSED, { error_code: 'E_HEADERS_TOO_LARGE' }), was('E_HEADERS_TOO_LARGE') + 1);
+    // A refusal the request accounting counts (no workers) is not counted twice.
+    assert.equal((await post(`${hub.url}/service/nobody-at-all`, '{}')).status, 503);
+    assert.equal((await scrape(hub)).get(REFUSED, { error_code: 'E_NO_WORKERS' }), undefined);
+  });
+
   it('times broadcasts like any other request', async () => {
     for (let i = 0; i < 3; i++) assert.equal((await post(`${hub.url}/api/broadcast/echo/b${i}`, '{}')).status, 200);
     const before = (await scrape(hub)).get(`${DURATION}_count`, { service: 'echo' })!;
