@@ -234,3 +234,6 @@ function splitHostPort(s: string): { host: string; port: number } {
   const host = s.slice(0, i);
   return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(s.slice(i + 1)) };
 }
+
+/** `import meshage from 'astromesh/meshage'`, as an ES module importing meshage's CommonJS export would. */
+export default { init, GrapevineCluster };

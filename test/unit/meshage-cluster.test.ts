@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { GrapevineCluster, init } from '../../server/meshage-node.js';
+import meshage, { GrapevineCluster, init } from '../../server/meshage-node.js';
 import { resolveHubOptions } from '../../server/options.js';
 
 describe('GrapevineCluster', () => {
@@ -26,6 +26,11 @@ describe('GrapevineCluster', () => {
     assert.throws(() => new GrapevineCluster('nine'), /the cluster address must be a port or host:port, got "nine"/);
     assert.throws(() => new GrapevineCluster(70000), /port or host:port/);
     assert.throws(() => new GrapevineCluster(9742, ['a:b']), /a seed must be a port or host:port, got "a:b"/);
+  });
+
+  it('is the default export too, as `import meshage from` gives meshage users', () => {
+    assert.equal(meshage.init, init);
+    assert.equal(meshage.GrapevineCluster, GrapevineCluster);
   });
 
   it('send before start rejects (the node has no hub yet)', async () => {
