@@ -16,7 +16,8 @@ import { type AuthCounters, Counters } from './counters.js';
 import { wireDashboard } from './dashboard.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
-import { InProcessWorker, inProcessInstanceId } from './in-process-worker.js';
+import { InProcessWorker } from './in-process-worker.js';
+import { inProcessInstanceId } from './job.js';
 import { listenError } from './listen-error.js';
 import { createLogger, type LogFormat, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
@@ -224,7 +225,7 @@ export class Hub implements SessionHost {
     this.state = 'draining';
     this.dispatcher.draining = true;
     this.http.closing = true;
-    // In-process handlers cannot move to another hub: their keys go to the other members at once.
+    // Before the leave's snapshot: what in-process handlers leave, peers never see as a lame duck.
     this.local.close();
     this.mesh.leave();
     this.log.info({ open: this.dispatcher.open, grace: this.options.shutdownGraceMs }, 'draining');

@@ -153,6 +153,26 @@ describe('the meshage README node, on astromesh', () => {
     assert.ok(tookMs < 1500, `the node left in ${tookMs} ms`);
   });
 
+  test('SIGTERM on the only node of a stream: the jobs queued for its handler are answered, not left to the grace period', async () => {
+    const [c1, h1] = distinctPorts(2);
+    const n = await startNode('meshage-rules.mjs', { NODE_NAME: 'solo', CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
+    await n.waitFor((l) => l.msg === 'started', 5000, 'node started');
+    // `late` runs one at a time: three of the four wait in its queue when the signal comes.
+    const t0 = Date.now();
+    const answers = Array.from({ length: 4 }, () => post(`${n.url}/api/late/k`, '{"ms":200}'));
+    await new Promise((r) => setTimeout(r, 100));
+    n.kill('SIGTERM');
+    const rs = await Promise.all(answers);
+    assert.deepEqual(
+      rs.map((r) => r.status),
+      [200, 200, 200, 200],
+      rs.map((r) => r.text).join('\n'),
+    );
+    // NODE_ENV's grace period is 2 s: the last answer came when its handler was done, well before.
+    assert.ok(Date.now() - t0 < 1500, `answered in ${Date.now() - t0} ms`);
+    assert.equal((await n.exited).code, 0);
+  });
+
   test('start() reports a port it cannot take to its callback', async () => {
     const [c1, c2, h1] = distinctPorts(3);
     await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
