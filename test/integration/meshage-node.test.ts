@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { converged } from '../helpers/mesh.js';
@@ -173,6 +175,27 @@ describe('the meshage README node, on astromesh', () => {
     assert.equal((await n.exited).code, 0);
   });
 
+  test("the node's HTTP port and host and its advertised address come from ASTROMESH_CONFIG and ASTROMESH_ADVERTISE when the code names none", async () => {
+    const [c1, h1] = distinctPorts(2);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'meshage-node-')), 'hub.json');
+    writeFileSync(file, JSON.stringify({ port: h1, host: '127.0.0.1' }));
+    const n = await startNode(SEED, { CLUSTER_PORT: String(c1), ASTROMESH_CONFIG: file, ASTROMESH_ADVERTISE: `localhost:${c1}` });
+    const line = n.lines.find((l) => (l as { msg?: string }).msg === 'listening') as { port: number; host: string; hubId: string };
+    assert.deepEqual([line.port, line.host, line.hubId], [h1, '127.0.0.1', `localhost-${c1}`]);
+    assert.equal((await stats(n)).mesh.advertise, `localhost:${c1}`);
+    assert.equal((await curlEcho(n, '/api/echo/1')).status, 200);
+  });
+
+  test('nodes with IPv6 cluster addresses form a mesh', async (t) => {
+    if (!(await portFree(0, '::1'))) return t.skip('no IPv6 loopback on this machine');
+    const [c1, c2, h1, h2] = distinctPorts(4);
+    const n1 = await startNode(SEED, { CLUSTER_PORT: `[::1]:${c1}`, HTTP_PORT: String(h1) });
+    const n2 = await startNode(SEED, { CLUSTER_PORT: `[::1]:${c2}`, SEEDS: `[::1]:${c1}`, HTTP_PORT: String(h2) });
+    await converged([n1, n2], 'echo', 2);
+    const b = await curlEcho(n2, '/api/broadcast/echo/6');
+    assert.equal(b.json().length, 2, b.text);
+  });
+
   test('start() reports a port it cannot take to its callback', async () => {
     const [c1, c2, h1] = distinctPorts(3);
     await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
@@ -200,10 +223,10 @@ describe('the meshage README node, on astromesh', () => {
   });
 });
 
-function portFree(port: number): Promise<boolean> {
+function portFree(port: number, host = '0.0.0.0'): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createServer();
     s.once('error', () => resolve(false));
-    s.listen(port, '0.0.0.0', () => s.close(() => resolve(true)));
+    s.listen(port, host, () => s.close(() => resolve(true)));
   });
 }
