@@ -159,6 +159,8 @@ export class MeshageNode {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       if (process.listenerCount(sig) > 0) continue;
       process.once(sig, () => {
+        // The application began to listen after start(): ending the process is its call, not ours.
+        if (process.listenerCount(sig) > 0) return;
         hub.log.info({ sig }, 'shutting down');
         hub.shutdown().then(
           () => process.exit(0),

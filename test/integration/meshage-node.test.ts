@@ -196,6 +196,18 @@ describe('the meshage README node, on astromesh', () => {
     assert.equal(b.json().length, 2, b.text);
   });
 
+  test('an application that listens for SIGTERM itself, from after start(), decides what it means', async () => {
+    const [c1, h1] = distinctPorts(2);
+    const n = await startNode('meshage-own-signals.mjs', { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
+    await n.waitFor((l) => l.msg === 'started', 5000, 'node started');
+    n.kill('SIGTERM');
+    assert.equal((await n.exited).code, 7);
+    assert.ok(
+      n.lines.some((l) => (l as { msg?: string }).msg === 'application cleanup done'),
+      'the node did not end the process under the application',
+    );
+  });
+
   test('start() reports a port it cannot take to its callback', async () => {
     const [c1, c2, h1] = distinctPorts(3);
     await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
