@@ -171,14 +171,20 @@ export class MeshageNode {
   }
 
   private async call(message: Message, broadcast: boolean): Promise<unknown> {
-    const hub = this.hub;
-    if (!hub) throw new BusError('E_SHUTTING_DOWN', 'the node is not started');
     if (message === null || typeof message !== 'object' || Array.isArray(message) || typeof message.stream !== 'string') {
       throw new BusError('E_BAD_MESSAGE', 'a message is an object with a stream');
     }
     const pk = message.partitionKey;
     const opts: RequestOptions = { broadcast, contentType: 'application/json' };
-    if (pk !== undefined && pk !== null) opts.key = String(pk);
+    if (pk !== undefined && pk !== null) {
+      // Keys are text; any other value's String() ("[object Object]", "true") would route them all as one.
+      if (typeof pk !== 'string' && !(typeof pk === 'number' && Number.isFinite(pk))) {
+        throw new BusError('E_BAD_KEY', 'a partitionKey is a string or a finite number');
+      }
+      opts.key = String(pk);
+    }
+    const hub = this.hub;
+    if (!hub) throw new BusError('E_SHUTTING_DOWN', 'the node is not started');
     return answerValue(await hub.local.request(message.stream, JSON.stringify(message), opts));
   }
 }

@@ -40,6 +40,15 @@ describe('GrapevineCluster', () => {
     const node = init(new GrapevineCluster(9742));
     await assert.rejects(node.send({ stream: 'echo', partitionKey: '1' }), /not started/);
   });
+
+  it('a partition key is a string or a finite number: anything else is refused, not routed by its String()', async () => {
+    const node = init(new GrapevineCluster(9742));
+    for (const partitionKey of [{ id: 1 }, [1], true, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await assert.rejects(node.send({ stream: 'echo', partitionKey: partitionKey as never }), { code: 'E_BAD_KEY' }, String(partitionKey));
+      await assert.rejects(node.broadcast({ stream: 'echo', partitionKey: partitionKey as never }), { code: 'E_BAD_KEY' }, String(partitionKey));
+    }
+    await assert.rejects(node.send({ stream: 3 } as never), { code: 'E_BAD_MESSAGE' });
+  });
 });
 
 describe("a node's hub options", () => {
