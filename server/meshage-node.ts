@@ -66,6 +66,7 @@ export class MeshageNode {
   hub: Hub | null = null;
   private readonly handlers = new Map<string, { handler: MeshageHandler; opts: RegisterOptions }>();
   private starting: Promise<this> | null = null;
+  private stopping = false;
 
   constructor(
     readonly cluster: Cluster,
@@ -127,6 +128,9 @@ export class MeshageNode {
 
   /** Leaves the mesh and closes, as a hub shuts down: its keys go to the other nodes at once, work in flight is answered. */
   async stop(): Promise<void> {
+    this.stopping = true;
+    // A node still starting has no hub yet: it is stopped once it has one (or failed to).
+    await this.starting?.catch(() => {});
     await this.hub?.shutdown();
   }
 
@@ -142,7 +146,7 @@ export class MeshageNode {
     this.stopOnSignals(hub);
     // Like a hub's /readyz: the seeds have synced (or the sync timeout passed).
     const until = now() + o.peerSyncTimeoutMs + 100;
-    while (!hub.mesh.ready() && now() < until) await new Promise((r) => setTimeout(r, 10));
+    while (!this.stopping && !hub.mesh.ready() && now() < until) await new Promise((r) => setTimeout(r, 10));
     return this;
   }
 

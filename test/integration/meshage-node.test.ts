@@ -208,6 +208,16 @@ describe('the meshage README node, on astromesh', () => {
     );
   });
 
+  test('stop() while the node is still starting stops it: the process ends by itself', async () => {
+    const [c1, c2, h1] = distinctPorts(3);
+    // The seed never answers: start() waits for it up to the sync timeout (2 s here).
+    const n = await startNode('meshage-stop-early.mjs', { CLUSTER_PORT: String(c1), SEEDS: `127.0.0.1:${c2}`, HTTP_PORT: String(h1) });
+    const stopped = await n.waitFor((l) => l.msg === 'stopped', 5000, 'stop() to resolve');
+    assert.equal(stopped.port, h1, 'stop() resolved once the node had started and stopped');
+    const exit = await Promise.race([n.exited, new Promise((r) => setTimeout(() => r('still running'), 3000))]);
+    assert.deepEqual(exit, { code: 0, signal: null });
+  });
+
   test('start() reports a port it cannot take to its callback', async () => {
     const [c1, c2, h1] = distinctPorts(3);
     await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
