@@ -6,8 +6,8 @@ import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uW
 import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import type { Registry } from 'prom-client';
-import { CloseCode, ERROR_CODE_HEADER } from '../client/protocol.js';
-import { endEmpty, endWith, HttpSide, writeError } from './answer.js';
+import { CloseCode } from '../client/protocol.js';
+import { endEmpty, endHeadNotFound, endWith, HttpSide, writeError } from './answer.js';
 import { InvalidOptionError } from './args.js';
 import { Auth } from './auth/auth.js';
 import { AuthFileError, type Principal } from './auth/auth-file.js';
@@ -144,8 +144,7 @@ export class Hub implements SessionHost {
 
   private wireNotFound(app: TemplatedApp): void {
     app.any('/*', (res, req) => {
-      // A HEAD answer has no body: a client would read one as the start of the next answer.
-      if (req.getMethod() === 'head') endEmpty(res.writeStatus('404 Not Found').writeHeader(ERROR_CODE_HEADER, 'E_NOT_FOUND'), this.http);
+      if (req.getMethod() === 'head') endHeadNotFound(res, this.http);
       else writeError(res, 'E_NOT_FOUND', this.http);
     });
   }
