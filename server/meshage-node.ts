@@ -65,6 +65,8 @@ export class MeshageNode {
   /** The embedded hub, once started. */
   hub: Hub | null = null;
   private readonly handlers = new Map<string, { handler: MeshageHandler; opts: RegisterOptions }>();
+  /** The hub from the moment start() makes it: handlers registered while it starts are served too. */
+  private embedded: Hub | null = null;
   private starting: Promise<this> | null = null;
   private stopping = false;
 
@@ -76,14 +78,14 @@ export class MeshageNode {
   /** Serves `stream` with `handler` (a value, or a promise of one; a throw is an error answer). Chainable, before or after start. */
   register(stream: string, handler: MessageHandler, opts: RegisterOptions = {}): this {
     this.handlers.set(stream, { handler, opts });
-    if (this.hub) this.serve(this.hub, stream);
+    if (this.embedded) this.serve(this.embedded, stream);
     return this;
   }
 
   /** Stops serving `stream` on this node; messages already running finish. */
   unregister(stream: string): this {
     this.handlers.delete(stream);
-    this.hub?.local.unhandle(stream);
+    this.embedded?.local.unhandle(stream);
     return this;
   }
 
@@ -136,6 +138,7 @@ export class MeshageNode {
 
   private async run(): Promise<this> {
     const hub = new Hub(nodeOptions(this.cluster, this.httpAddress, process.env));
+    this.embedded = hub;
     for (const stream of this.handlers.keys()) this.serve(hub, stream);
     await hub.listen();
     this.hub = hub;
