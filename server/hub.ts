@@ -224,7 +224,7 @@ export class Hub implements SessionHost {
     this.state = 'draining';
     this.dispatcher.draining = true;
     this.http.closing = true;
-    // Before the leave's snapshot: what in-process handlers leave, peers never see as a lame duck.
+    // In-process handlers cannot move: those another member can stand in for go before the lame duck.
     this.local.close();
     this.mesh.leave();
     this.log.info({ open: this.dispatcher.open, grace: this.options.shutdownGraceMs }, 'draining');

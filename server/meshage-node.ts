@@ -128,7 +128,7 @@ export class MeshageNode {
     return this.hub?.clusterPort ?? 0;
   }
 
-  /** Leaves the mesh and closes, as a hub shuts down: its keys go to the other nodes at once, work in flight is answered. */
+  /** Leaves the mesh and closes, as a hub shuts down (once it listens, when still starting): its keys go to the other nodes at once, work in flight is answered. */
   async stop(): Promise<void> {
     this.stopping = true;
     // A node still starting has no hub yet: it is stopped once it has one (or failed to).
