@@ -2,7 +2,7 @@
  * What a handler is, what it gets and how its value or throw becomes an answer. Shared by the
  * WebSocket `Worker` and the hub's in-process consumer, so a handler behaves the same in both.
  */
-import { DEFAULT_CONTENT_TYPE, type Headers, isValidStatus } from './protocol.js';
+import { check, DEFAULT_CONTENT_TYPE, type Headers, isValidStatus, ProtocolError } from './protocol.js';
 
 /** What a handler gets. */
 export interface IncomingJob {
@@ -127,18 +127,31 @@ export class Answer {
   of(value: HandlerValue, err: unknown): this {
     if (err !== undefined) {
       const he = err instanceof HandlerError ? err : null;
-      return this.fail(isValidStatus(he?.status) ? he!.status : 500, he?.code ?? 'E_HANDLER', err instanceof Error ? err.message : String(err));
+      const code = typeof he?.code === 'string' ? he.code : 'E_HANDLER';
+      return this.fail(isValidStatus(he?.status) ? he!.status : 500, code, err instanceof Error ? String(err.message) : String(err));
     }
     const r = toReply(value);
-    // A status the hub would refuse would cost the whole session: the caller gets a 500 instead.
+    // What the hub would refuse in a Reply frame costs a worker its whole session, and an
+    // in-process answer the hub cannot write would end the hub: the caller gets a 500 instead.
     if (r.status !== undefined && !isValidStatus(r.status)) {
       return this.fail(500, 'E_HANDLER', `the handler returned status ${String(r.status)}; a reply's status is an integer from 200 to 599`);
     }
+    const contentType = r.contentType ?? null;
+    const headers = r.headers ?? null;
+    let body: Uint8Array;
+    try {
+      check.optStr(contentType, 'its content type');
+      check.optHeaders(headers);
+      body = check.body(r.body ?? null);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      return this.fail(500, 'E_HANDLER', `the handler's reply was refused: ${e.message}`);
+    }
     this.error = false;
     this.status = r.status ?? 200;
-    this.contentType = r.contentType ?? DEFAULT_CONTENT_TYPE;
-    this.headers = r.headers ?? null;
-    this.body = toBytes(r.body);
+    this.contentType = contentType ?? DEFAULT_CONTENT_TYPE;
+    this.headers = headers;
+    this.body = body;
     return this;
   }
 
@@ -156,11 +169,6 @@ function toReply(v: HandlerValue): WorkerReply {
   if (v === null || v === undefined) return {};
   if (typeof v === 'string' || v instanceof Uint8Array) return { body: v };
   return v;
-}
-
-function toBytes(body: Uint8Array | string | undefined): Uint8Array {
-  if (body === undefined) return EMPTY;
-  return typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
 }
 
 const EMPTY = new Uint8Array(0);

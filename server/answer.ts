@@ -48,6 +48,11 @@ export function endWith(res: HttpResponse, body: RecognizedString, http: HttpSid
   res.end(body, close);
 }
 
+/** A 404 to a HEAD request: its code in the header, and no body (a client would read one as the start of the next answer). */
+export function endHeadNotFound(res: HttpResponse, http: HttpSide): void {
+  endEmpty(res.writeStatus('404 Not Found').writeHeader(ERROR_CODE_HEADER, 'E_NOT_FOUND'), http);
+}
+
 /**
  * Ends an answer without a body. uWS's own close would add `Content-Length: 0`, which a 204 must
  * not carry and a HEAD answer would misreport, so while closing only the header is written and

@@ -8,7 +8,7 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { endEmpty, endWith, type HttpSide, writeError } from './answer.js';
+import { endEmpty, endHeadNotFound, endWith, type HttpSide, writeError } from './answer.js';
 import { httpAllowed } from './auth/http-auth.js';
 import { LATENCY_BOUNDS_MS, requestTotals } from './request-tally.js';
 import { buildStats, type StatsSource } from './stats.js';
@@ -71,6 +71,7 @@ export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSid
         try {
           body = readAsset(asset.file);
         } catch {
+          if (head) return endHeadNotFound(res, http);
           return writeError(res, 'E_NOT_FOUND', http, 'the dashboard files are not installed');
         }
         cache.set(path, body);

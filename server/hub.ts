@@ -6,8 +6,8 @@ import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uW
 import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import type { Registry } from 'prom-client';
-import { CloseCode, ERROR_CODE_HEADER } from '../client/protocol.js';
-import { endEmpty, endWith, HttpSide, writeError } from './answer.js';
+import { CloseCode } from '../client/protocol.js';
+import { endEmpty, endHeadNotFound, endWith, HttpSide, writeError } from './answer.js';
 import { InvalidOptionError } from './args.js';
 import { Auth } from './auth/auth.js';
 import { AuthFileError, type Principal } from './auth/auth-file.js';
@@ -16,7 +16,8 @@ import { type AuthCounters, Counters } from './counters.js';
 import { wireDashboard } from './dashboard.js';
 import { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './http-ingress.js';
-import { InProcessWorker, inProcessInstanceId } from './in-process-worker.js';
+import { InProcessWorker } from './in-process-worker.js';
+import { inProcessInstanceId } from './job.js';
 import { listenError } from './listen-error.js';
 import { createLogger, type LogFormat, type Logger } from './log.js';
 import { LongPoll } from './longpoll.js';
@@ -143,8 +144,7 @@ export class Hub implements SessionHost {
 
   private wireNotFound(app: TemplatedApp): void {
     app.any('/*', (res, req) => {
-      // A HEAD answer has no body: a client would read one as the start of the next answer.
-      if (req.getMethod() === 'head') endEmpty(res.writeStatus('404 Not Found').writeHeader(ERROR_CODE_HEADER, 'E_NOT_FOUND'), this.http);
+      if (req.getMethod() === 'head') endHeadNotFound(res, this.http);
       else writeError(res, 'E_NOT_FOUND', this.http);
     });
   }
@@ -224,7 +224,7 @@ export class Hub implements SessionHost {
     this.state = 'draining';
     this.dispatcher.draining = true;
     this.http.closing = true;
-    // In-process handlers cannot move to another hub: their keys go to the other members at once.
+    // In-process handlers cannot move: those another member can stand in for go before the lame duck.
     this.local.close();
     this.mesh.leave();
     this.log.info({ open: this.dispatcher.open, grace: this.options.shutdownGraceMs }, 'draining');

@@ -106,10 +106,20 @@ export class InProcessWorker implements Consumer {
     return this.running.size;
   }
 
-  /** The hub is shutting down: every service is unregistered (its keys go to other members at once); running jobs finish. */
+  /**
+   * The hub is shutting down, and handlers here cannot move to another hub. A service that
+   * another ring member serves leaves at once: its keys, and the jobs waiting here for them, go
+   * to that member. The last member of a service stays to answer what is queued for it, which
+   * would otherwise wait for the end of the grace period. Running jobs finish either way.
+   */
   close(): void {
     this.closed = true;
-    for (const service of [...this.served.keys()]) this.unhandle(service);
+    for (const service of [...this.served.keys()]) if (this.othersServe(service)) this.unhandle(service);
+  }
+
+  private othersServe(service: string): boolean {
+    const ring = this.dispatcher.services.get(service)?.ring;
+    return ring?.members().some((m) => m.instanceId !== this.instanceId) ?? false;
   }
 
   canSend(): boolean {
@@ -160,9 +170,4 @@ export class InProcessWorker implements Consumer {
     // Credit comes back only now that the handler is really done, as a worker's CancelAck does.
     this.dispatcher.release(job, run.deliveredAttempt);
   }
-}
-
-/** The instance id of a hub's in-process handlers: one ring member per hub, stable as its hub id is. */
-export function inProcessInstanceId(hubId: string): string {
-  return `${hubId}.local`;
 }

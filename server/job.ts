@@ -70,6 +70,11 @@ export function isAnonymous(instanceId: string): boolean {
   return instanceId.startsWith(ANONYMOUS_PREFIX);
 }
 
+/** The instance id of a hub's in-process handlers: one ring member per hub, stable as its hub id is. */
+export function inProcessInstanceId(hubId: string): string {
+  return `${hubId}.local`;
+}
+
 /** Who serves: the identity a registration is known by in rings, /stats and X-Served-By. */
 export interface Membership {
   /** Stable worker identity; partition keys hash over it. */

@@ -16,8 +16,10 @@ import { type MeshageHandler, meshageHandler } from '../client/meshage.js';
 import { isJsonContentType } from '../client/protocol.js';
 import type { BusResponse, RequestOptions } from '../client/requester.js';
 import { Hub } from './hub.js';
-import { hubOptionsFromSources } from './options.js';
+import { type Cluster, DEFAULT_CLUSTER_HOST, hostPort, nodeOptions } from './meshage-options.js';
 import { now } from './timer-wheel.js';
+
+export { type Cluster, DEFAULT_HTTP_PORT } from './meshage-options.js';
 
 /** A meshage message: the stream, the partition key, and whatever else the caller sent. */
 export interface Message {
@@ -28,23 +30,12 @@ export interface Message {
 
 export type MessageHandler = MeshageHandler;
 
-/** Where a node listens for its peers and whom it joins. */
-export interface Cluster {
-  /** `host:port` of this node's cluster port: it listens there, and other nodes dial it. */
-  readonly address: string;
-  /** `host:port` of nodes (or hubs' cluster ports) to join; any one reachable is enough. */
-  readonly seeds: readonly string[];
-}
-
 export interface RegisterOptions {
   /** Messages of this stream the handler runs at once. Default 16. */
   concurrency?: number;
   /** Share of partition keys relative to the other nodes. Default 1. */
   weight?: number;
 }
-
-/** The HTTP port a node takes when init() names none and ASTROMESH_PORT is not set. */
-export const DEFAULT_HTTP_PORT = 8080;
 
 /**
  * meshage's gossip cluster, as astromesh peer links: `address` is this node's cluster port (`9742`
@@ -59,11 +50,11 @@ export class GrapevineCluster implements Cluster {
     if (address === undefined || address === null || String(address).trim() === '') {
       throw new TypeError("GrapevineCluster needs this node's cluster port: a port or host:port (as CLUSTER_PORT=9742 gives)");
     }
-    this.address = hostPort(address, 'the cluster address');
+    this.address = hostPort(address, 'the cluster address', DEFAULT_CLUSTER_HOST, 1);
     this.seeds = [];
     for (const seed of seeds) {
       if (seed === undefined || seed === null || String(seed).trim() === '') continue;
-      const s = hostPort(seed, 'a seed');
+      const s = hostPort(seed, 'a seed', DEFAULT_CLUSTER_HOST, 1);
       if (s !== this.address && !this.seeds.includes(s)) this.seeds.push(s);
     }
   }
@@ -74,7 +65,10 @@ export class MeshageNode {
   /** The embedded hub, once started. */
   hub: Hub | null = null;
   private readonly handlers = new Map<string, { handler: MeshageHandler; opts: RegisterOptions }>();
+  /** The hub from the moment start() makes it: handlers registered while it starts are served too. */
+  private embedded: Hub | null = null;
   private starting: Promise<this> | null = null;
+  private stopping = false;
 
   constructor(
     readonly cluster: Cluster,
@@ -84,14 +78,14 @@ export class MeshageNode {
   /** Serves `stream` with `handler` (a value, or a promise of one; a throw is an error answer). Chainable, before or after start. */
   register(stream: string, handler: MessageHandler, opts: RegisterOptions = {}): this {
     this.handlers.set(stream, { handler, opts });
-    if (this.hub) this.serve(this.hub, stream);
+    if (this.embedded) this.serve(this.embedded, stream);
     return this;
   }
 
   /** Stops serving `stream` on this node; messages already running finish. */
   unregister(stream: string): this {
     this.handlers.delete(stream);
-    this.hub?.local.unhandle(stream);
+    this.embedded?.local.unhandle(stream);
     return this;
   }
 
@@ -134,30 +128,17 @@ export class MeshageNode {
     return this.hub?.clusterPort ?? 0;
   }
 
-  /** Leaves the mesh and closes, as a hub shuts down: its keys go to the other nodes at once, work in flight is answered. */
+  /** Leaves the mesh and closes, as a hub shuts down (once it listens, when still starting): its keys go to the other nodes at once, work in flight is answered. */
   async stop(): Promise<void> {
+    this.stopping = true;
+    // A node still starting has no hub yet: it is stopped once it has one (or failed to).
+    await this.starting?.catch(() => {});
     await this.hub?.shutdown();
   }
 
   private async run(): Promise<this> {
-    const c = this.cluster;
-    const advertise = hostPort(c.address, 'the cluster address');
-    const env = process.env;
-    // init()'s arguments are flags; the rest of the hub's options come from ASTROMESH_* variables.
-    const argv = ['--cluster-port', String(splitHostPort(advertise).port), '--advertise', advertise];
-    if (c.seeds.length > 0) argv.push('--peers', c.seeds.map((s) => hostPort(s, 'a seed')).join(','));
-    const given = this.httpAddress;
-    if (given !== undefined && given !== null && String(given).trim() !== '') {
-      const http = splitHostPort(hostPort(given, 'the HTTP address', ''));
-      argv.push('--port', String(http.port));
-      if (http.host !== '') argv.push('--host', http.host);
-      else if (env.ASTROMESH_HOST === undefined) argv.push('--host', '0.0.0.0');
-    } else {
-      if (env.ASTROMESH_PORT === undefined) argv.push('--port', String(DEFAULT_HTTP_PORT));
-      // meshage's HTTP port listened on every interface.
-      if (env.ASTROMESH_HOST === undefined) argv.push('--host', '0.0.0.0');
-    }
-    const hub = new Hub(hubOptionsFromSources(argv, env));
+    const hub = new Hub(nodeOptions(this.cluster, this.httpAddress, process.env));
+    this.embedded = hub;
     for (const stream of this.handlers.keys()) this.serve(hub, stream);
     await hub.listen();
     this.hub = hub;
@@ -168,7 +149,7 @@ export class MeshageNode {
     this.stopOnSignals(hub);
     // Like a hub's /readyz: the seeds have synced (or the sync timeout passed).
     const until = now() + o.peerSyncTimeoutMs + 100;
-    while (!hub.mesh.ready() && now() < until) await new Promise((r) => setTimeout(r, 10));
+    while (!this.stopping && !hub.mesh.ready() && now() < until) await new Promise((r) => setTimeout(r, 10));
     return this;
   }
 
@@ -185,6 +166,8 @@ export class MeshageNode {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       if (process.listenerCount(sig) > 0) continue;
       process.once(sig, () => {
+        // The application began to listen after start(): ending the process is its call, not ours.
+        if (process.listenerCount(sig) > 0) return;
         hub.log.info({ sig }, 'shutting down');
         hub.shutdown().then(
           () => process.exit(0),
@@ -195,14 +178,20 @@ export class MeshageNode {
   }
 
   private async call(message: Message, broadcast: boolean): Promise<unknown> {
-    const hub = this.hub;
-    if (!hub) throw new BusError('E_SHUTTING_DOWN', 'the node is not started');
     if (message === null || typeof message !== 'object' || Array.isArray(message) || typeof message.stream !== 'string') {
       throw new BusError('E_BAD_MESSAGE', 'a message is an object with a stream');
     }
     const pk = message.partitionKey;
     const opts: RequestOptions = { broadcast, contentType: 'application/json' };
-    if (pk !== undefined && pk !== null) opts.key = String(pk);
+    if (pk !== undefined && pk !== null) {
+      // Keys are text; any other value's String() ("[object Object]", "true") would route them all as one.
+      if (typeof pk !== 'string' && !(typeof pk === 'number' && Number.isFinite(pk))) {
+        throw new BusError('E_BAD_KEY', 'a partitionKey is a string or a finite number');
+      }
+      opts.key = String(pk);
+    }
+    const hub = this.hub;
+    if (!hub) throw new BusError('E_SHUTTING_DOWN', 'the node is not started');
     return answerValue(await hub.local.request(message.stream, JSON.stringify(message), opts));
   }
 }
@@ -216,23 +205,6 @@ export function init(cluster: Cluster, httpAddress?: string | number): MeshageNo
 function answerValue(r: BusResponse): unknown {
   if (r.body.length === 0) return undefined;
   return isJsonContentType(r.contentType) ? r.json() : r.text();
-}
-
-/** `9742` → `127.0.0.1:9742`; `host:9742` as it is; anything else is refused, naming `what`. */
-function hostPort(value: string | number, what: string, defaultHost = '127.0.0.1'): string {
-  const s = String(value).trim();
-  const m = /^(?:(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):)?(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[2]) : -1;
-  if (!m || port > 65535) throw new TypeError(`${what} must be a port or host:port, got ${JSON.stringify(value)}`);
-  const host = m[1] ?? defaultHost;
-  return host === '' ? String(port) : `${host}:${port}`;
-}
-
-function splitHostPort(s: string): { host: string; port: number } {
-  const i = s.lastIndexOf(':');
-  if (i < 0) return { host: '', port: Number(s) };
-  const host = s.slice(0, i);
-  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(s.slice(i + 1)) };
 }
 
 /** `import meshage from 'astromesh/meshage'`, as an ES module importing meshage's CommonJS export would. */

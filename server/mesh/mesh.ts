@@ -9,7 +9,7 @@ import { CloseCode } from '../../client/protocol.js';
 import { InvalidOptionError, parseList } from '../args.js';
 import type { Counters } from '../counters.js';
 import type { Dispatcher } from '../dispatcher.js';
-import { isAnonymous, Takes } from '../job.js';
+import { inProcessInstanceId, isAnonymous, Takes } from '../job.js';
 import type { Logger } from '../log.js';
 import type { LeaseOutcome, LeaseReplyForwarder } from '../longpoll.js';
 import type { HubOptions } from '../options.js';
@@ -331,8 +331,10 @@ export class Mesh implements LinkHost {
     this.regrants.clear();
     if (this.grantTimer) clearTimeout(this.grantTimer);
     this.grantTimer = null;
-    // An anonymous worker comes back under another id: its keys move anyway, so at once.
-    this.frozen = this.ownMembers().filter(([, instanceId]) => !isAnonymous(instanceId));
+    // An anonymous worker comes back under another id: its keys move anyway, so at once. In-process
+    // handlers never move: waiting for them would only hold their keys back.
+    const local = inProcessInstanceId(this.hubId);
+    this.frozen = this.ownMembers().filter(([, instanceId]) => !isAnonymous(instanceId) && instanceId !== local);
     this.seq++;
     const withdrawn = this.allGrants(true).map(([service]): [string, number] => [service, 0]);
     for (const link of this.links.values()) {

@@ -5,7 +5,8 @@
  * on the page asks for a monitor token. Leaves a screenshot in test/artifacts/.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,7 +15,8 @@ import type { Browser, Locator, Page } from 'playwright-core';
 import { hashToken } from '../../server/auth/auth.js';
 import { LATENCY_BOUNDS_MS } from '../../server/request-tally.js';
 import { converged, startMesh } from '../helpers/mesh.js';
-import { type HubProc, post, sleep, startHub, startWorker, stopAll, waitUntil } from '../helpers/processes.js';
+import { type HubProc, listening, Proc, post, sleep, startHub, startWorker, stopAll, waitUntil } from '../helpers/processes.js';
+import { exchange } from '../helpers/raw-http.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/test/integration → the source tree's test/artifacts (ignored by git). */
@@ -108,6 +110,33 @@ describe('dashboard over HTTP', { timeout: 60_000 }, () => {
     assert.equal((await fetch(`${hub.url}/dashboard.json`)).status, 401);
     assert.equal((await fetch(`${hub.url}/dashboard.json`, { headers: { authorization: `Bearer ${T.caller}` } })).status, 403);
     assert.equal((await fetch(`${hub.url}/dashboard.json`, { headers: { authorization: `Bearer ${T.ops}` } })).status, 200);
+  });
+});
+
+describe('dashboard files missing from the installation', { timeout: 30_000 }, () => {
+  after(stopAll);
+
+  it('a HEAD for one is a 404 without a body: the connection carries the next answer intact', async () => {
+    // The compiled hub and client, with the package's modules but without server/dashboard/.
+    const root = mkdtempSync(path.join(tmpdir(), 'astromesh-nodash-'));
+    const dist = path.resolve(here, '../..');
+    for (const dir of ['server', 'client']) cpSync(path.join(dist, dir), path.join(root, 'dist', dir), { recursive: true });
+    symlinkSync(path.resolve(dist, '../node_modules'), path.join(root, 'node_modules'));
+    writeFileSync(path.join(root, 'package.json'), JSON.stringify({ type: 'module' }));
+    const hub = new Proc(spawn(process.execPath, [path.join(root, 'dist/server/cli.js'), 'hub', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const port = (await listening(hub, 'hub')).port as number;
+    const get = await exchange(port, ['GET / HTTP/1.1\r\nHost: x\r\n\r\n']);
+    assert.equal(get.responses[0]?.status, 404, 'the page is not installed');
+    const x = await exchange(port, ['HEAD / HTTP/1.1\r\nHost: x\r\n\r\n', 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'], { expect: 2, head: [0] });
+    assert.deepEqual(
+      x.responses.map((r) => r.status),
+      [404, 200],
+      `answers: ${x.responses.map((r) => r.status)}; left over: ${JSON.stringify(x.rest.toString('latin1'))}`,
+    );
+    assert.equal(x.responses[0]!.headers['x-error-code'], 'E_NOT_FOUND');
+    assert.equal(x.rest.length, 0);
+    hub.kill('SIGTERM');
+    await hub.exited;
   });
 });
 

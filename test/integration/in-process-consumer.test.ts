@@ -115,6 +115,18 @@ describe('in-process consumer', () => {
     assert.deepEqual(unkeyed.json().echoed, { stream: 'echo', note: 'no key' });
   });
 
+  test('register and unregister while the node is starting take effect', async () => {
+    const r = await post(`${a.url}/api/registered-while-starting/k7`, '{}');
+    assert.deepEqual([r.status, r.json()], [200, { registered: 'k7' }]);
+    const services = (await (await fetch(`${a.url}/api/services`)).json()) as { stream: string }[];
+    assert.deepEqual(
+      services.filter((x) => x.stream === 'dropped'),
+      [],
+    );
+    const gone = await post(`${a.url}/api/dropped/k7`, '{}', { 'x-timeout-ms': '300' });
+    assert.notEqual(gone.status, 200, gone.text);
+  });
+
   test('/stats lists the in-process handlers like a session', async () => {
     const s = await stats(a);
     const local = s.workers.find((w: { name?: string }) => w.name === 'in-process');

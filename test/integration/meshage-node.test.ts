@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { converged } from '../helpers/mesh.js';
@@ -153,6 +155,69 @@ describe('the meshage README node, on astromesh', () => {
     assert.ok(tookMs < 1500, `the node left in ${tookMs} ms`);
   });
 
+  test('SIGTERM on the only node of a stream: the jobs queued for its handler are answered, not left to the grace period', async () => {
+    const [c1, h1] = distinctPorts(2);
+    const n = await startNode('meshage-rules.mjs', { NODE_NAME: 'solo', CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
+    await n.waitFor((l) => l.msg === 'started', 5000, 'node started');
+    // `late` runs one at a time: three of the four wait in its queue when the signal comes.
+    const t0 = Date.now();
+    const answers = Array.from({ length: 4 }, () => post(`${n.url}/api/late/k`, '{"ms":200}'));
+    await new Promise((r) => setTimeout(r, 100));
+    n.kill('SIGTERM');
+    const rs = await Promise.all(answers);
+    assert.deepEqual(
+      rs.map((r) => r.status),
+      [200, 200, 200, 200],
+      rs.map((r) => r.text).join('\n'),
+    );
+    // NODE_ENV's grace period is 2 s: the last answer came when its handler was done, well before.
+    assert.ok(Date.now() - t0 < 1500, `answered in ${Date.now() - t0} ms`);
+    assert.equal((await n.exited).code, 0);
+  });
+
+  test("the node's HTTP port and host and its advertised address come from ASTROMESH_CONFIG and ASTROMESH_ADVERTISE when the code names none", async () => {
+    const [c1, h1] = distinctPorts(2);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'meshage-node-')), 'hub.json');
+    writeFileSync(file, JSON.stringify({ port: h1, host: '127.0.0.1' }));
+    const n = await startNode(SEED, { CLUSTER_PORT: String(c1), ASTROMESH_CONFIG: file, ASTROMESH_ADVERTISE: `localhost:${c1}` });
+    const line = n.lines.find((l) => (l as { msg?: string }).msg === 'listening') as { port: number; host: string; hubId: string };
+    assert.deepEqual([line.port, line.host, line.hubId], [h1, '127.0.0.1', `localhost-${c1}`]);
+    assert.equal((await stats(n)).mesh.advertise, `localhost:${c1}`);
+    assert.equal((await curlEcho(n, '/api/echo/1')).status, 200);
+  });
+
+  test('nodes with IPv6 cluster addresses form a mesh', async (t) => {
+    if (!(await portFree(0, '::1'))) return t.skip('no IPv6 loopback on this machine');
+    const [c1, c2, h1, h2] = distinctPorts(4);
+    const n1 = await startNode(SEED, { CLUSTER_PORT: `[::1]:${c1}`, HTTP_PORT: String(h1) });
+    const n2 = await startNode(SEED, { CLUSTER_PORT: `[::1]:${c2}`, SEEDS: `[::1]:${c1}`, HTTP_PORT: String(h2) });
+    await converged([n1, n2], 'echo', 2);
+    const b = await curlEcho(n2, '/api/broadcast/echo/6');
+    assert.equal(b.json().length, 2, b.text);
+  });
+
+  test('an application that listens for SIGTERM itself, from after start(), decides what it means', async () => {
+    const [c1, h1] = distinctPorts(2);
+    const n = await startNode('meshage-own-signals.mjs', { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
+    await n.waitFor((l) => l.msg === 'started', 5000, 'node started');
+    n.kill('SIGTERM');
+    assert.equal((await n.exited).code, 7);
+    assert.ok(
+      n.lines.some((l) => (l as { msg?: string }).msg === 'application cleanup done'),
+      'the node did not end the process under the application',
+    );
+  });
+
+  test('stop() while the node is still starting stops it: the process ends by itself', async () => {
+    const [c1, c2, h1] = distinctPorts(3);
+    // The seed never answers: start() waits for it up to the sync timeout (2 s here).
+    const n = await startNode('meshage-stop-early.mjs', { CLUSTER_PORT: String(c1), SEEDS: `127.0.0.1:${c2}`, HTTP_PORT: String(h1) });
+    const stopped = await n.waitFor((l) => l.msg === 'stopped', 5000, 'stop() to resolve');
+    assert.equal(stopped.port, h1, 'stop() resolved once the node had started and stopped');
+    const exit = await Promise.race([n.exited, new Promise((r) => setTimeout(() => r('still running'), 3000))]);
+    assert.deepEqual(exit, { code: 0, signal: null });
+  });
+
   test('start() reports a port it cannot take to its callback', async () => {
     const [c1, c2, h1] = distinctPorts(3);
     await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
@@ -180,10 +245,10 @@ describe('the meshage README node, on astromesh', () => {
   });
 });
 
-function portFree(port: number): Promise<boolean> {
+function portFree(port: number, host = '0.0.0.0'): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createServer();
     s.once('error', () => resolve(false));
-    s.listen(port, '0.0.0.0', () => s.close(() => resolve(true)));
+    s.listen(port, host, () => s.close(() => resolve(true)));
   });
 }

@@ -125,6 +125,28 @@ describe('InProcessWorker', () => {
     assert.deepEqual([plain.status, plain.errorCode, plain.errorMessage], [500, 'E_HANDLER', 'boom']);
   });
 
+  it('a reply the hub could not write (a body, content type or header value of the wrong type) is a 500 error answer', async () => {
+    const { d, w } = setup();
+    const replies: Record<string, unknown> = {
+      body: { body: 42 },
+      object: { body: { a: 1 } },
+      type: { contentType: 7, body: 'x' },
+      header: { headers: { 'x-a': 1 }, body: 'x' },
+      headers: { headers: 'x-a: 1', body: 'x' },
+    };
+    w.handle('svc', (j: IncomingJob) => replies[j.text()] as never, { concurrency: 8, weight: 1 });
+    const waiter = new Waiter();
+    const jobs = Object.keys(replies).map((name) => job(waiter, name));
+    for (const j of jobs) d.submit(j);
+    await tick();
+    for (const j of jobs) {
+      assert.equal(waiter.settles.get(j), 1);
+      assert.deepEqual([j.status, j.errorCode, j.replyBody], [500, 'E_HANDLER', null], String(j.errorMessage));
+      assert.match(j.errorMessage!, /the handler's reply was refused: (body|its content type|header|headers) /);
+    }
+    assert.equal(d.services.get('svc')!.regs.values().next().value!.inflight, 0);
+  });
+
   it('a request from inside the process resolves with the answer, or rejects with the error', async () => {
     const { w } = setup();
     w.handle('svc', (j: IncomingJob) => ({ contentType: 'application/json', body: JSON.stringify({ key: j.key }) }), { concurrency: 1, weight: 1 });
