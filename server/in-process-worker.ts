@@ -155,12 +155,32 @@ export class InProcessWorker implements Consumer {
     if (!run.cancelled && job.state !== JobState.Settled) {
       const a = this.answer.of(value, err);
       if (a.error) this.dispatcher.resolveError(job, a.status, a.code, a.message, this.servedBy);
+      else if (!sendable(a, this.options.maxBodyBytes)) this.dispatcher.badAnswer(job, this.servedBy);
       else this.dispatcher.resolve(job, a.status, a.contentType, a.headers, a.body, this.servedBy);
     }
     // Credit comes back only now that the handler is really done, as a worker's CancelAck does.
     this.dispatcher.release(job, run.deliveredAttempt);
   }
 }
+
+/**
+ * Whether a handler's reply is one a worker could send in a Reply frame, with a body within
+ * `maxBodyBytes`: a reply peers could not take would close the link it is forwarded on, and one
+ * the HTTP side cannot write would throw there. Any other is refused as a worker's malformed
+ * Reply is (502 E_BAD_REPLY, final).
+ */
+function sendable(a: Answer, maxBodyBytes: number): boolean {
+  if (!(a.body instanceof Uint8Array) || a.body.byteLength > maxBodyBytes || typeof a.contentType !== 'string') return false;
+  const h = a.headers as unknown;
+  if (h === null) return true;
+  if (typeof h !== 'object' || Array.isArray(h)) return false;
+  let n = 0;
+  for (const k in h) if (typeof (h as Record<string, unknown>)[k] !== 'string' || ++n > MAX_REPLY_HEADERS) return false;
+  return true;
+}
+
+/** Headers a Reply frame may carry (PROTOCOL.md, field types). */
+const MAX_REPLY_HEADERS = 64;
 
 /** The instance id of a hub's in-process handlers: one ring member per hub, stable as its hub id is. */
 export function inProcessInstanceId(hubId: string): string {
