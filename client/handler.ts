@@ -97,7 +97,8 @@ export function runHandler<J extends IncomingJob>(handler: Handler, job: J, done
   try {
     result = handler(job);
   } catch (err) {
-    done(job, undefined, err);
+    // `undefined` is how `done` tells a value from a throw: a thrown undefined is still a throw.
+    done(job, undefined, err === undefined ? new Error('handler threw undefined') : err);
     return;
   }
   if (result && typeof (result as Promise<unknown>).then === 'function') {
@@ -127,8 +128,7 @@ export class Answer {
   of(value: HandlerValue, err: unknown): this {
     if (err !== undefined) {
       const he = err instanceof HandlerError ? err : null;
-      const code = typeof he?.code === 'string' ? he.code : 'E_HANDLER';
-      return this.fail(isValidStatus(he?.status) ? he!.status : 500, code, err instanceof Error ? String(err.message) : String(err));
+      return this.fail(isValidStatus(he?.status) ? he!.status : 500, typeof he?.code === 'string' ? he.code : 'E_HANDLER', thrownMessage(err));
     }
     const r = toReply(value);
     // What the hub would refuse in a Reply frame costs a worker its whole session, and an
@@ -162,6 +162,16 @@ export class Answer {
     this.message = message;
     this.body = EMPTY;
     return this;
+  }
+}
+
+/** The message of what a handler threw: anything may be thrown, and String() throws for some (`Object.create(null)`). */
+function thrownMessage(err: unknown): string {
+  if (err instanceof Error && typeof err.message === 'string') return err.message;
+  try {
+    return String(err);
+  } catch {
+    return Object.prototype.toString.call(err);
   }
 }
 

@@ -36,9 +36,9 @@ export function meshageMessage(job: IncomingJob): Record<string, unknown> {
   return msg;
 }
 
-/** A handler's value as its JSON answer (no value at all: null). */
+/** A handler's value as its JSON answer; no value at all, or one JSON leaves out (a function, a symbol), is null. */
 function jsonAnswer(result: unknown): WorkerReply {
-  return { contentType: MESHAGE_CONTENT_TYPE, body: JSON.stringify(result === undefined ? null : result) };
+  return { contentType: MESHAGE_CONTENT_TYPE, body: JSON.stringify(result) ?? 'null' };
 }
 
 /** Wraps a meshage handler as a worker handler; a handler that answers at once is answered without a promise. */

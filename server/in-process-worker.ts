@@ -165,6 +165,9 @@ export class InProcessWorker implements Consumer {
     if (!run.cancelled && job.state !== JobState.Settled) {
       const a = this.answer.of(value, err);
       if (a.error) this.dispatcher.resolveError(job, a.status, a.code, a.message, this.servedBy);
+      // A body peers could not take would close the link it is forwarded on: refused as a worker's
+      // malformed Reply is (502 E_BAD_REPLY, final). Answer.of has checked the rest.
+      else if (a.body.byteLength > this.options.maxBodyBytes) this.dispatcher.badAnswer(job, this.servedBy);
       else this.dispatcher.resolve(job, a.status, a.contentType, a.headers, a.body, this.servedBy);
     }
     // Credit comes back only now that the handler is really done, as a worker's CancelAck does.

@@ -229,7 +229,12 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
     } else if (job.errorCode !== null) {
       this.send([PeerOp.ForwardError, id, job.status, String(job.errorCode), job.errorMessage ?? '', job.servedBy]);
     } else {
-      this.send([PeerOp.ForwardReply, id, job.status, job.replyContentType, job.replyHeaders, job.replyBody ?? EMPTY, job.servedBy ?? this.host.hubId]);
+      const servedBy = job.servedBy ?? this.host.hubId;
+      const reply = encodePeerFrame([PeerOp.ForwardReply, id, job.status, job.replyContentType, job.replyHeaders, job.replyBody ?? EMPTY, servedBy]);
+      // A reply that fit its worker's frame can outgrow a peer frame by the fields a ForwardReply
+      // adds: the peer would close the link on it (and every job on the link would run again).
+      if (reply.byteLength <= this.host.options.maxFrameBytes) this.sendBytes(reply);
+      else this.send([PeerOp.ForwardError, id, ERRORS.E_BAD_REPLY.status, 'E_BAD_REPLY', 'the reply is larger than a peer frame', servedBy]);
     }
   }
 
@@ -491,8 +496,11 @@ export class PeerLink implements Consumer, JobWaiter, SessionSocketEvents {
   // ---- frames out, keep-alive, close ----
 
   private send(frame: PeerFrame): void {
+    if (this.state !== 'closed') this.sendBytes(encodePeerFrame(frame));
+  }
+
+  private sendBytes(bytes: Uint8Array): void {
     if (this.state === 'closed') return;
-    const bytes = encodePeerFrame(frame);
     this.bytesOut += bytes.byteLength;
     // A slow peer is not cut: past the cap it gets no new forwards (see forwarded), so what
     // waits for it is the answers to forwards taken before, and refusals of a few bytes.
