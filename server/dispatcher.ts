@@ -12,6 +12,9 @@ import { RequestTally } from './request-tally.js';
 import { ServiceOrigin, type ServiceOriginCode, ServiceState } from './service-queue.js';
 import { now, TimerWheel } from './timer-wheel.js';
 
+/** The message of a broadcast part whose worker instance went away before it answered. */
+export const PART_GONE = 'the worker of this broadcast part went away before it answered (a part runs on its own worker only)';
+
 export class Dispatcher {
   readonly services = new Map<string, ServiceState>();
   /** Every accepted job's deadline, and the lease of a job at a consumer that leases. */
@@ -564,13 +567,14 @@ export class Dispatcher {
    */
   private workerGone(job: Job, ran: boolean): void {
     if (job.fromPeer) job.handBack = ran ? HandBack.Ran : HandBack.NotRun;
-    this.fail(job, 'E_WORKER_GONE');
+    // A broadcast part is never tried elsewhere: "no attempts are left" would mislead.
+    this.fail(job, 'E_WORKER_GONE', job.pinned !== null && job.mode === RequestMode.Broadcast ? PART_GONE : undefined);
   }
 
-  private fail(job: Job, code: ErrorCode): void {
+  private fail(job: Job, code: ErrorCode, message?: string): void {
     if (job.state === JobState.Settled) return;
     this.counters.failed++;
-    this.setError(job, code);
+    this.setError(job, code, message);
     this.settle(job);
   }
 
