@@ -4,7 +4,7 @@
  * owners. Credit (the ready list) and membership (the ring) are kept apart: a long-poller adds
  * capacity without owning keys, and a worker on another hub owns keys without local credit.
  */
-import { JobList, type Registration } from './job.js';
+import { inProcessInstanceId, JobList, type Registration } from './job.js';
 import type { ServiceTally } from './request-tally.js';
 import { RingEntry, StreamRing } from './stream-ring.js';
 import { now } from './timer-wheel.js';
@@ -242,9 +242,17 @@ export class ServiceState {
 }
 
 function byPreference(a: RingEntry, b: RingEntry): number {
+  // A hub's in-process handlers are `<hubId>.local` there only: a worker elsewhere that names
+  // itself so never takes their keys.
+  const own = Number(isOwnLocal(b)) - Number(isOwnLocal(a));
+  if (own !== 0) return own;
   const lame = Number(a.reg?.consumer.lameDuck === true) - Number(b.reg?.consumer.lameDuck === true);
   if (lame !== 0) return lame;
   return a.hubId < b.hubId ? -1 : a.hubId > b.hubId ? 1 : 0;
+}
+
+function isOwnLocal(e: RingEntry): boolean {
+  return e.instanceId === inProcessInstanceId(e.hubId);
 }
 
 /** Registrations that may have free credit, oldest first; stale entries are skipped. */

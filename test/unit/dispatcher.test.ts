@@ -367,6 +367,24 @@ describe('dispatcher: keyed routing and owner queues', () => {
     assert.equal(w.count(parent), 0, 'not settled with a failed part');
   });
 
+  it("keeps a hub's in-process handlers the member of their instance id when a worker elsewhere names itself the same", () => {
+    const { d } = hub();
+    const viaA = new FakeConsumer('link-a');
+    const viaZ = new FakeConsumer('link-z');
+    // A worker on hub-a (the smaller hub id) takes the id of hub-z's in-process handlers, before and after them.
+    const fake = d.register(viaA, 'svc', 1000, { instanceId: 'hub-z.local', hubId: 'hub-a', weight: 1, takes: Takes.Remote }) as Registration;
+    const real = d.register(viaZ, 'svc', 1000, { instanceId: 'hub-z.local', hubId: 'hub-z', weight: 1, takes: Takes.Remote }) as Registration;
+    const svc = d.services.get('svc')!;
+    assert.equal(svc.ring.get('hub-z.local')?.reg, real);
+    d.unregister(fake);
+    d.register(viaA, 'svc', 1000, { instanceId: 'hub-z.local', hubId: 'hub-a', weight: 1, takes: Takes.Remote });
+    assert.equal(svc.ring.get('hub-z.local')?.reg, real);
+    const w = new Waiter();
+    const j = submit(d, job(w, { key: 'k' }));
+    assert.equal(j.reg, real);
+    assert.equal(viaA.delivered.length, 0);
+  });
+
   it("makes an instance's copy on another hub the member when the member's hub begins to leave, moving the work that waits", () => {
     const { d } = hub();
     const viaA = new FakeConsumer('link-a');
