@@ -5,7 +5,7 @@
  */
 import { BusError } from '../client/errors.js';
 import { NO_HEADERS } from '../client/handler.js';
-import { DEFAULT_CONTENT_TYPE, isValidKey, isValidName, RequestMode, type RequestModeCode } from '../client/protocol.js';
+import { check, DEFAULT_CONTENT_TYPE, isValidKey, isValidName, ProtocolError, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { type BusResponse, makeResponse, type RequestOptions, requestError } from '../client/requester.js';
 import type { Dispatcher } from './dispatcher.js';
 import { Job, type JobWaiter } from './job.js';
@@ -55,6 +55,15 @@ export function requestInProcess(
   if (!isValidName(service)) return Promise.reject(new BusError('E_BAD_NAME'));
   if (key !== null && !isValidKey(key)) return Promise.reject(new BusError('E_BAD_KEY'));
   if (opts.timeoutMs !== undefined && !(Number.isInteger(opts.timeoutMs) && opts.timeoutMs > 0)) return Promise.reject(new BusError('E_BAD_TIMEOUT'));
+  try {
+    // What a worker is sent in a Job frame: a request it could not be sent in is refused here.
+    check.optStr(opts.contentType ?? null, 'contentType');
+    check.optStr(opts.query ?? null, 'query');
+    check.optHeaders(opts.headers ?? null);
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    return Promise.reject(new BusError('E_BAD_REQUEST', err.message));
+  }
   const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
   if (bytes.length > o.maxBodyBytes) return Promise.reject(new BusError('E_BODY_TOO_LARGE'));
   const signal = opts.signal;
