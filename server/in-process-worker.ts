@@ -45,7 +45,13 @@ export class InProcessWorker implements Consumer {
   /** Jobs handed over in this turn: handlers run after the dispatcher's call returns. */
   private pending: Job[] = [];
   private scheduled = false;
-  private readonly running = new Map<Job, InProcessJob>();
+  /**
+   * Handlers running now. Each job holds its own run (`job.consumerRef`) rather than a Map here:
+   * a Map that empties and refills at every job allocates a new table each time, and V8 links
+   * each replaced table to the next, so once one of them is promoted every later one (and the
+   * jobs they held) survives the scavenges too, until a Mark-Compact.
+   */
+  private running = 0;
   private nextId = 1;
   private closed = false;
   private readonly answer = new Answer();
@@ -103,7 +109,7 @@ export class InProcessWorker implements Consumer {
 
   /** Handlers running now. */
   get inflight(): number {
-    return this.running.size;
+    return this.running;
   }
 
   /**
@@ -138,7 +144,7 @@ export class InProcessWorker implements Consumer {
 
   cancel(job: Job, code: ErrorCode): void {
     // A job still pending is released when its turn comes; a running one when its handler returns.
-    this.running.get(job)?.abort(new BusError(code));
+    if (job.consumerRef instanceof InProcessJob) job.consumerRef.abort(new BusError(code));
   }
 
   private runPending(): void {
@@ -154,14 +160,16 @@ export class InProcessWorker implements Consumer {
       }
       const body = job.body;
       const run = new InProcessJob(job, job.attempt, this.nextId++, Buffer.from(body.buffer, body.byteOffset, body.byteLength));
-      this.running.set(job, run);
+      job.consumerRef = run;
+      this.running++;
       runHandler(handler, run, this.finishBound);
     }
   }
 
   private finish(run: InProcessJob, value: HandlerValue, err: unknown): void {
     const job = run.job;
-    this.running.delete(job);
+    if (job.consumerRef === run) job.consumerRef = null;
+    this.running--;
     if (!run.cancelled && job.state !== JobState.Settled) {
       const a = this.answer.of(value, err);
       if (a.error) this.dispatcher.resolveError(job, a.status, a.code, a.message, this.servedBy);

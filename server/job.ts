@@ -148,6 +148,8 @@ export class Job implements Timed {
   reg: Registration | null = null;
   /** Id of this job on the consumer's wire (WebSocket session scope). */
   wireId = 0;
+  /** What the consumer running the job keeps on it while it runs (an in-process handler's view). */
+  consumerRef: unknown = null;
   /** Broadcast parts: the registration the part must run on. */
   pinned: Registration | null = null;
   /** Came from a peer hub (its origin): never routed again here, handed back instead. */

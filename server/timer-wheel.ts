@@ -21,7 +21,14 @@ export function now(): number {
 }
 
 export class TimerWheel<T extends Timed> {
-  private readonly slots = new Map<number, T>();
+  /**
+   * Each slot's first item, null for a slot that emptied before its turn. An emptied slot keeps
+   * its entry until the sweep passes it: under load the wheel empties and refills every round
+   * trip, and a Map that loses and regains its last entry that often allocates a new table each
+   * time, which V8 links to the table it replaces, so once one of them is promoted all the later
+   * ones (and the items they held) are promoted too, until a Mark-Compact.
+   */
+  private readonly slots = new Map<number, T | null>();
   private timer: NodeJS.Timeout | null = null;
   private lastSlot = 0;
   size = 0;
@@ -56,8 +63,7 @@ export class TimerWheel<T extends Timed> {
   remove(item: T): void {
     if (item.tSlot === -1) return;
     if (item.tPrev) item.tPrev.tNext = item.tNext;
-    else if (item.tNext) this.slots.set(item.tSlot, item.tNext as T);
-    else this.slots.delete(item.tSlot);
+    else this.slots.set(item.tSlot, item.tNext as T | null);
     if (item.tNext) item.tNext.tPrev = item.tPrev;
     item.tPrev = item.tNext = null;
     item.tSlot = -1;
@@ -98,8 +104,13 @@ export class TimerWheel<T extends Timed> {
         // read the slot's head again rather than follow a link it may have cut.
         item = this.slots.get(s);
       }
+      this.slots.delete(s);
     }
     this.lastSlot = current;
-    if (this.size === 0) this.stop();
+    if (this.size === 0) {
+      // Nothing is armed: what is left are emptied slots, some of them past the sweep.
+      if (this.slots.size > 0) this.slots.clear();
+      this.stop();
+    }
   }
 }

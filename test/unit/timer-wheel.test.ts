@@ -13,6 +13,14 @@ class Item implements Timed {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+function armed(wheel: TimerWheel<Item>): number {
+  let n = 0;
+  wheel.forEach(() => {
+    n++;
+  });
+  return n;
+}
+
 describe('timer wheel', () => {
   it('fires every item at or after its due time, never early, and stops when empty', async () => {
     const fired: Item[] = [];
@@ -57,11 +65,32 @@ describe('timer wheel', () => {
     assert.ok(now() >= t + 300, 'a fires no earlier than its new time');
     await sleep(20);
     assert.deepEqual(fired.sort(), ['a', 'c']);
-    let visited = 0;
-    wheel.forEach(() => {
-      visited++;
-    });
-    assert.equal(visited, 0);
+    assert.equal(armed(wheel), 0);
+    wheel.stop();
+  });
+
+  it('fires an item armed in a slot that emptied before its turn, and forgets emptied slots once nothing is armed', async () => {
+    const fired: string[] = [];
+    const wheel = new TimerWheel<Item>((it) => fired.push(it.name), 5);
+    const t = now();
+    const a = new Item('a');
+    const far = new Item('far');
+    wheel.add(a, t + 20);
+    wheel.add(far, t + 10_000);
+    wheel.remove(a);
+    wheel.remove(far); // both slots emptied ahead of the sweep; the wheel stops at its next tick
+    await sleep(20);
+    const b = new Item('b');
+    const c = new Item('c');
+    wheel.add(b, t + 20); // the first emptied slot, or a later one if the sweep has passed it
+    wheel.add(c, t + 10_000);
+    wheel.remove(c);
+    wheel.add(c, t + 40);
+    while (fired.length < 2) await sleep(5);
+    assert.deepEqual(fired, ['b', 'c']);
+    assert.ok(now() >= t + 40, 'c fires no earlier than its time');
+    assert.equal(wheel.size, 0);
+    assert.equal(armed(wheel), 0);
     wheel.stop();
   });
 
