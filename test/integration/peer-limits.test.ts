@@ -84,36 +84,46 @@ describe('peer link limits', { timeout: 60_000 }, () => {
   });
 });
 
-const PEER_TIMEOUT_MS = 6000;
+/** A linked raw peer of `hub` that stops reading, with `n` forwards of 64 KiB sent to its echo worker. */
+async function backedUp(hub: HubProc, hubId: string, n: number): Promise<{ p: RawPeer; tcp: Socket }> {
+  const p = await RawPeer.linked(hub.url, hubId);
+  await p.next((f) => f[0] === PeerOp.Members);
+  const tcp = (p.ws as unknown as { _socket: Socket })._socket;
+  tcp.pause();
+  for (let id = 1; id <= n; id++) forward(p, id, 'echo-w', 'echo');
+  return { p, tcp };
+}
 
-describe('a peer that reads slowly, and one that reads nothing', { timeout: 90_000 }, () => {
+/** A hub with an echo worker, and what a peer that stops reading meets there. */
+async function echoHub(hubId: string, peerTimeoutMs: number): Promise<HubProc> {
+  const hub = await startHub({ 'hub-id': hubId, 'max-body-bytes': 65_536, 'peer-timeout-ms': peerTimeoutMs, 'default-timeout-ms': 5000 });
+  await startWorker({ url: hub.url, instanceId: 'echo-w', services: [{ name: 'echo', concurrency: 64 }] });
+  return hub;
+}
+
+describe('a peer that reads slowly', { timeout: 90_000 }, () => {
   let hub: HubProc;
+  // A peer that stops reading is dropped after the peer timeout: long here, so answers pile up
+  // past the cap first whatever else the machine is doing (it takes seconds when the kernel's
+  // socket buffers grow large, or the machine is busy).
   before(async () => {
-    // A peer that stops reading is dropped after the peer timeout: long enough here for answers to
-    // pile up past the cap first, which takes seconds when the kernel's socket buffers grow large.
-    hub = await startHub({ 'hub-id': 'slow-peer-hub', 'max-body-bytes': 65_536, 'peer-timeout-ms': PEER_TIMEOUT_MS, 'default-timeout-ms': 5000 });
-    await startWorker({ url: hub.url, instanceId: 'echo-w', services: [{ name: 'echo', concurrency: 64 }] });
+    hub = await echoHub('slow-peer-hub', 30_000);
   });
   after(stopAll);
-
-  /** A linked raw peer that stops reading, with `n` forwards of 64 KiB sent to the local echo worker. */
-  async function backedUp(hubId: string, n: number): Promise<{ p: RawPeer; tcp: Socket }> {
-    const p = await RawPeer.linked(hub.url, hubId);
-    await p.next((f) => f[0] === PeerOp.Members);
-    const tcp = (p.ws as unknown as { _socket: Socket })._socket;
-    tcp.pause();
-    for (let id = 1; id <= n; id++) forward(p, id, 'echo-w', 'echo');
-    return { p, tcp };
-  }
-
   it('keeps a link whose peer falls behind by more than four times the backpressure limit, and answers every forward once it reads', async () => {
     const n = 200;
-    const { p, tcp } = await backedUp('raw-slow', n);
+    const { p, tcp } = await backedUp(hub, 'raw-slow', n);
     // Four times the default backpressure limit of this hub: (64 KiB + 64 KiB) × 4 × 4.
-    await waitUntil(async () => ((await peerStats(hub, 'raw-slow'))?.queuedBytes ?? 0) > 2 * 1024 * 1024, 5000, 'answers piling up');
+    await waitUntil(async () => ((await peerStats(hub, 'raw-slow'))?.queuedBytes ?? 0) > 2 * 1024 * 1024, 15_000, 'answers piling up');
     await sleep(200);
     tcp.resume();
-    await waitUntil(() => p.frames.filter((f) => f[0] === PeerOp.ForwardReply).length === n, 5000, 'every answer');
+    const answers = () => p.frames.filter((f): f is Of<38> | Of<39> => f[0] === PeerOp.ForwardReply || f[0] === PeerOp.ForwardError);
+    await waitUntil(() => answers().length === n, 15_000, 'every answer');
+    // Forwards the hub read only once its queue was past the cap were refused (see the next
+    // test); how many depends on how much the kernel's buffers took first. Each has one answer.
+    assert.deepEqual(new Set(answers().map((f) => f[1])).size, n);
+    for (const f of answers()) if (f[0] === PeerOp.ForwardError) assert.deepEqual([f[2], f[3]], [503, 'E_OVERLOADED']);
+    assert.ok(answers().filter((f) => f[0] === PeerOp.ForwardReply).length > 32, 'more answers than the cap holds were queued and delivered');
     const st = await peerStats(hub, 'raw-slow');
     assert.equal(st?.state, 'open');
     assert.equal(st?.queuedBytes, 0);
@@ -122,33 +132,48 @@ describe('a peer that reads slowly, and one that reads nothing', { timeout: 90_0
 
   it('refuses new forwards (503 E_OVERLOADED) while more than --max-session-queued-bytes of its frames wait, so its queue stops growing', async () => {
     const n = 200;
-    const { p, tcp } = await backedUp('raw-greedy', n);
+    const { p, tcp } = await backedUp(hub, 'raw-greedy', n);
     // The cap: 4 × this hub's backpressure limit, (64 KiB + 64 KiB) × 4 × 4 = 2 MiB.
-    await waitUntil(async () => ((await peerStats(hub, 'raw-greedy'))?.queuedBytes ?? 0) > 2.5 * 1024 * 1024, 5000, 'past the cap');
+    await waitUntil(async () => ((await peerStats(hub, 'raw-greedy'))?.queuedBytes ?? 0) > 2.5 * 1024 * 1024, 15_000, 'past the cap');
     for (let id = n + 1; id <= n + 10; id++) forward(p, id, 'echo-w', 'echo');
     await sleep(300);
     tcp.resume();
-    await waitUntil(() => p.frames.filter((f) => f[0] === PeerOp.ForwardReply || f[0] === PeerOp.ForwardError).length === n + 10, 5000, 'every answer');
+    await waitUntil(() => p.frames.filter((f) => f[0] === PeerOp.ForwardReply || f[0] === PeerOp.ForwardError).length === n + 10, 15_000, 'every answer');
     const refused = p.frames.filter((f): f is Of<39> => f[0] === PeerOp.ForwardError);
-    assert.deepEqual(
-      refused.map((f) => [f[1], f[2], f[3]]),
-      Array.from({ length: 10 }, (_, i) => [n + 1 + i, 503, 'E_OVERLOADED']),
-    );
-    assert.equal(p.frames.filter((f) => f[0] === PeerOp.ForwardReply).length, n);
+    const replied = p.frames.filter((f): f is Of<38> => f[0] === PeerOp.ForwardReply);
+    // The ten sent past the cap are refused; so may be the last of the first batch, if the hub
+    // read them only once its queue was past the cap. Every forward has one answer.
+    for (let id = n + 1; id <= n + 10; id++)
+      assert.ok(
+        refused.some((f) => f[1] === id),
+        `forward ${id} refused`,
+      );
+    for (const f of refused) assert.deepEqual([f[2], f[3]], [503, 'E_OVERLOADED']);
+    assert.equal(new Set([...refused, ...replied].map((f) => f[1])).size, n + 10);
     assert.equal((await peerStats(hub, 'raw-greedy'))?.state, 'open');
     p.close();
   });
+});
+
+const DEAF_TIMEOUT_MS = 3000;
+
+describe('a peer that reads nothing', { timeout: 60_000 }, () => {
+  let hub: HubProc;
+  before(async () => {
+    hub = await echoHub('deaf-peer-hub', DEAF_TIMEOUT_MS);
+  });
+  after(stopAll);
 
   it('drops (4002) a link whose peer reads nothing while frames wait for it, within about the peer timeout', async () => {
-    const { p } = await backedUp('raw-deaf', 200);
+    const { p } = await backedUp(hub, 'raw-deaf', 200);
     await waitUntil(async () => ((await peerStats(hub, 'raw-deaf'))?.queuedBytes ?? 0) > 0, 5000, 'answers piling up');
     const started = Date.now();
     // It keeps sending, so its frames alone would make it look alive.
     const chatter = setInterval(() => p.send([PeerOp.SnapshotRequest]), 100);
-    await waitUntil(async () => !(await peerStats(hub, 'raw-deaf')), 3 * PEER_TIMEOUT_MS, 'the link dropped');
+    await waitUntil(async () => !(await peerStats(hub, 'raw-deaf')), 3 * DEAF_TIMEOUT_MS, 'the link dropped');
     clearInterval(chatter);
-    // Between one peer timeout and the next sweep's ping after it.
-    assert.ok(Date.now() - started < 2 * PEER_TIMEOUT_MS, `dropped after ${Date.now() - started} ms`);
+    // About the peer timeout after it was last heard from, with room for a busy machine.
+    assert.ok(Date.now() - started < DEAF_TIMEOUT_MS + 5000, `dropped after ${Date.now() - started} ms`);
     (p.ws as unknown as { _socket: Socket })._socket.resume();
     assert.equal(await p.closed, CloseCode.Unresponsive);
   });
