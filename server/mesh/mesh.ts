@@ -344,10 +344,17 @@ export class Mesh implements LinkHost {
       link.sendSnapshot();
       link.sendGrants(withdrawn);
     }
-    this.log.info(
-      { peers: this.links.size, members: this.frozen.length },
-      'leaving the mesh: peers send no new work here; members keep their keys until they move',
-    );
+    if (this.meshed()) {
+      this.log.info(
+        { peers: this.links.size, members: this.frozen.length },
+        'leaving the mesh: peers send no new work here; members keep their keys until they move',
+      );
+    }
+  }
+
+  /** In a mesh, or meant to be: a hub alone has no leave to tell of. */
+  private meshed(): boolean {
+    return this.links.size > 0 || this.dialers.length > 0 || this.dnsSeeds.length > 0;
   }
 
   get isLeaving(): boolean {
@@ -377,7 +384,8 @@ export class Mesh implements LinkHost {
     this.withdrawn = true;
     this.seq++;
     for (const link of this.links.values()) link.sendSnapshot();
-    this.log.info({ members: this.frozen.length, moved: this.moved(), afterMs: Math.round(now() - this.leftAt) }, 'members withdrawn from the mesh');
+    if (this.meshed())
+      this.log.info({ members: this.frozen.length, moved: this.moved(), afterMs: Math.round(now() - this.leftAt) }, 'members withdrawn from the mesh');
   }
 
   /** Closes every link and stops dialling. */
