@@ -51,7 +51,6 @@ export class ServiceState {
   tally: ServiceTally | null = null;
   /** Every key owner of the stream. */
   readonly ring = new StreamRing();
-  /** Requests, errors and latency of the jobs this hub received for the service. */
   /** When the ring last became empty; never, for a service only long-pollers ever served. */
   lastKeyOwnerAt = -Infinity;
   private readonly entries = new Map<Registration, RingEntry>();

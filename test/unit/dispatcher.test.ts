@@ -41,6 +41,11 @@ class Waiter implements JobWaiter {
   }
 }
 
+/** A ring member on another hub, reached through `via` (a peer link), with credit to spare. */
+function remote(d: Dispatcher, via: Consumer, instanceId: string, hubId: string): Registration {
+  return d.register(via, 'svc', 1000, { instanceId, hubId, weight: 1, takes: Takes.Remote }) as Registration;
+}
+
 /** One hand-over of a job to a consumer: the attempt and the registration it ran on. */
 interface Delivery {
   readonly job: Job;
@@ -312,15 +317,15 @@ describe('dispatcher: keyed routing and owner queues', () => {
 
   it("holds the keyed and broadcast work of a member whose hub is leaving, and gives it to the same instance's copy on another hub", () => {
     const { d } = hub();
-    const remote = (c: FakeConsumer, hubId: string) => {
-      const r = d.register(c, 'svc', 1000, { instanceId: 'w-move', hubId, weight: 1, takes: Takes.Remote });
+    const moving = (c: FakeConsumer, hubId: string) => {
+      const r = remote(d, c, 'w-move', hubId);
       assert.ok(r instanceof Registration);
       return r;
     };
     const viaX = new FakeConsumer('link-x');
     const viaZ = new FakeConsumer('link-z');
     const stay = new FakeConsumer('w-stay');
-    const xr = remote(viaX, 'hub-x');
+    const xr = moving(viaX, 'hub-x');
     join(d, stay, { concurrency: 1000 });
     const svc = d.services.get('svc')!;
     const digest = svc.ring.digest();
@@ -335,7 +340,7 @@ describe('dispatcher: keyed routing and owner queues', () => {
     assert.equal(xr.ownerQueue.length, 4);
     assert.deepEqual(stay.bodies(), ['all']);
     // The instance opens a session on hub-z: that copy is the member (though hub-x sorts first).
-    const zr = remote(viaZ, 'hub-z');
+    const zr = moving(viaZ, 'hub-z');
     assert.equal(svc.ring.get('w-move')?.reg, zr);
     assert.equal(svc.ring.digest(), digest, 'the same instances and weights: the same ring');
     assert.deepEqual(viaZ.bodies().sort(), [...keys, 'all'].sort());
@@ -349,7 +354,7 @@ describe('dispatcher: keyed routing and owner queues', () => {
     const { d } = hub();
     const viaX = new FakeConsumer('link-x');
     const viaZ = new FakeConsumer('link-z');
-    const xr = d.register(viaX, 'svc', 1000, { instanceId: 'w-move', hubId: 'hub-x', weight: 1, takes: Takes.Remote }) as Registration;
+    const xr = remote(d, viaX, 'w-move', 'hub-x');
     const w = new Waiter();
     const parent = submit(d, job(w, { mode: RequestMode.Broadcast, key: 'b', body: 'all' }));
     const part = parent.parts![0]!;
@@ -357,7 +362,7 @@ describe('dispatcher: keyed routing and owner queues', () => {
     // hub-x leaves; the instance registers on hub-z; hub-x hands the part back unrun.
     viaX.lameDuck = true;
     d.demote(xr);
-    const zr = d.register(viaZ, 'svc', 1000, { instanceId: 'w-move', hubId: 'hub-z', weight: 1, takes: Takes.Remote }) as Registration;
+    const zr = remote(d, viaZ, 'w-move', 'hub-z');
     viaX.drop(viaX.holding(part));
     d.release(part);
     part.attempt--;
@@ -372,12 +377,12 @@ describe('dispatcher: keyed routing and owner queues', () => {
     const viaA = new FakeConsumer('link-a');
     const viaZ = new FakeConsumer('link-z');
     // A worker on hub-a (the smaller hub id) takes the id of hub-z's in-process handlers, before and after them.
-    const fake = d.register(viaA, 'svc', 1000, { instanceId: 'hub-z.local', hubId: 'hub-a', weight: 1, takes: Takes.Remote }) as Registration;
-    const real = d.register(viaZ, 'svc', 1000, { instanceId: 'hub-z.local', hubId: 'hub-z', weight: 1, takes: Takes.Remote }) as Registration;
+    const fake = remote(d, viaA, 'hub-z.local', 'hub-a');
+    const real = remote(d, viaZ, 'hub-z.local', 'hub-z');
     const svc = d.services.get('svc')!;
     assert.equal(svc.ring.get('hub-z.local')?.reg, real);
     d.unregister(fake);
-    d.register(viaA, 'svc', 1000, { instanceId: 'hub-z.local', hubId: 'hub-a', weight: 1, takes: Takes.Remote });
+    remote(d, viaA, 'hub-z.local', 'hub-a');
     assert.equal(svc.ring.get('hub-z.local')?.reg, real);
     const w = new Waiter();
     const j = submit(d, job(w, { key: 'k' }));
@@ -389,8 +394,8 @@ describe('dispatcher: keyed routing and owner queues', () => {
     const { d } = hub();
     const viaA = new FakeConsumer('link-a');
     const viaB = new FakeConsumer('link-b');
-    const ar = d.register(viaA, 'svc', 1000, { instanceId: 'w-1', hubId: 'hub-a', weight: 1, takes: Takes.Remote }) as Registration;
-    const br = d.register(viaB, 'svc', 1000, { instanceId: 'w-1', hubId: 'hub-b', weight: 1, takes: Takes.Remote }) as Registration;
+    const ar = remote(d, viaA, 'w-1', 'hub-a');
+    const br = remote(d, viaB, 'w-1', 'hub-b');
     const svc = d.services.get('svc')!;
     assert.equal(svc.ring.get('w-1')?.reg, ar, 'the smaller hub id first');
     viaA.sendable = false;
