@@ -8,7 +8,7 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { endEmpty, endHeadNotFound, endWith, type HttpSide, writeError } from './answer.js';
+import { endEmpty, endHeadNotFound, endJson, endWith, type HttpSide, writeError } from './answer.js';
 import { httpAllowed } from './auth/http-auth.js';
 import { LATENCY_BOUNDS_MS, requestTotals } from './request-tally.js';
 import { buildStats, type StatsSource } from './stats.js';
@@ -88,10 +88,6 @@ export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSid
   // The page itself loads without a token; the state behind it needs the monitor right.
   app.get('/dashboard.json', (res, req) => {
     if (httpAllowed(res, req.getHeader('authorization'), hub.auth, http, 'monitor') === false) return;
-    json(res, buildDashboard(hub), http);
+    endJson(res, '200 OK', buildDashboard(hub), http);
   });
-}
-
-function json(res: HttpResponse, value: unknown, http: HttpSide): void {
-  endWith(res.writeStatus('200 OK').writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store'), JSON.stringify(value), http);
 }

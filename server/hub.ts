@@ -7,7 +7,7 @@ import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import type { Registry } from 'prom-client';
 import { CloseCode } from '../client/protocol.js';
-import { endEmpty, endHeadNotFound, endWith, HttpSide, writeError } from './answer.js';
+import { endHeadNotFound, endJson, endWith, HttpSide, writeError } from './answer.js';
 import { InvalidOptionError } from './args.js';
 import { Auth } from './auth/auth.js';
 import { AuthFileError, type Principal } from './auth/auth-file.js';
@@ -355,19 +355,19 @@ export class Hub implements SessionHost {
 
   private wireOperatorRoutes(app: TemplatedApp): void {
     // Probes may use HEAD: the same status and headers, no body.
-    const healthz = (res: HttpResponse, head: boolean) => json(res, '200 OK', { ok: true, hubId: this.hubId }, this.http, head);
+    const healthz = (res: HttpResponse, head: boolean) => endJson(res, '200 OK', { ok: true, hubId: this.hubId }, this.http, head);
     app.get('/healthz', (res) => healthz(res, false));
     app.head('/healthz', (res) => healthz(res, true));
     const readyz = (res: HttpResponse, head: boolean) => {
       // In a mesh, ready once the seeds have synced (or the sync timeout passed).
       const ready = this.state === 'listening' && this.mesh.ready();
-      json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http, head);
+      endJson(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http, head);
     };
     app.get('/readyz', (res) => readyz(res, false));
     app.head('/readyz', (res) => readyz(res, true));
     app.get('/stats', (res, req) => {
       if (httpAllowed(res, req.getHeader('authorization'), this.auth, this.http, 'monitor') === false) return;
-      json(res, '200 OK', buildStats(this), this.http);
+      endJson(res, '200 OK', buildStats(this), this.http);
     });
     const metrics = this.metrics;
     if (metrics) {
@@ -426,13 +426,6 @@ function bind(app: TemplatedApp, host: string, port: number): Promise<us_listen_
       else reject(listenError(host, port));
     });
   });
-}
-
-function json(res: HttpResponse, status: string, value: unknown, http: HttpSide, head = false): void {
-  const body = JSON.stringify(value);
-  res.writeStatus(status).writeHeader('content-type', 'application/json');
-  if (head) endEmpty(res, http, Buffer.byteLength(body));
-  else endWith(res, body, http);
 }
 
 /** Answers with the registry's exposition; prom-client collects asynchronously, so the caller may leave first. */
