@@ -25,6 +25,7 @@ import { Mesh } from './mesh/mesh.js';
 import { wireMeshageRoutes } from './meshage-routes.js';
 import { hubMetrics } from './metrics.js';
 import { type HubOptions, resolveHubOptions } from './options.js';
+import { OwedAnswer } from './request-body.js';
 import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
 import { buildStats } from './stats.js';
 import { now } from './timer-wheel.js';
@@ -430,16 +431,10 @@ function bind(app: TemplatedApp, host: string, port: number): Promise<us_listen_
 
 /** Answers with the registry's exposition; prom-client collects asynchronously, so the caller may leave first. */
 function serveMetrics(res: HttpResponse, registry: Registry, http: HttpSide): void {
-  let done = false;
-  res.onAborted(() => {
-    done = true;
-    http.unanswered--;
-  });
-  http.unanswered++;
+  const owed = new OwedAnswer(http);
+  res.onAborted(() => owed.answered());
   const answer = (status: string, contentType: string, body: string) => {
-    if (done) return;
-    done = true;
-    http.unanswered--;
+    if (!owed.answered()) return; // the caller went away
     res.cork(() => endWith(res.writeStatus(status).writeHeader('content-type', contentType), body, http));
   };
   registry.metrics().then(
