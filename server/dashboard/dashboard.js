@@ -286,7 +286,12 @@
       },
       'no services yet',
     );
-    for (const tr of tbody.rows) {
+    markSelected();
+  }
+
+  /** The chosen service's button shows as pressed, the others not. */
+  function markSelected() {
+    for (const tr of $('services-table').tBodies[0].rows) {
       const b = tr.querySelector('button.pick');
       if (b) b.setAttribute('aria-pressed', String(tr.dataset.key === selected));
     }
@@ -482,6 +487,10 @@
       };
       window.addEventListener('resize', resizeCharts);
     }
+    plotCharts();
+  }
+
+  function plotCharts() {
     const d = chartData();
     charts.rate.setData(d.rate);
     charts.latency.setData(d.latency);
@@ -496,15 +505,8 @@
   function select(name) {
     selected = name;
     setText($('chart-subject'), name ?? 'all services');
-    for (const tr of $('services-table').tBodies[0].rows) {
-      const b = tr.querySelector('button.pick');
-      if (b) b.setAttribute('aria-pressed', String(tr.dataset.key === selected));
-    }
-    if (charts && buckets) {
-      const d = chartData();
-      charts.rate.setData(d.rate);
-      charts.latency.setData(d.latency);
-    }
+    markSelected();
+    if (charts && buckets) plotCharts();
   }
 
   // ---- polling and the token ----
