@@ -63,10 +63,9 @@ const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSide): void {
-  const cache = new Map<string, Buffer>();
   for (const [path, asset] of Object.entries(ASSETS)) {
+    let body: Buffer | undefined;
     const serve = (res: HttpResponse, head: boolean) => {
-      let body = cache.get(path);
       if (!body) {
         try {
           body = readAsset(asset.file);
@@ -74,7 +73,6 @@ export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSid
           if (head) return endHeadNotFound(res, http);
           return writeError(res, 'E_NOT_FOUND', http, 'the dashboard files are not installed');
         }
-        cache.set(path, body);
       }
       res.writeStatus('200 OK').writeHeader('content-type', asset.type).writeHeader('x-content-type-options', 'nosniff');
       res.writeHeader('cache-control', 'no-cache').writeHeader('content-security-policy', CSP);
