@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { endEmpty, endHeadNotFound, endJson, endWith, type HttpSide, writeError } from './answer.js';
-import { httpAllowed } from './auth/http-auth.js';
+import { monitorAllowed } from './auth/http-auth.js';
 import { LATENCY_BOUNDS_MS, requestTotals } from './request-tally.js';
 import { buildStats, type StatsSource } from './stats.js';
 
@@ -85,7 +85,7 @@ export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSid
   }
   // The page itself loads without a token; the state behind it needs the monitor right.
   app.get('/dashboard.json', (res, req) => {
-    if (httpAllowed(res, req.getHeader('authorization'), hub.auth, http, 'monitor') === false) return;
+    if (!monitorAllowed(res, req, hub.auth, http)) return;
     endJson(res, '200 OK', buildDashboard(hub), http);
   });
 }

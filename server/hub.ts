@@ -11,7 +11,7 @@ import { endHeadNotFound, endJson, endWith, HttpSide, writeError } from './answe
 import { InvalidOptionError } from './args.js';
 import { Auth } from './auth/auth.js';
 import { AuthFileError, type Principal } from './auth/auth-file.js';
-import { httpAllowed } from './auth/http-auth.js';
+import { monitorAllowed } from './auth/http-auth.js';
 import { type AuthCounters, Counters } from './counters.js';
 import { wireDashboard } from './dashboard.js';
 import { Dispatcher } from './dispatcher.js';
@@ -367,13 +367,13 @@ export class Hub implements SessionHost {
     app.get('/readyz', (res) => readyz(res, false));
     app.head('/readyz', (res) => readyz(res, true));
     app.get('/stats', (res, req) => {
-      if (httpAllowed(res, req.getHeader('authorization'), this.auth, this.http, 'monitor') === false) return;
+      if (!monitorAllowed(res, req, this.auth, this.http)) return;
       endJson(res, '200 OK', buildStats(this), this.http);
     });
     const metrics = this.metrics;
     if (metrics) {
       app.get('/metrics', (res, req) => {
-        if (httpAllowed(res, req.getHeader('authorization'), this.auth, this.http, 'monitor') === false) return;
+        if (!monitorAllowed(res, req, this.auth, this.http)) return;
         serveMetrics(res, metrics, this.http);
       });
     }
