@@ -67,6 +67,17 @@ export function endEmpty(res: HttpResponse, http: HttpSide, reportedLength?: num
 }
 
 /**
+ * Answers with `value` as JSON: the operator routes' state, never to be cached. A HEAD answer
+ * has the same status and headers, and no body.
+ */
+export function endJson(res: HttpResponse, status: string, value: unknown, http: HttpSide, head = false): void {
+  const body = JSON.stringify(value);
+  res.writeStatus(status).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store');
+  if (head) endEmpty(res, http, Buffer.byteLength(body));
+  else endWith(res, body, http);
+}
+
+/**
  * Writes a hub error as the whole answer, counted in `http.refused`. Call inside a cork (or a
  * uWS handler). A refusal the request accounting already counts as a job's outcome passes
  * `counted` false.

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { hubUrls } from '../client/connection.js';
+import { hubUrls, wsUrl } from '../client/connection.js';
 import { BusError } from '../client/errors.js';
 import { type ArgSpec, InvalidOptionError, type ParsedArgs, parseCount, parseFlags, wantsHelp } from './args.js';
 import { hashToken } from './auth/auth.js';
@@ -221,7 +221,6 @@ async function runEcho(args: string[]): Promise<number> {
   const log = createLogger(process.env.ASTROMESH_LOG_LEVEL ?? 'info', 'astromesh-echo', format === 'pretty' ? 'pretty' : 'json');
   // The client library (and its HTTP stack) is loaded only by the commands that use it.
   const { meshage } = await import('../client/meshage.js');
-  const { wsUrl } = await import('../client/connection.js');
   const node = meshage({ url: hubUrl(values), ...tokenOf(values), ...(instanceId ? { instanceId } : {}) });
   for (const s of positionals) node.register(s, (m) => ({ echoed: m }), { concurrency });
   const w = node.worker;
@@ -273,7 +272,7 @@ async function runRequest(args: string[]): Promise<number> {
   const parallel = count(values, '--concurrency') ?? 1;
   const verbose = values.has('--verbose');
   const { Client } = await import('../client/client.js');
-  const client = new Client({ url: hubUrl(values), ...tokenOf(values), connections: Math.max(1, parallel) });
+  const client = new Client({ url: hubUrl(values), ...tokenOf(values), connections: parallel });
   const opts = { ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
   const once = () =>
     values.has('--broadcast')

@@ -8,8 +8,8 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { endEmpty, endHeadNotFound, endWith, type HttpSide, writeError } from './answer.js';
-import { httpAllowed } from './auth/http-auth.js';
+import { endEmpty, endHeadNotFound, endJson, endWith, type HttpSide, writeError } from './answer.js';
+import { monitorAllowed } from './auth/http-auth.js';
 import { LATENCY_BOUNDS_MS, requestTotals } from './request-tally.js';
 import { buildStats, type StatsSource } from './stats.js';
 
@@ -63,10 +63,9 @@ const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSide): void {
-  const cache = new Map<string, Buffer>();
   for (const [path, asset] of Object.entries(ASSETS)) {
+    let body: Buffer | undefined;
     const serve = (res: HttpResponse, head: boolean) => {
-      let body = cache.get(path);
       if (!body) {
         try {
           body = readAsset(asset.file);
@@ -74,7 +73,6 @@ export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSid
           if (head) return endHeadNotFound(res, http);
           return writeError(res, 'E_NOT_FOUND', http, 'the dashboard files are not installed');
         }
-        cache.set(path, body);
       }
       res.writeStatus('200 OK').writeHeader('content-type', asset.type).writeHeader('x-content-type-options', 'nosniff');
       res.writeHeader('cache-control', 'no-cache').writeHeader('content-security-policy', CSP);
@@ -87,11 +85,7 @@ export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSid
   }
   // The page itself loads without a token; the state behind it needs the monitor right.
   app.get('/dashboard.json', (res, req) => {
-    if (httpAllowed(res, req.getHeader('authorization'), hub.auth, http, 'monitor') === false) return;
-    json(res, buildDashboard(hub), http);
+    if (!monitorAllowed(res, req, hub.auth, http)) return;
+    endJson(res, '200 OK', buildDashboard(hub), http);
   });
-}
-
-function json(res: HttpResponse, value: unknown, http: HttpSide): void {
-  endWith(res.writeStatus('200 OK').writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store'), JSON.stringify(value), http);
 }

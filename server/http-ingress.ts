@@ -68,7 +68,7 @@ export class HttpIngress {
     const job = new Job(service, mode, key, EMPTY, head.contentType || null, head.forwarded, query, now() + timeout, this.answers);
     job.callerRef = res;
     this.http.unanswered++;
-    const reader = new JobBody(res, this.o, Number.isSafeInteger(declared) ? declared : -1, job, this);
+    const reader = new JobBody(res, this.o, declared, job, this);
     res.onAborted(() => {
       // The caller went away: the response must never be touched again.
       if (job.callerRef === null) return;

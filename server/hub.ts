@@ -7,11 +7,11 @@ import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import type { Registry } from 'prom-client';
 import { CloseCode } from '../client/protocol.js';
-import { endEmpty, endHeadNotFound, endWith, HttpSide, writeError } from './answer.js';
+import { endHeadNotFound, endJson, endWith, HttpSide, writeError } from './answer.js';
 import { InvalidOptionError } from './args.js';
 import { Auth } from './auth/auth.js';
 import { AuthFileError, type Principal } from './auth/auth-file.js';
-import { httpAllowed } from './auth/http-auth.js';
+import { monitorAllowed } from './auth/http-auth.js';
 import { type AuthCounters, Counters } from './counters.js';
 import { wireDashboard } from './dashboard.js';
 import { Dispatcher } from './dispatcher.js';
@@ -25,6 +25,7 @@ import { Mesh } from './mesh/mesh.js';
 import { wireMeshageRoutes } from './meshage-routes.js';
 import { hubMetrics } from './metrics.js';
 import { type HubOptions, resolveHubOptions } from './options.js';
+import { OwedAnswer } from './request-body.js';
 import type { SessionSocket, SessionSocketEvents } from './session-socket.js';
 import { buildStats } from './stats.js';
 import { now } from './timer-wheel.js';
@@ -355,24 +356,24 @@ export class Hub implements SessionHost {
 
   private wireOperatorRoutes(app: TemplatedApp): void {
     // Probes may use HEAD: the same status and headers, no body.
-    const healthz = (res: HttpResponse, head: boolean) => json(res, '200 OK', { ok: true, hubId: this.hubId }, this.http, head);
+    const healthz = (res: HttpResponse, head: boolean) => endJson(res, '200 OK', { ok: true, hubId: this.hubId }, this.http, head);
     app.get('/healthz', (res) => healthz(res, false));
     app.head('/healthz', (res) => healthz(res, true));
     const readyz = (res: HttpResponse, head: boolean) => {
       // In a mesh, ready once the seeds have synced (or the sync timeout passed).
       const ready = this.state === 'listening' && this.mesh.ready();
-      json(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http, head);
+      endJson(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http, head);
     };
     app.get('/readyz', (res) => readyz(res, false));
     app.head('/readyz', (res) => readyz(res, true));
     app.get('/stats', (res, req) => {
-      if (httpAllowed(res, req.getHeader('authorization'), this.auth, this.http, 'monitor') === false) return;
-      json(res, '200 OK', buildStats(this), this.http);
+      if (!monitorAllowed(res, req, this.auth, this.http)) return;
+      endJson(res, '200 OK', buildStats(this), this.http);
     });
     const metrics = this.metrics;
     if (metrics) {
       app.get('/metrics', (res, req) => {
-        if (httpAllowed(res, req.getHeader('authorization'), this.auth, this.http, 'monitor') === false) return;
+        if (!monitorAllowed(res, req, this.auth, this.http)) return;
         serveMetrics(res, metrics, this.http);
       });
     }
@@ -428,25 +429,12 @@ function bind(app: TemplatedApp, host: string, port: number): Promise<us_listen_
   });
 }
 
-function json(res: HttpResponse, status: string, value: unknown, http: HttpSide, head = false): void {
-  const body = JSON.stringify(value);
-  res.writeStatus(status).writeHeader('content-type', 'application/json');
-  if (head) endEmpty(res, http, Buffer.byteLength(body));
-  else endWith(res, body, http);
-}
-
 /** Answers with the registry's exposition; prom-client collects asynchronously, so the caller may leave first. */
 function serveMetrics(res: HttpResponse, registry: Registry, http: HttpSide): void {
-  let done = false;
-  res.onAborted(() => {
-    done = true;
-    http.unanswered--;
-  });
-  http.unanswered++;
+  const owed = new OwedAnswer(http);
+  res.onAborted(() => owed.answered());
   const answer = (status: string, contentType: string, body: string) => {
-    if (done) return;
-    done = true;
-    http.unanswered--;
+    if (!owed.answered()) return; // the caller went away
     res.cork(() => endWith(res.writeStatus(status).writeHeader('content-type', contentType), body, http));
   };
   registry.metrics().then(

@@ -374,7 +374,7 @@ class LeaseReplyBody extends BodyReader {
     private readonly owed: OwedAnswer,
     private readonly then: (body: Uint8Array) => void,
   ) {
-    super(res, o, Number.isSafeInteger(declared) ? declared : -1);
+    super(res, o, declared);
   }
 
   protected body(body: Uint8Array): void {

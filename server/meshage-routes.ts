@@ -7,7 +7,7 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { MESHAGE_CONTENT_TYPE } from '../client/protocol.js';
 import { endWith, type HttpSide } from './answer.js';
 import type { Auth } from './auth/auth.js';
-import { httpAllowed } from './auth/http-auth.js';
+import { monitorAllowed } from './auth/http-auth.js';
 import type { Dispatcher } from './dispatcher.js';
 import { API_METHODS } from './http-ingress.js';
 
@@ -45,7 +45,7 @@ export function wireMeshageRoutes(app: TemplatedApp, d: Dispatcher, auth: Auth, 
   for (const method of API_METHODS) app[method]('/api/health', health);
   app.get('/api/services', (res, req) => {
     // Who serves what is the mesh's layout: read like /stats.
-    if (httpAllowed(res, req.getHeader('authorization'), auth, http, 'monitor') === false) return;
+    if (!monitorAllowed(res, req, auth, http)) return;
     json(res, JSON.stringify(meshageServices(d)), http);
   });
 }

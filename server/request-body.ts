@@ -57,13 +57,15 @@ export abstract class BodyReader {
   private size = 0;
   private discard: BodyDiscard | null = null;
   private stopped = false;
+  private readonly declared: number;
 
-  /** `declared`: the Content-Length, or -1 for a chunked body. */
+  /** `declared`: the Content-Length (anything but a whole number of bytes: none, the body is chunked). */
   constructor(
     res: HttpResponse,
     private readonly o: HubOptions,
-    private readonly declared: number,
+    declared: number,
   ) {
+    this.declared = Number.isSafeInteger(declared) ? declared : -1;
     res.onData((chunk, isLast) => this.chunk(chunk, isLast));
   }
 

@@ -1,5 +1,5 @@
 /** The bearer-token check of the HTTP routes: 401 without a valid token, 403 without the right. */
-import type { HttpResponse } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { type HttpSide, writeError } from '../answer.js';
 import type { Auth } from './auth.js';
 import type { Principal } from './auth-file.js';
@@ -42,4 +42,9 @@ export function httpAllowed(res: HttpResponse, authorization: string, auth: Auth
     return false;
   }
   return p;
+}
+
+/** Whether the request's token may read the hub's state (the monitor right); when not, the 401 or 403 is written. */
+export function monitorAllowed(res: HttpResponse, req: HttpRequest, auth: Auth, http: HttpSide): boolean {
+  return httpAllowed(res, req.getHeader('authorization'), auth, http, 'monitor') !== false;
 }

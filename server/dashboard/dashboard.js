@@ -173,6 +173,72 @@
 
   // ---- tables, updated in place ----
 
+  /** A column: its heading, the class of its <col> (its width), and whether it holds numbers. */
+  const plain = (heading, width = '') => ({ heading, width, num: false });
+  const numeric = (heading, width = '') => ({ heading, width, num: true });
+
+  /**
+   * The tables, by the id of their section, built once: a table `<id>-table` in a wrapper that
+   * scrolls, and with `more` a note `<id>-more` of the rows left out. The render functions
+   * below fill the rows, cell for cell in the order of these columns.
+   */
+  const TABLES = {
+    services: {
+      cls: 'services',
+      columns: [
+        plain('service', 'c-name'),
+        numeric('req/s'),
+        numeric('errors/s'),
+        numeric('p50'),
+        numeric('p99'),
+        numeric('requests', 'c-wide'),
+        numeric('queued'),
+        numeric('in flight'),
+        numeric('workers'),
+        numeric('long-polls'),
+      ],
+    },
+    workers: {
+      more: true,
+      columns: [plain('instance', 'c-name'), plain('service', 'c-name'), numeric('credit'), numeric('in flight'), plain('state'), plain('address', 'c-addr')],
+    },
+    longpoll: { more: true, columns: [plain('service', 'c-name'), numeric('polls waiting'), numeric('jobs leased')] },
+    peers: {
+      columns: [plain('hub', 'c-name'), plain('link'), numeric('rtt'), numeric('members'), numeric('fwd out/s'), numeric('fwd in/s'), numeric('in flight')],
+    },
+    rings: { more: true, columns: [plain('stream', 'c-name'), plain('epoch · digest'), plain('members (instance @ hub)', 'c-members')] },
+  };
+
+  for (const [id, spec] of Object.entries(TABLES)) {
+    const table = document.createElement('table');
+    table.id = `${id}-table`;
+    if (spec.cls) table.className = spec.cls;
+    const cols = table.appendChild(document.createElement('colgroup'));
+    const head = table.createTHead().insertRow();
+    for (const c of spec.columns) {
+      const col = cols.appendChild(document.createElement('col'));
+      if (c.width) col.className = c.width;
+      const th = head.appendChild(document.createElement('th'));
+      th.scope = 'col';
+      if (c.num) th.className = 'num';
+      th.textContent = c.heading;
+    }
+    table.createTBody();
+    // The keyboard reaches the wrapper, to scroll a table wider or longer than it.
+    const wrap = document.createElement('div');
+    wrap.className = 'table-wrap';
+    wrap.tabIndex = 0;
+    wrap.append(table);
+    $(id).append(wrap);
+    if (spec.more) {
+      const note = document.createElement('p');
+      note.id = `${id}-more`;
+      note.className = 'hint more';
+      note.setAttribute('aria-live', 'polite');
+      $(id).append(note);
+    }
+  }
+
   function setText(el, text) {
     if (el.textContent !== text) el.textContent = text;
   }
@@ -286,7 +352,12 @@
       },
       'no services yet',
     );
-    for (const tr of tbody.rows) {
+    markSelected();
+  }
+
+  /** The chosen service's button shows as pressed, the others not. */
+  function markSelected() {
+    for (const tr of $('services-table').tBodies[0].rows) {
       const b = tr.querySelector('button.pick');
       if (b) b.setAttribute('aria-pressed', String(tr.dataset.key === selected));
     }
@@ -482,6 +553,10 @@
       };
       window.addEventListener('resize', resizeCharts);
     }
+    plotCharts();
+  }
+
+  function plotCharts() {
     const d = chartData();
     charts.rate.setData(d.rate);
     charts.latency.setData(d.latency);
@@ -496,15 +571,8 @@
   function select(name) {
     selected = name;
     setText($('chart-subject'), name ?? 'all services');
-    for (const tr of $('services-table').tBodies[0].rows) {
-      const b = tr.querySelector('button.pick');
-      if (b) b.setAttribute('aria-pressed', String(tr.dataset.key === selected));
-    }
-    if (charts && buckets) {
-      const d = chartData();
-      charts.rate.setData(d.rate);
-      charts.latency.setData(d.latency);
-    }
+    markSelected();
+    if (charts && buckets) plotCharts();
   }
 
   // ---- polling and the token ----

@@ -89,6 +89,7 @@ describe('dashboard over HTTP', { timeout: 60_000 }, () => {
     assert.equal((await post(`${hub.url}/service/nobody`)).status, 503);
     const r = await fetch(`${hub.url}/dashboard.json`);
     assert.equal(r.status, 200);
+    assert.equal(r.headers.get('cache-control'), 'no-store');
     // biome-ignore lint/suspicious/noExplicitAny: the test reads the JSON field by field
     const d: any = await r.json();
     assert.deepEqual(d.latencyBuckets.boundsMs, LATENCY_BOUNDS_MS);
