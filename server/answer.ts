@@ -4,7 +4,7 @@
  * WebSocket message handler cannot be corked and costs a syscall per header.
  */
 
-import type { HttpResponse, RecognizedString } from 'uWebSockets.js';
+import type { HttpResponse, RecognizedString, TemplatedApp } from 'uWebSockets.js';
 import { STATUS_CODES } from 'node:http';
 import { ERRORS, type ErrorCode, errorBody, isErrorCode } from '../client/errors.js';
 import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, SERVED_BY_HEADER } from '../client/protocol.js';
@@ -169,4 +169,13 @@ export class HttpAnswerQueue implements JobWaiter {
     }
     this.current = null;
   }
+}
+
+/**
+ * Serves `path` for GET and HEAD alike: probes and link checkers send HEAD, and get the status
+ * and headers a GET would, with no body (`serve` is told which it answers).
+ */
+export function getAndHead(app: TemplatedApp, path: string, serve: (res: HttpResponse, head: boolean) => void): void {
+  app.get(path, (res) => serve(res, false));
+  app.head(path, (res) => serve(res, true));
 }

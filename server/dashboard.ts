@@ -4,11 +4,11 @@
  * (server/dashboard/, uPlot from its own package) and are read once, on first use.
  */
 
-import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { TemplatedApp } from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { endEmpty, endHeadNotFound, endJson, endWith, type HttpSide, writeError } from './answer.js';
+import { endEmpty, endHeadNotFound, endJson, endWith, getAndHead, type HttpSide, writeError } from './answer.js';
 import { monitorAllowed } from './auth/http-auth.js';
 import { LATENCY_BOUNDS_MS, requestTotals } from './request-tally.js';
 import { buildStats, type StatsSource } from './stats.js';
@@ -65,7 +65,7 @@ const CSP =
 export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSide): void {
   for (const [path, asset] of Object.entries(ASSETS)) {
     let body: Buffer | undefined;
-    const serve = (res: HttpResponse, head: boolean) => {
+    getAndHead(app, path, (res, head) => {
       if (!body) {
         try {
           body = readAsset(asset.file);
@@ -79,9 +79,7 @@ export function wireDashboard(app: TemplatedApp, hub: StatsSource, http: HttpSid
       // A HEAD answer reports the length a GET would get, and has no body.
       if (head) endEmpty(res, http, body.length);
       else endWith(res, body, http);
-    };
-    app.get(path, (res) => serve(res, false));
-    app.head(path, (res) => serve(res, true));
+    });
   }
   // The page itself loads without a token; the state behind it needs the monitor right.
   app.get('/dashboard.json', (res, req) => {

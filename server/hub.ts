@@ -7,7 +7,7 @@ import uWS from 'uWebSockets.js';
 import { nanoid } from 'nanoid';
 import type { Registry } from 'prom-client';
 import { CloseCode } from '../client/protocol.js';
-import { endHeadNotFound, endJson, endWith, HttpSide, writeError } from './answer.js';
+import { endHeadNotFound, endJson, endWith, getAndHead, HttpSide, writeError } from './answer.js';
 import { InvalidOptionError } from './args.js';
 import { Auth } from './auth/auth.js';
 import { AuthFileError, type Principal } from './auth/auth-file.js';
@@ -355,17 +355,12 @@ export class Hub implements SessionHost {
   }
 
   private wireOperatorRoutes(app: TemplatedApp): void {
-    // Probes may use HEAD: the same status and headers, no body.
-    const healthz = (res: HttpResponse, head: boolean) => endJson(res, '200 OK', { ok: true, hubId: this.hubId }, this.http, head);
-    app.get('/healthz', (res) => healthz(res, false));
-    app.head('/healthz', (res) => healthz(res, true));
-    const readyz = (res: HttpResponse, head: boolean) => {
+    getAndHead(app, '/healthz', (res, head) => endJson(res, '200 OK', { ok: true, hubId: this.hubId }, this.http, head));
+    getAndHead(app, '/readyz', (res, head) => {
       // In a mesh, ready once the seeds have synced (or the sync timeout passed).
       const ready = this.state === 'listening' && this.mesh.ready();
       endJson(res, ready ? '200 OK' : '503 Service Unavailable', { ready, state: this.state }, this.http, head);
-    };
-    app.get('/readyz', (res) => readyz(res, false));
-    app.head('/readyz', (res) => readyz(res, true));
+    });
     app.get('/stats', (res, req) => {
       if (!monitorAllowed(res, req, this.auth, this.http)) return;
       endJson(res, '200 OK', buildStats(this), this.http);
