@@ -15,7 +15,7 @@ import { BusError } from '../client/errors.js';
 import { type MeshageHandler, meshageHandler } from '../client/meshage.js';
 import { isJsonContentType } from '../client/protocol.js';
 import type { BusResponse, RequestOptions } from '../client/requester.js';
-import { Hub } from './hub.js';
+import { Hub, waitUntil } from './hub.js';
 import { type Cluster, DEFAULT_CLUSTER_HOST, hostPort, nodeOptions } from './meshage-options.js';
 import { now } from './timer-wheel.js';
 
@@ -148,8 +148,7 @@ export class MeshageNode {
       hub.log.warn({ host: o.host }, 'AUTH IS OFF: anyone who can reach this node can call and serve any stream (set ASTROMESH_AUTH_FILE)');
     this.stopOnSignals(hub);
     // Like a hub's /readyz: the seeds have synced (or the sync timeout passed).
-    const until = now() + o.peerSyncTimeoutMs + 100;
-    while (!this.stopping && !hub.mesh.ready() && now() < until) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => this.stopping || hub.mesh.ready(), now() + o.peerSyncTimeoutMs + 100);
     return this;
   }
 
