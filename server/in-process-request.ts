@@ -5,7 +5,7 @@
  */
 import { BusError } from '../client/errors.js';
 import { NO_HEADERS } from '../client/handler.js';
-import { check, DEFAULT_CONTENT_TYPE, isValidKey, isValidName, ProtocolError, RequestMode, type RequestModeCode } from '../client/protocol.js';
+import { asBuffer, check, DEFAULT_CONTENT_TYPE, isValidKey, isValidName, ProtocolError, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { type BusResponse, makeResponse, type RequestOptions, requestError } from '../client/requester.js';
 import type { Dispatcher } from './dispatcher.js';
 import { Job, type JobWaiter } from './job.js';
@@ -27,11 +27,8 @@ class PromisedAnswer implements JobWaiter {
       this.reject(requestError(job.status, String(job.errorCode), job.errorMessage ?? ''));
       return;
     }
-    const b = job.replyBody ?? EMPTY;
     try {
-      this.resolve(
-        makeResponse(job.status, job.replyContentType, job.replyHeaders ?? NO_HEADERS, Buffer.from(b.buffer, b.byteOffset, b.byteLength), job.servedBy),
-      );
+      this.resolve(makeResponse(job.status, job.replyContentType, job.replyHeaders ?? NO_HEADERS, asBuffer(job.replyBody ?? EMPTY), job.servedBy));
     } catch (err) {
       this.reject(err as Error);
     }

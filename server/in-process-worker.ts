@@ -7,7 +7,7 @@
  */
 import { BusError, type ErrorCode } from '../client/errors.js';
 import { Answer, type Handler, type HandlerValue, JobView, NO_HEADERS, runHandler } from '../client/handler.js';
-import { isValidName, MAX_CONCURRENCY, MAX_WEIGHT } from '../client/protocol.js';
+import { asBuffer, isValidName, MAX_CONCURRENCY, MAX_WEIGHT } from '../client/protocol.js';
 import type { BusResponse, RequestOptions } from '../client/requester.js';
 import type { Dispatcher } from './dispatcher.js';
 import { requestInProcess } from './in-process-request.js';
@@ -157,8 +157,7 @@ export class InProcessWorker implements Consumer {
         this.dispatcher.release(job);
         continue;
       }
-      const body = job.body;
-      const run = new InProcessJob(job, this.nextId++, Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+      const run = new InProcessJob(job, this.nextId++, asBuffer(job.body));
       job.consumerRef = run;
       this.running++;
       runHandler(handler, run, this.finishBound);
