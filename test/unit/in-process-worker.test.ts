@@ -147,6 +147,36 @@ describe('InProcessWorker', () => {
     assert.equal(d.services.get('svc')!.regs.values().next().value!.inflight, 0);
   });
 
+  it('a reply whose reading throws (a getter, a Proxy) is a 500 error answer, and the next jobs still run', async () => {
+    const { d, w } = setup();
+    const replies: Record<string, unknown> = {
+      getter: {
+        get body(): string {
+          throw new Error('no body for you');
+        },
+      },
+      proxy: new Proxy(
+        {},
+        {
+          get() {
+            throw new Error('trapped');
+          },
+        },
+      ),
+      plain: 'fine',
+    };
+    w.handle('svc', (j: IncomingJob) => replies[j.text()] as never, { concurrency: 8, weight: 1 });
+    const waiter = new Waiter();
+    const jobs = Object.keys(replies).map((name) => job(waiter, name));
+    for (const j of jobs) d.submit(j);
+    await tick();
+    for (const j of jobs) assert.equal(waiter.settles.get(j), 1);
+    assert.deepEqual([jobs[0]!.status, jobs[0]!.errorCode, jobs[0]!.errorMessage], [500, 'E_HANDLER', 'no body for you']);
+    assert.deepEqual([jobs[1]!.status, jobs[1]!.errorCode, jobs[1]!.errorMessage], [500, 'E_HANDLER', 'trapped']);
+    assert.deepEqual([jobs[2]!.status, Buffer.from(jobs[2]!.replyBody!).toString()], [200, 'fine']);
+    assert.equal(d.services.get('svc')!.regs.values().next().value!.inflight, 0);
+  });
+
   it('a request from inside the process resolves with the answer, or rejects with the error', async () => {
     const { w } = setup();
     w.handle('svc', (j: IncomingJob) => ({ contentType: 'application/json', body: JSON.stringify({ key: j.key }) }), { concurrency: 1, weight: 1 });
