@@ -69,6 +69,8 @@ export class MeshageNode {
   private embedded: Hub | null = null;
   private starting: Promise<this> | null = null;
   private stopping = false;
+  /** What stopOnSignals put on `process`, taken off again when the node stops. */
+  private readonly signalListeners: [NodeJS.Signals, () => void][] = [];
 
   constructor(
     readonly cluster: Cluster,
@@ -134,6 +136,8 @@ export class MeshageNode {
     // A node still starting has no hub yet: it is stopped once it has one (or failed to).
     await this.starting?.catch(() => {});
     await this.hub?.shutdown();
+    // A stopped node's listener would end the process at the next signal, and keep a later node from putting its own.
+    for (const [sig, listener] of this.signalListeners.splice(0)) process.removeListener(sig, listener);
   }
 
   private async run(): Promise<this> {
@@ -164,7 +168,7 @@ export class MeshageNode {
   private stopOnSignals(hub: Hub): void {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       if (process.listenerCount(sig) > 0) continue;
-      process.once(sig, () => {
+      const listener = () => {
         // The application began to listen after start(): ending the process is its call, not ours.
         if (process.listenerCount(sig) > 0) return;
         hub.log.info({ sig }, 'shutting down');
@@ -172,7 +176,9 @@ export class MeshageNode {
           () => process.exit(0),
           () => process.exit(1),
         );
-      });
+      };
+      process.once(sig, listener);
+      this.signalListeners.push([sig, listener]);
     }
   }
 
