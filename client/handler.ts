@@ -91,6 +91,11 @@ export class JobView implements IncomingJob {
   }
 }
 
+/** Whether a handler's value is a promise (anything with a `then` method) rather than an answer. */
+export function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return !!v && typeof (v as PromiseLike<unknown>).then === 'function';
+}
+
 /** Runs `handler` on `job` and calls `done` once with its value, or with what it threw or rejected with. */
 export function runHandler<J extends IncomingJob>(handler: Handler, job: J, done: (job: J, value: HandlerValue, err: unknown) => void): void {
   let result: ReturnType<Handler>;
@@ -98,7 +103,7 @@ export function runHandler<J extends IncomingJob>(handler: Handler, job: J, done
   try {
     result = handler(job);
     // Reading `then` runs the value's code too (a getter, a Proxy): a throw there is the handler's.
-    promised = !!result && typeof (result as Promise<unknown>).then === 'function';
+    promised = isThenable(result);
   } catch (err) {
     // `undefined` is how `done` tells a value from a throw: a thrown undefined is still a throw.
     done(job, undefined, err === undefined ? new Error('handler threw undefined') : err);

@@ -3,6 +3,7 @@
  * `{stream, partitionKey, ...body}` (key order stream, partitionKey, then the body's keys; the
  * URL's values win) and its return value is the JSON reply, as meshage did.
  */
+import { isThenable } from './handler.js';
 import { MESHAGE_CONTENT_TYPE } from './protocol.js';
 import { type HandleOptions, type Handler, HandlerError, type IncomingJob, Worker, type WorkerOptions, type WorkerReply } from './worker.js';
 
@@ -45,9 +46,7 @@ function jsonAnswer(result: unknown): WorkerReply {
 export function meshageHandler(handler: MeshageHandler): Handler {
   return (job: IncomingJob) => {
     const result = handler(meshageMessage(job), job);
-    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function')
-      return (result as Promise<unknown>).then(jsonAnswer);
-    return jsonAnswer(result);
+    return isThenable(result) ? Promise.resolve(result).then(jsonAnswer) : jsonAnswer(result);
   };
 }
 
