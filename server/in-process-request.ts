@@ -50,7 +50,8 @@ export function requestInProcess(
   const mode: RequestModeCode = opts.broadcast ? RequestMode.Broadcast : opts.key !== undefined ? RequestMode.Keyed : RequestMode.Any;
   const key = opts.key ?? null;
   if (!isValidName(service)) return Promise.reject(new BusError('E_BAD_NAME'));
-  if (key !== null && !isValidKey(key)) return Promise.reject(new BusError('E_BAD_KEY'));
+  // A keyed request needs its key (`key: null` asks for one without); a broadcast may name one.
+  if ((mode === RequestMode.Keyed || key !== null) && !isValidKey(key)) return Promise.reject(new BusError('E_BAD_KEY'));
   if (opts.timeoutMs !== undefined && !(Number.isInteger(opts.timeoutMs) && opts.timeoutMs > 0)) return Promise.reject(new BusError('E_BAD_TIMEOUT'));
   try {
     // What a worker is sent in a Job frame: a request it could not be sent in is refused here.

@@ -184,6 +184,8 @@ describe('InProcessWorker', () => {
     assert.deepEqual(r.json(), { key: 'k9' });
     await assert.rejects(w.request('nobody', '{}'), (e: BusError) => e.code === 'E_NO_WORKERS' && e.status === 503);
     await assert.rejects(w.request('svc', 'x', { key: '' }), (e: BusError) => e.code === 'E_BAD_KEY');
+    // A key that is there but null asks for a keyed request without a key, as a Request frame with a nil key does.
+    await assert.rejects(w.request('svc', 'x', { key: null as unknown as string }), (e: BusError) => e.code === 'E_BAD_KEY');
     // Headers a Job frame could not carry are refused, not handed to a worker.
     const bad = { headers: { 'x-n': 1 as unknown as string } };
     await assert.rejects(w.request('svc', 'x', bad), (e: BusError) => e.code === 'E_BAD_REQUEST' && e.status === 400);
