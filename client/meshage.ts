@@ -20,7 +20,7 @@ export function meshageMessage(job: IncomingJob): Record<string, unknown> {
     try {
       body = JSON.parse(job.body.toString('utf8'));
     } catch {
-      throw new HandlerError('message body must be a JSON object', 400, 'E_BAD_MESSAGE');
+      body = null; // not JSON: refused below, as JSON that is not an object is
     }
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HandlerError('message body must be a JSON object', 400, 'E_BAD_MESSAGE');
