@@ -91,17 +91,25 @@ export class JobView implements IncomingJob {
   }
 }
 
+/** Whether a handler's value is a promise (anything with a `then` method) rather than an answer. */
+export function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return !!v && typeof (v as PromiseLike<unknown>).then === 'function';
+}
+
 /** Runs `handler` on `job` and calls `done` once with its value, or with what it threw or rejected with. */
 export function runHandler<J extends IncomingJob>(handler: Handler, job: J, done: (job: J, value: HandlerValue, err: unknown) => void): void {
   let result: ReturnType<Handler>;
+  let promised: boolean;
   try {
     result = handler(job);
+    // Reading `then` runs the value's code too (a getter, a Proxy): a throw there is the handler's.
+    promised = isThenable(result);
   } catch (err) {
     // `undefined` is how `done` tells a value from a throw: a thrown undefined is still a throw.
     done(job, undefined, err === undefined ? new Error('handler threw undefined') : err);
     return;
   }
-  if (result && typeof (result as Promise<unknown>).then === 'function') {
+  if (promised) {
     (result as Promise<HandlerValue>).then(
       (v) => done(job, v, undefined),
       (err: unknown) => done(job, undefined, err ?? new Error('handler rejected')),
@@ -130,25 +138,29 @@ export class Answer {
       const he = err instanceof HandlerError ? err : null;
       return this.fail(isValidStatus(he?.status) ? he!.status : 500, typeof he?.code === 'string' ? he.code : 'E_HANDLER', thrownMessage(err));
     }
-    const r = toReply(value);
     // What the hub would refuse in a Reply frame costs a worker its whole session, and an
     // in-process answer the hub cannot write would end the hub: the caller gets a 500 instead.
-    if (r.status !== undefined && !isValidStatus(r.status)) {
-      return this.fail(500, 'E_HANDLER', `the handler returned status ${String(r.status)}; a reply's status is an integer from 200 to 599`);
-    }
-    const contentType = r.contentType ?? null;
-    const headers = r.headers ?? null;
+    // So would a reply whose reading throws (a getter, a Proxy): it is the handler's throw.
+    let status: number | undefined;
+    let contentType: string | null;
+    let headers: Headers | null;
     let body: Uint8Array;
     try {
+      const r = toReply(value);
+      status = r.status;
+      if (status !== undefined && !isValidStatus(status)) {
+        return this.fail(500, 'E_HANDLER', `the handler returned status ${String(status)}; a reply's status is an integer from 200 to 599`);
+      }
+      contentType = r.contentType ?? null;
+      headers = r.headers ?? null;
       check.optStr(contentType, 'its content type');
       check.optHeaders(headers);
       body = check.body(r.body ?? null);
     } catch (e) {
-      if (!(e instanceof ProtocolError)) throw e;
-      return this.fail(500, 'E_HANDLER', `the handler's reply was refused: ${e.message}`);
+      return this.fail(500, 'E_HANDLER', e instanceof ProtocolError ? `the handler's reply was refused: ${e.message}` : thrownMessage(e));
     }
     this.error = false;
-    this.status = r.status ?? 200;
+    this.status = status ?? 200;
     this.contentType = contentType ?? DEFAULT_CONTENT_TYPE;
     this.headers = headers;
     this.body = body;

@@ -3,6 +3,7 @@
  * `{stream, partitionKey, ...body}` (key order stream, partitionKey, then the body's keys; the
  * URL's values win) and its return value is the JSON reply, as meshage did.
  */
+import { isThenable } from './handler.js';
 import { MESHAGE_CONTENT_TYPE } from './protocol.js';
 import { type HandleOptions, type Handler, HandlerError, type IncomingJob, Worker, type WorkerOptions, type WorkerReply } from './worker.js';
 
@@ -19,7 +20,7 @@ export function meshageMessage(job: IncomingJob): Record<string, unknown> {
     try {
       body = JSON.parse(job.body.toString('utf8'));
     } catch {
-      throw new HandlerError('message body must be a JSON object', 400, 'E_BAD_MESSAGE');
+      body = null; // not JSON: refused below, as JSON that is not an object is
     }
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HandlerError('message body must be a JSON object', 400, 'E_BAD_MESSAGE');
@@ -45,9 +46,7 @@ function jsonAnswer(result: unknown): WorkerReply {
 export function meshageHandler(handler: MeshageHandler): Handler {
   return (job: IncomingJob) => {
     const result = handler(meshageMessage(job), job);
-    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function')
-      return (result as Promise<unknown>).then(jsonAnswer);
-    return jsonAnswer(result);
+    return isThenable(result) ? Promise.resolve(result).then(jsonAnswer) : jsonAnswer(result);
   };
 }
 

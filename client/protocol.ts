@@ -162,6 +162,11 @@ export const MAX_FRAME_VALUES = 1024;
 
 const EMPTY = new Uint8Array(0);
 
+/** `bytes` as a Buffer: itself when it is one, else a view over the same memory (no copy). */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** Encodes a frame as one msgpack message. */
 export function encodeFrame(frame: Frame): Buffer {
   return pack(frame);

@@ -5,7 +5,7 @@
 
 import type { Connection } from './connection.js';
 import { BusError, isErrorCode } from './errors.js';
-import { DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, type Headers, Op, RequestMode, type RequestModeCode, type ResponseFrame } from './protocol.js';
+import { asBuffer, DEFAULT_CONTENT_TYPE, ERROR_CODE_HEADER, type Headers, Op, RequestMode, type RequestModeCode, type ResponseFrame } from './protocol.js';
 
 export interface RequestOptions {
   /** Route to the owner of this partition key. */
@@ -143,8 +143,7 @@ export class Requester {
     this.pending.delete(id);
     if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
     try {
-      const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-      p.resolve(makeResponse(status, contentType, headers ?? NO_HEADERS, bytes, servedBy));
+      p.resolve(makeResponse(status, contentType, headers ?? NO_HEADERS, asBuffer(body), servedBy));
     } catch (err) {
       p.reject(err as Error);
     }

@@ -14,7 +14,7 @@ import { Connection, type ConnectionOptions } from './connection.js';
 import { CLIENT_DEFAULTS } from './defaults.js';
 import { BusError } from './errors.js';
 import { Answer, type Handler, HandlerError, type HandlerValue, JobView, NO_HEADERS, runHandler, type WorkerReply } from './handler.js';
-import { type Frame, type Headers, type JobFrame, Op, type WelcomeInfo } from './protocol.js';
+import { asBuffer, type Frame, type Headers, type JobFrame, Op, type WelcomeInfo } from './protocol.js';
 import { type BusResponse, Requester, type RequestOptions } from './requester.js';
 
 export type { Handler, IncomingJob, WorkerReply } from './handler.js';
@@ -265,18 +265,7 @@ export class Worker extends EventEmitter {
   private run(link: WorkerLink, f: JobFrame): void {
     const [, id, service, key, remainingMs, attempt, contentType, headers, query, body] = f;
     const h = this.handlers.get(service);
-    const job = new Running(
-      link,
-      id,
-      service,
-      key,
-      attempt,
-      remainingMs,
-      contentType,
-      headers ?? NO_HEADERS,
-      query,
-      Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength),
-    );
+    const job = new Running(link, id, service, key, attempt, remainingMs, contentType, headers ?? NO_HEADERS, query, asBuffer(body));
     link.running.set(id, job);
     if (!h) {
       this.finish(job, undefined, new HandlerError(`no handler for ${service}`, 503, 'E_NO_WORKERS'));

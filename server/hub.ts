@@ -466,6 +466,6 @@ function remaining(until: number, ms: number): number {
 }
 
 /** Resolves when `done()` holds or at `until` (a `now()` time), checking every 10 ms. */
-async function waitUntil(done: () => boolean, until: number): Promise<void> {
+export async function waitUntil(done: () => boolean, until: number): Promise<void> {
   while (!done() && now() < until) await sleep(10);
 }

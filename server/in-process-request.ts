@@ -5,7 +5,7 @@
  */
 import { BusError } from '../client/errors.js';
 import { NO_HEADERS } from '../client/handler.js';
-import { check, DEFAULT_CONTENT_TYPE, isValidKey, isValidName, ProtocolError, RequestMode, type RequestModeCode } from '../client/protocol.js';
+import { asBuffer, check, DEFAULT_CONTENT_TYPE, isValidKey, isValidName, ProtocolError, RequestMode, type RequestModeCode } from '../client/protocol.js';
 import { type BusResponse, makeResponse, type RequestOptions, requestError } from '../client/requester.js';
 import type { Dispatcher } from './dispatcher.js';
 import { Job, type JobWaiter } from './job.js';
@@ -27,11 +27,8 @@ class PromisedAnswer implements JobWaiter {
       this.reject(requestError(job.status, String(job.errorCode), job.errorMessage ?? ''));
       return;
     }
-    const b = job.replyBody ?? EMPTY;
     try {
-      this.resolve(
-        makeResponse(job.status, job.replyContentType, job.replyHeaders ?? NO_HEADERS, Buffer.from(b.buffer, b.byteOffset, b.byteLength), job.servedBy),
-      );
+      this.resolve(makeResponse(job.status, job.replyContentType, job.replyHeaders ?? NO_HEADERS, asBuffer(job.replyBody ?? EMPTY), job.servedBy));
     } catch (err) {
       this.reject(err as Error);
     }
@@ -53,7 +50,8 @@ export function requestInProcess(
   const mode: RequestModeCode = opts.broadcast ? RequestMode.Broadcast : opts.key !== undefined ? RequestMode.Keyed : RequestMode.Any;
   const key = opts.key ?? null;
   if (!isValidName(service)) return Promise.reject(new BusError('E_BAD_NAME'));
-  if (key !== null && !isValidKey(key)) return Promise.reject(new BusError('E_BAD_KEY'));
+  // A keyed request needs its key (`key: null` asks for one without); a broadcast may name one.
+  if ((mode === RequestMode.Keyed || key !== null) && !isValidKey(key)) return Promise.reject(new BusError('E_BAD_KEY'));
   if (opts.timeoutMs !== undefined && !(Number.isInteger(opts.timeoutMs) && opts.timeoutMs > 0)) return Promise.reject(new BusError('E_BAD_TIMEOUT'));
   try {
     // What a worker is sent in a Job frame: a request it could not be sent in is refused here.

@@ -7,7 +7,7 @@
  */
 import { BusError, type ErrorCode } from '../client/errors.js';
 import { Answer, type Handler, type HandlerValue, JobView, NO_HEADERS, runHandler } from '../client/handler.js';
-import { isValidName, MAX_CONCURRENCY, MAX_WEIGHT } from '../client/protocol.js';
+import { asBuffer, isValidName, MAX_CONCURRENCY, MAX_WEIGHT } from '../client/protocol.js';
 import type { BusResponse, RequestOptions } from '../client/requester.js';
 import type { Dispatcher } from './dispatcher.js';
 import { requestInProcess } from './in-process-request.js';
@@ -22,11 +22,10 @@ export interface InProcessOptions {
   weight: number;
 }
 
-/** A job running in-process: what its handler sees, and the attempt its answer is for. */
+/** A job running in-process: what its handler sees (its `attempt` is the one its answer is for). */
 class InProcessJob extends JobView {
   constructor(
     readonly job: Job,
-    readonly deliveredAttempt: number,
     id: number,
     body: Buffer,
   ) {
@@ -158,8 +157,7 @@ export class InProcessWorker implements Consumer {
         this.dispatcher.release(job);
         continue;
       }
-      const body = job.body;
-      const run = new InProcessJob(job, job.attempt, this.nextId++, Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+      const run = new InProcessJob(job, this.nextId++, asBuffer(job.body));
       job.consumerRef = run;
       this.running++;
       runHandler(handler, run, this.finishBound);
@@ -179,6 +177,6 @@ export class InProcessWorker implements Consumer {
       else this.dispatcher.resolve(job, a.status, a.contentType, a.headers, a.body, this.servedBy);
     }
     // Credit comes back only now that the handler is really done, as a worker's CancelAck does.
-    this.dispatcher.release(job, run.deliveredAttempt);
+    this.dispatcher.release(job, run.attempt);
   }
 }

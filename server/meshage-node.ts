@@ -15,7 +15,7 @@ import { BusError } from '../client/errors.js';
 import { type MeshageHandler, meshageHandler } from '../client/meshage.js';
 import { isJsonContentType } from '../client/protocol.js';
 import type { BusResponse, RequestOptions } from '../client/requester.js';
-import { Hub } from './hub.js';
+import { Hub, waitUntil } from './hub.js';
 import { type Cluster, DEFAULT_CLUSTER_HOST, hostPort, nodeOptions } from './meshage-options.js';
 import { now } from './timer-wheel.js';
 
@@ -69,6 +69,8 @@ export class MeshageNode {
   private embedded: Hub | null = null;
   private starting: Promise<this> | null = null;
   private stopping = false;
+  /** What stopOnSignals put on `process`, taken off again when the node stops. */
+  private readonly signalListeners: [NodeJS.Signals, () => void][] = [];
 
   constructor(
     readonly cluster: Cluster,
@@ -134,6 +136,8 @@ export class MeshageNode {
     // A node still starting has no hub yet: it is stopped once it has one (or failed to).
     await this.starting?.catch(() => {});
     await this.hub?.shutdown();
+    // A stopped node's listener would end the process at the next signal, and keep a later node from putting its own.
+    for (const [sig, listener] of this.signalListeners.splice(0)) process.removeListener(sig, listener);
   }
 
   private async run(): Promise<this> {
@@ -148,8 +152,7 @@ export class MeshageNode {
       hub.log.warn({ host: o.host }, 'AUTH IS OFF: anyone who can reach this node can call and serve any stream (set ASTROMESH_AUTH_FILE)');
     this.stopOnSignals(hub);
     // Like a hub's /readyz: the seeds have synced (or the sync timeout passed).
-    const until = now() + o.peerSyncTimeoutMs + 100;
-    while (!this.stopping && !hub.mesh.ready() && now() < until) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => this.stopping || hub.mesh.ready(), now() + o.peerSyncTimeoutMs + 100);
     return this;
   }
 
@@ -165,7 +168,7 @@ export class MeshageNode {
   private stopOnSignals(hub: Hub): void {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       if (process.listenerCount(sig) > 0) continue;
-      process.once(sig, () => {
+      const listener = () => {
         // The application began to listen after start(): ending the process is its call, not ours.
         if (process.listenerCount(sig) > 0) return;
         hub.log.info({ sig }, 'shutting down');
@@ -173,7 +176,9 @@ export class MeshageNode {
           () => process.exit(0),
           () => process.exit(1),
         );
-      });
+      };
+      process.once(sig, listener);
+      this.signalListeners.push([sig, listener]);
     }
   }
 

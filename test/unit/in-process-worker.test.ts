@@ -147,6 +147,36 @@ describe('InProcessWorker', () => {
     assert.equal(d.services.get('svc')!.regs.values().next().value!.inflight, 0);
   });
 
+  it('a reply whose reading throws (a getter, a Proxy) is a 500 error answer, and the next jobs still run', async () => {
+    const { d, w } = setup();
+    const replies: Record<string, unknown> = {
+      getter: {
+        get body(): string {
+          throw new Error('no body for you');
+        },
+      },
+      proxy: new Proxy(
+        {},
+        {
+          get() {
+            throw new Error('trapped');
+          },
+        },
+      ),
+      plain: 'fine',
+    };
+    w.handle('svc', (j: IncomingJob) => replies[j.text()] as never, { concurrency: 8, weight: 1 });
+    const waiter = new Waiter();
+    const jobs = Object.keys(replies).map((name) => job(waiter, name));
+    for (const j of jobs) d.submit(j);
+    await tick();
+    for (const j of jobs) assert.equal(waiter.settles.get(j), 1);
+    assert.deepEqual([jobs[0]!.status, jobs[0]!.errorCode, jobs[0]!.errorMessage], [500, 'E_HANDLER', 'no body for you']);
+    assert.deepEqual([jobs[1]!.status, jobs[1]!.errorCode, jobs[1]!.errorMessage], [500, 'E_HANDLER', 'trapped']);
+    assert.deepEqual([jobs[2]!.status, Buffer.from(jobs[2]!.replyBody!).toString()], [200, 'fine']);
+    assert.equal(d.services.get('svc')!.regs.values().next().value!.inflight, 0);
+  });
+
   it('a request from inside the process resolves with the answer, or rejects with the error', async () => {
     const { w } = setup();
     w.handle('svc', (j: IncomingJob) => ({ contentType: 'application/json', body: JSON.stringify({ key: j.key }) }), { concurrency: 1, weight: 1 });
@@ -154,6 +184,8 @@ describe('InProcessWorker', () => {
     assert.deepEqual(r.json(), { key: 'k9' });
     await assert.rejects(w.request('nobody', '{}'), (e: BusError) => e.code === 'E_NO_WORKERS' && e.status === 503);
     await assert.rejects(w.request('svc', 'x', { key: '' }), (e: BusError) => e.code === 'E_BAD_KEY');
+    // A key that is there but null asks for a keyed request without a key, as a Request frame with a nil key does.
+    await assert.rejects(w.request('svc', 'x', { key: null as unknown as string }), (e: BusError) => e.code === 'E_BAD_KEY');
     // Headers a Job frame could not carry are refused, not handed to a worker.
     const bad = { headers: { 'x-n': 1 as unknown as string } };
     await assert.rejects(w.request('svc', 'x', bad), (e: BusError) => e.code === 'E_BAD_REQUEST' && e.status === 400);

@@ -90,3 +90,17 @@ describe('--cluster-port', () => {
     assert.throws(() => resolveHubOptions({ clusterPort: 70000 }), /at most 65535/);
   });
 });
+
+describe('MeshageNode', () => {
+  it('takes its SIGTERM and SIGINT listeners off when it stops, so a later node puts its own', async () => {
+    const before = [process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')];
+    for (let i = 0; i < 2; i++) {
+      const port = 20_000 + Math.floor(Math.random() * 12_000);
+      const node = init(new GrapevineCluster(port), `127.0.0.1:${port + 1}`);
+      await node.start();
+      if (before[0] === 0) assert.equal(process.listenerCount('SIGTERM'), 1);
+      await node.stop();
+      assert.deepEqual([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')], before);
+    }
+  });
+});
