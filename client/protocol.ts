@@ -534,7 +534,8 @@ function arity(f: unknown[], n: number, what: string): void {
   if (f.length < n) throw new ProtocolError(`${what} frame needs ${n} elements, got ${f.length}`);
 }
 function uint(v: unknown, what: string): void {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError(`${what} must be a non-negative integer`);
+  // -0 is a float on the wire, never an id or a count: written back it would be 0, another value.
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || Object.is(v, -0)) throw new ProtocolError(`${what} must be a non-negative integer`);
 }
 /** The statuses a Reply or Error may carry. */
 export function isValidStatus(v: unknown): v is number {

@@ -40,7 +40,7 @@ type Answer = Awaited<ReturnType<typeof post>>;
 
 /** Starts a node of the hostile fixture, seeded with `seeds`, and waits until it has started. */
 async function node(name: string, seeds: string[] = []): Promise<NodeProc> {
-  const [cluster, http] = distinctPorts(2);
+  const [cluster, http] = await distinctPorts(2);
   const n = await startNode(SCRIPT, { ...ENV, NODE_NAME: name, CLUSTER_PORT: String(cluster), HTTP_PORT: String(http), SEEDS: seeds.join(',') });
   await n.waitFor((l) => l.msg === 'started', 8000, `${name} started`);
   return n;

@@ -1,5 +1,6 @@
 /** meshage nodes (embedded hubs) as processes, started from a script with meshage's environment variables. */
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type HubProc, listening, Proc } from './processes.js';
@@ -32,8 +33,21 @@ export async function startNode(script: string, env: Record<string, string>): Pr
 }
 
 /** `n` distinct ports below the ephemeral range. */
-export function distinctPorts(n: number): number[] {
+export async function distinctPorts(n: number): Promise<number[]> {
   const ports = new Set<number>();
-  while (ports.size < n) ports.add(20_000 + Math.floor(Math.random() * 12_000));
+  while (ports.size < n) {
+    const p = 20_000 + Math.floor(Math.random() * 12_000);
+    // Another test file running beside this one may hold a port of this range.
+    if (await portFree(p)) ports.add(p);
+  }
   return [...ports];
+}
+
+/** Whether `port` can be bound on `host` now. */
+export function portFree(port: number, host = '0.0.0.0'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
 }

@@ -19,7 +19,7 @@ describe('in-process consumer', () => {
   let ports: number[];
 
   before(async () => {
-    ports = distinctPorts(4);
+    ports = await distinctPorts(4);
     const [c1, c2, h1, h2] = ports;
     a = await startNode(SCRIPT, { NODE_NAME: 'a', CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
     b = await startNode(SCRIPT, { NODE_NAME: 'b', CLUSTER_PORT: String(c2), SEEDS: `127.0.0.1:${c1}`, HTTP_PORT: String(h2) });

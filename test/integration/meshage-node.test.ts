@@ -5,12 +5,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { converged } from '../helpers/mesh.js';
-import { distinctPorts, FIXTURES, type NodeProc, startNode } from '../helpers/meshage-nodes.js';
+import { distinctPorts, FIXTURES, type NodeProc, portFree, startNode } from '../helpers/meshage-nodes.js';
 import { Proc, post, stats, stopAll, waitUntil } from '../helpers/processes.js';
 
 after(stopAll);
@@ -37,7 +36,7 @@ async function owners(node: NodeProc, keys: string[]): Promise<Map<string, strin
 
 describe('the meshage README node, on astromesh', () => {
   test('two nodes started as the README shows: its examples give its answers from either node; keys land on one handler', async () => {
-    const [c1, c2, h1, h2] = distinctPorts(4);
+    const [c1, c2, h1, h2] = await distinctPorts(4);
     // The README's first node sets SERVICE_PORT, which meshage never read: with no HTTP_PORT the
     // node takes ASTROMESH_PORT (8080 without it, which this machine may have in use).
     const n1 = await startNode(SEED, { CLUSTER_PORT: String(c1), SERVICE_PORT: '8080', ASTROMESH_PORT: String(h1) });
@@ -68,7 +67,7 @@ describe('the meshage README node, on astromesh', () => {
   });
 
   test('what meshage got wrong stays fixed on nodes: escaped keys, keys named broadcast, the body overriding the URL, serviceId; every method; broadcast to no handler', async () => {
-    const [c1, c2, h1, h2] = distinctPorts(4);
+    const [c1, c2, h1, h2] = await distinctPorts(4);
     const n1 = await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
     const n2 = await startNode(SEED, { CLUSTER_PORT: String(c2), SEEDS: `127.0.0.1:${c1}`, HTTP_PORT: String(h2) });
     await converged([n1, n2], 'echo', 2);
@@ -99,7 +98,7 @@ describe('the meshage README node, on astromesh', () => {
   });
 
   test('killing one of three nodes (kill -9) moves only its keys', async () => {
-    const [c1, c2, c3, h1, h2, h3] = distinctPorts(6);
+    const [c1, c2, c3, h1, h2, h3] = await distinctPorts(6);
     const n1 = await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
     const n2 = await startNode(SEED, { CLUSTER_PORT: String(c2), SEEDS: `127.0.0.1:${c1}`, HTTP_PORT: String(h2) });
     const n3 = await startNode(SEED, { CLUSTER_PORT: String(c3), SEEDS: `127.0.0.1:${c1}`, HTTP_PORT: String(h3) });
@@ -125,7 +124,7 @@ describe('the meshage README node, on astromesh', () => {
   });
 
   test('SIGTERM: a node leaves at once, its keys go to the others, callers of the other nodes see no failure', async () => {
-    const [c1, c2, h1, h2] = distinctPorts(4);
+    const [c1, c2, h1, h2] = await distinctPorts(4);
     const n1 = await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
     const n2 = await startNode(SEED, { CLUSTER_PORT: String(c2), SEEDS: `127.0.0.1:${c1}`, HTTP_PORT: String(h2) });
     await converged([n1, n2], 'echo', 2);
@@ -156,7 +155,7 @@ describe('the meshage README node, on astromesh', () => {
   });
 
   test('SIGTERM on the only node of a stream: the jobs queued for its handler are answered, not left to the grace period', async () => {
-    const [c1, h1] = distinctPorts(2);
+    const [c1, h1] = await distinctPorts(2);
     const n = await startNode('meshage-rules.mjs', { NODE_NAME: 'solo', CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
     await n.waitFor((l) => l.msg === 'started', 5000, 'node started');
     // `late` runs one at a time: three of the four wait in its queue when the signal comes.
@@ -176,7 +175,7 @@ describe('the meshage README node, on astromesh', () => {
   });
 
   test("the node's HTTP port and host and its advertised address come from ASTROMESH_CONFIG and ASTROMESH_ADVERTISE when the code names none", async () => {
-    const [c1, h1] = distinctPorts(2);
+    const [c1, h1] = await distinctPorts(2);
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'meshage-node-')), 'hub.json');
     writeFileSync(file, JSON.stringify({ port: h1, host: '127.0.0.1' }));
     const n = await startNode(SEED, { CLUSTER_PORT: String(c1), ASTROMESH_CONFIG: file, ASTROMESH_ADVERTISE: `localhost:${c1}` });
@@ -188,7 +187,7 @@ describe('the meshage README node, on astromesh', () => {
 
   test('nodes with IPv6 cluster addresses form a mesh', async (t) => {
     if (!(await portFree(0, '::1'))) return t.skip('no IPv6 loopback on this machine');
-    const [c1, c2, h1, h2] = distinctPorts(4);
+    const [c1, c2, h1, h2] = await distinctPorts(4);
     const n1 = await startNode(SEED, { CLUSTER_PORT: `[::1]:${c1}`, HTTP_PORT: String(h1) });
     const n2 = await startNode(SEED, { CLUSTER_PORT: `[::1]:${c2}`, SEEDS: `[::1]:${c1}`, HTTP_PORT: String(h2) });
     await converged([n1, n2], 'echo', 2);
@@ -197,7 +196,7 @@ describe('the meshage README node, on astromesh', () => {
   });
 
   test('an application that listens for SIGTERM itself, from after start(), decides what it means', async () => {
-    const [c1, h1] = distinctPorts(2);
+    const [c1, h1] = await distinctPorts(2);
     const n = await startNode('meshage-own-signals.mjs', { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
     await n.waitFor((l) => l.msg === 'started', 5000, 'node started');
     n.kill('SIGTERM');
@@ -209,7 +208,7 @@ describe('the meshage README node, on astromesh', () => {
   });
 
   test('stop() while the node is still starting stops it: the process ends by itself', async () => {
-    const [c1, c2, h1] = distinctPorts(3);
+    const [c1, c2, h1] = await distinctPorts(3);
     // The seed never answers: start() waits for it up to the sync timeout (2 s here).
     const n = await startNode('meshage-stop-early.mjs', { CLUSTER_PORT: String(c1), SEEDS: `127.0.0.1:${c2}`, HTTP_PORT: String(h1) });
     const stopped = await n.waitFor((l) => l.msg === 'stopped', 5000, 'stop() to resolve');
@@ -219,7 +218,7 @@ describe('the meshage README node, on astromesh', () => {
   });
 
   test('start() reports a port it cannot take to its callback', async () => {
-    const [c1, c2, h1] = distinctPorts(3);
+    const [c1, c2, h1] = await distinctPorts(3);
     await startNode(SEED, { CLUSTER_PORT: String(c1), HTTP_PORT: String(h1) });
     const child = new Proc(
       spawn(process.execPath, [path.join(FIXTURES, 'meshage-rules.mjs')], {
@@ -235,7 +234,7 @@ describe('the meshage README node, on astromesh', () => {
 
   test('with neither HTTP_PORT nor ASTROMESH_PORT the node serves HTTP on 8080', async (t) => {
     if (!(await portFree(8080))) return t.skip('port 8080 is in use on this machine');
-    const [c1] = distinctPorts(1);
+    const [c1] = await distinctPorts(1);
     const n = await startNode(SEED, { CLUSTER_PORT: String(c1), SERVICE_PORT: '8080' });
     assert.equal(n.port, 8080);
     const r = await curlEcho(n, '/api/echo/7');
@@ -244,11 +243,3 @@ describe('the meshage README node, on astromesh', () => {
     assert.equal((await n.exited).code, 0);
   });
 });
-
-function portFree(port: number, host = '0.0.0.0'): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, host, () => s.close(() => resolve(true)));
-  });
-}
